@@ -1,0 +1,1 @@
+"""MLflow logging of convbench runs (the contract is in contract.py)."""

@@ -1,0 +1,72 @@
+"""The MLflow contract between the harness (writer) and analysis/ (reader).
+
+Every name the report reads is defined here once. See DESIGN.md, "MLflow contract".
+"""
+from __future__ import annotations
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+
+# --- metrics of a child run (one job of a sweep) ---------------------------------
+LATENCY_MS = "latency_ms"                     # median whole-model forward
+LATENCY_P10_MS = "latency_p10_ms"
+LATENCY_P90_MS = "latency_p90_ms"
+LATENCY_IQR_REL = "latency_iqr_rel"           # IQR / median; > 0.10 is flagged noisy
+BASELINE_LATENCY_MS = "baseline_latency_ms"   # PyTorch, same job, same input
+SPEEDUP_VS_BASELINE = "speedup_vs_baseline"   # baseline_latency_ms / latency_ms
+CONV_LATENCY_MS = "conv_latency_ms"           # sum of per-layer medians
+MAX_REL_ERR = "max_rel_err"                   # model output vs float64 reference
+GFLOPS = "gflops"                             # conv FLOPs / latency
+WORKSPACE_BYTES = "workspace_bytes"           # largest workspace of any layer
+COMPILE_S = "compile_s"                       # first call, timed alone
+ENERGY_KWH = "energy_kwh"
+EMISSIONS_KG = "emissions_kg"
+ENERGY_PER_INFERENCE_J = "energy_per_inference_j"
+
+METRICS = (
+    LATENCY_MS, LATENCY_P10_MS, LATENCY_P90_MS, LATENCY_IQR_REL, BASELINE_LATENCY_MS,
+    SPEEDUP_VS_BASELINE, CONV_LATENCY_MS, MAX_REL_ERR, GFLOPS, WORKSPACE_BYTES,
+    COMPILE_S, ENERGY_KWH, EMISSIONS_KG, ENERGY_PER_INFERENCE_J,
+)
+
+# --- params: the resolved Hydra config, flattened with dots -------------------------
+P_MODEL = "model.name"
+P_BATCH = "model.batch_size"
+P_INPUT_SIZE = "model.input_size"
+P_ALGO = "algo.name"            # pytorch | im2col | kn2row | scalar
+P_GEMM = "gemm.name"            # blocked | vendor
+P_TILE = "gemm.tile"            # blocked GEMM tile (threads per block side)
+P_BACKEND = "backend.name"      # as requested: auto | gpu | emulator | numpy
+P_QUANT = "quant.name"          # fp32 | fp16 | int8
+P_PRUNE = "prune.name"          # none | unstructured | output_channel | ...
+P_PRUNE_AMOUNT = "prune.amount"
+P_BENCH = "bench.name"          # smoke | default | paper
+P_CACHE_MODE = "bench.cache_mode"  # hot | cold
+
+# --- tags ---------------------------------------------------------------------------
+T_STATUS = "status"             # ok | failed
+T_ERROR = "error"               # exception text of a failed job
+T_DEVICE = "device"             # e.g. "NVIDIA H100 80GB HBM3", or the CPU model
+T_BACKEND = "backend"           # resolved: gpu | emulator | numpy
+T_RUNTIME = "runtime"           # cuda | hip | cpu | emulated
+T_TIMING = "timing"             # measured | emulated (emulated timings are never performance)
+T_GIT_SHA = "git_sha"
+T_GIT_DIRTY = "git_dirty"
+T_KERNEL_HASH = "kernel_hash"
+T_SWEEP_ID = "sweep_id"
+T_ENERGY_MODE = "energy_mode"   # rapl | nvml | estimated | off
+T_VERSION_PREFIX = "version."   # version.torch, version.cupy, version.mlflow, ...
+T_RUN_KIND = "run_kind"         # parent | job
+
+# --- artifacts ----------------------------------------------------------------------
+A_CONFIG = "config.yaml"
+A_LAYERS = "layers.csv"
+A_SAMPLES_DIR = "samples"       # raw per-call timings, one CSV per measured target
+
+# Columns of layers.csv (one row per conv layer of the model).
+LAYER_COLUMNS = (
+    "layer", "batch", "in_channels", "out_channels", "kernel_h", "kernel_w",
+    "stride", "padding", "dilation", "groups", "in_h", "in_w", "out_h", "out_w",
+    "flops", "gemm_m", "gemm_n", "gemm_k", "min_bytes", "workspace_bytes",
+    "arithmetic_intensity",
+    "latency_ms", "latency_p10_ms", "latency_p90_ms", "baseline_latency_ms", "max_rel_err",
+)
