@@ -1,0 +1,82 @@
+// gemm_blocked: C[b] = A[b] * B[b], float32, row-major, for any M, N, K (b = blockIdx.z).
+//
+//   A[b]: M x K   at A + b*strideA   (strideA = 0: one A shared by the batch, e.g. a filter)
+//   B[b]: K x N   at B + b*strideB
+//   C[b]: M x N   at C + b*strideC
+//
+// The parallelism parameter TILE (8, 16 or 32) is the side of the thread block: TILE x TILE
+// threads. Each thread keeps a WPT x WPT micro-tile of C in registers, so one block owns a
+// BM x BM tile of C (BM = TILE*WPT) and walks K in slices of BK = TILE:
+//
+//                 BM columns of B
+//               +----------------+
+//        BK     |   Bs[BK][BM]   |   staged in shared memory per K slice
+//               +----------------+
+//   +----+      +----------------+
+//   | As |  BM  |   C tile       |   thread (tx, ty) owns rows ty + i*TILE and
+//   |    |      |   BM x BM      |   columns tx + j*TILE, i, j < WPT
+//   +----+      +----------------+
+//    BK
+//
+// Rows and columns of a thread are strided by TILE (not contiguous) so that neighbouring
+// threads read neighbouring shared-memory words (no bank conflicts) and write neighbouring
+// words of C (coalesced). Out-of-range elements are loaded as 0 and never stored, which is
+// what makes any M, N, K correct.
+//
+// Launch: block (TILE, TILE), grid (ceil(N/BM), ceil(M/BM), batch).
+#include "common.h"
+
+#ifndef TILE
+#define TILE 16
+#endif
+#ifndef WPT
+#define WPT 4
+#endif
+#define BM (TILE * WPT)
+#define BK TILE
+
+KERNEL void __launch_bounds__(TILE * TILE)
+gemm_blocked(const float* __restrict__ A, const float* __restrict__ B, float* __restrict__ C,
+             int M, int N, int K, long long strideA, long long strideB, long long strideC)
+{
+    __shared__ float As[BK][BM + 1];  // A slice, transposed; +1 breaks the bank stride of the store
+    __shared__ float Bs[BK][BM];
+
+    const int tx = threadIdx.x, ty = threadIdx.y;
+    const int row0 = blockIdx.y * BM, col0 = blockIdx.x * BM;
+    A += blockIdx.z * strideA;
+    B += blockIdx.z * strideB;
+    C += blockIdx.z * strideC;
+
+    float acc[WPT][WPT];
+    for (int i = 0; i < WPT; ++i)
+        for (int j = 0; j < WPT; ++j) acc[i][j] = 0.0f;
+
+    for (int k0 = 0; k0 < K; k0 += BK) {
+        for (int i = 0; i < WPT; ++i) {
+            const int m = row0 + ty + i * TILE, k = k0 + tx;
+            As[tx][ty + i * TILE] = (m < M && k < K) ? A[(long long)m * K + k] : 0.0f;
+            const int kb = k0 + ty, n = col0 + tx + i * TILE;
+            Bs[ty][tx + i * TILE] = (kb < K && n < N) ? B[(long long)kb * N + n] : 0.0f;
+        }
+        __syncthreads();
+
+        for (int k = 0; k < BK; ++k) {
+            float a[WPT], b[WPT];
+            for (int i = 0; i < WPT; ++i) a[i] = As[k][ty + i * TILE];
+            for (int j = 0; j < WPT; ++j) b[j] = Bs[k][tx + j * TILE];
+            for (int i = 0; i < WPT; ++i)
+                for (int j = 0; j < WPT; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
+        }
+        __syncthreads();  // the next slice overwrites As/Bs
+    }
+
+    for (int i = 0; i < WPT; ++i) {
+        const int m = row0 + ty + i * TILE;
+        if (m >= M) continue;
+        for (int j = 0; j < WPT; ++j) {
+            const int n = col0 + tx + j * TILE;
+            if (n < N) C[(long long)m * N + n] = acc[i][j];
+        }
+    }
+}
