@@ -1,11 +1,48 @@
 """Kernel runtimes: where the kernels of hip/ are compiled and launched.
 
-A runtime has an array module ``xp`` (cupy or numpy) and ``load(source, defines)``,
-which returns a compiled module whose functions are called like CuPy's RawKernel:
+A runtime has an array module ``xp`` (cupy or numpy) and, when ``has_kernels``,
+``load(source, defines)``, which returns a compiled module whose functions are called
+like CuPy's RawKernel:
 
     fn = runtime.load("gemm_blocked.hip", {"TILE": 16}).get_function("gemm_blocked")
-    fn(grid, block, (a, b, c, np.int32(m), np.int32(n), np.int32(k)))
+    fn(grid, block, (a, b, c, np.int32(m), np.int32(n), np.int32(k), ...))
 
-The launch code in experiments/conv is written once against this interface; the gpu
-and emulator runtimes differ only in the module loader.
+The launch code in experiments/conv/kernel_launch.py is written once against this
+interface; the gpu and emulator runtimes differ only in the module loader.
+
+    backend    runtime          arrays  kernels
+    gpu        GpuRuntime       cupy    hip/ via NVRTC or hiprtc
+    emulator   EmulatorRuntime  numpy   hip/ via g++ and a CPU port of the HIP runtime
+    numpy      NumpyRuntime     numpy   none: the reference algorithms, BLAS for GEMMs
+    auto       gpu when CuPy sees a device, else numpy
 """
+from __future__ import annotations
+
+from functools import lru_cache
+
+from .gpu import GpuRuntime, GpuUnavailableError, gpu_available
+from .host import NumpyRuntime
+
+BACKENDS = ("auto", "gpu", "emulator", "numpy")
+
+
+def resolve(backend: str = "auto"):
+    """The runtime for a backend name; one instance per name per process."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
+    if backend == "auto":
+        backend = "gpu" if gpu_available() else "numpy"
+    return _runtime(backend)
+
+
+@lru_cache(maxsize=None)
+def _runtime(backend: str):
+    if backend == "gpu":
+        return GpuRuntime()
+    if backend == "emulator":
+        from .emulator import EmulatorRuntime
+        return EmulatorRuntime()
+    return NumpyRuntime()
+
+
+__all__ = ["BACKENDS", "GpuUnavailableError", "gpu_available", "resolve"]

@@ -1,0 +1,58 @@
+"""Per-layer, per-algorithm accounting: the numbers a report needs to explain a timing.
+
+FLOPs count a multiply-add as 2. ``min_bytes`` is the compulsory float32 traffic (read the
+input and the filter once, write the output once) that any algorithm pays. Each algorithm
+adds its workspace, written once and read once, so the arithmetic intensity below is the
+algorithm's own at the DRAM level: im2col inflates the input k*k times, kn2row the output
+k*k times, and scalar allocates nothing.
+
+    algorithm  GEMM (M x N x K, per the whole batch)         workspace (floats)
+    im2col     C_out      x  N*H_o*W_o  x  C_in*k*k           N * C_in*k*k * H_o*W_o
+    kn2row     C_out*k*k  x  N*H*W      x  C_in               N * C_out*k*k * H*W
+    scalar     (no GEMM)                                      0
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from .geometry import ConvGeometry
+
+FLOAT32_BYTES = 4
+
+
+@dataclass(frozen=True)
+class LayerCost:
+    flops: int
+    gemm_m: int
+    gemm_n: int
+    gemm_k: int
+    min_bytes: int
+    workspace_bytes: int
+
+    @property
+    def arithmetic_intensity(self) -> float:
+        """FLOP per byte moved, counting the workspace written once and read once."""
+        return self.flops / (self.min_bytes + 2 * self.workspace_bytes)
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "arithmetic_intensity": self.arithmetic_intensity}
+
+
+def layer_cost(g: ConvGeometry, algo: str) -> LayerCost:
+    per_group_in = g.in_channels // g.groups
+    flops = 2 * g.batch * g.out_channels * g.out_h * g.out_w * per_group_in * g.taps
+    min_bytes = FLOAT32_BYTES * (
+        g.batch * g.in_channels * g.in_h * g.in_w
+        + g.out_channels * per_group_in * g.taps
+        + g.batch * g.out_channels * g.out_h * g.out_w)
+    if algo == "im2col":
+        m, n, k = g.out_channels, g.batch * g.out_h * g.out_w, g.in_channels * g.taps
+        workspace = 0 if g.is_pointwise else g.batch * g.in_channels * g.taps * g.out_h * g.out_w
+    elif algo == "kn2row":
+        m, n, k = g.out_channels * g.taps, g.batch * g.in_h * g.in_w, g.in_channels
+        workspace = 0 if g.is_pointwise else g.batch * g.out_channels * g.taps * g.in_h * g.in_w
+    elif algo in ("scalar", "pytorch"):
+        m = n = k = workspace = 0
+    else:
+        raise ValueError(f"unknown algorithm {algo!r}; valid: im2col, kn2row, scalar, pytorch")
+    return LayerCost(flops, m, n, k, min_bytes, FLOAT32_BYTES * workspace)

@@ -1,0 +1,77 @@
+"""conv2d: torch.nn.functional.conv2d semantics, computed by a convbench algorithm."""
+from __future__ import annotations
+
+import difflib
+
+from .. import runtime as runtimes
+from .arrays import from_runtime, to_runtime
+from .geometry import as_pair
+from .plan import ConvPlan
+
+ALGORITHMS = ("im2col", "kn2row", "scalar")
+GEMMS = ("blocked", "vendor")
+TILES = (8, 16, 32)
+
+
+def _unknown(kind: str, value, valid) -> ValueError:
+    close = difflib.get_close_matches(str(value), [str(v) for v in valid], n=3)
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    return ValueError(f"unknown {kind} {value!r}{hint}; valid: {', '.join(map(str, valid))}")
+
+
+def validate(algo: str, gemm: str, tile: int, backend="auto"):
+    """Check a choice before any work; returns the runtime it resolves to.
+
+    ``backend`` is a name (auto, gpu, emulator, numpy) or a runtime object (e.g. an
+    ``EmulatorRuntime(warp_size=64)``).
+    """
+    if algo not in ALGORITHMS:
+        raise _unknown("algorithm", algo, ALGORITHMS)
+    if gemm not in GEMMS:
+        raise _unknown("GEMM back-end", gemm, GEMMS)
+    if gemm == "blocked" and tile not in TILES:
+        raise ValueError(
+            f"tile={tile!r} is not supported by the blocked GEMM; valid: {', '.join(map(str, TILES))} "
+            f"(threads per block side; each thread computes a 4x4 micro-tile)")
+    runtime = runtimes.resolve(backend) if isinstance(backend, str) else backend
+    if gemm == "blocked" and algo != "scalar" and not runtime.has_kernels:
+        raise ValueError(
+            f"gemm='blocked' is a hip/ kernel and backend {runtime.name!r} runs no kernels; "
+            f"use gemm='vendor' (BLAS) on the numpy backend, or backend='gpu' or 'emulator' for the blocked GEMM")
+    return runtime
+
+
+def resolve_padding(padding, weight_shape, stride, dilation):
+    """torch's padding argument (int, pair, 'valid' or 'same') as (symmetric pair, extra right/bottom).
+
+    'same' with an even effective kernel needs one more row/column after than before, as in
+    torch; that extra is applied to the input explicitly.
+    """
+    if not isinstance(padding, str):
+        return as_pair(padding, "padding"), (0, 0)
+    if padding == "valid":
+        return (0, 0), (0, 0)
+    if padding != "same":
+        raise ValueError(f"padding={padding!r}; valid: an int, a pair of ints, 'valid' or 'same'")
+    if as_pair(stride, "stride") != (1, 1):
+        raise ValueError(f"padding='same' needs stride 1 (as in torch), got stride={stride!r}")
+    totals = [d * (k - 1) for d, k in zip(as_pair(dilation, "dilation"), weight_shape[2:])]
+    return tuple(t // 2 for t in totals), tuple(t % 2 for t in totals)
+
+
+def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
+           algo: str = "im2col", gemm: str = "blocked", tile: int = 16, backend="auto"):
+    """``torch.nn.functional.conv2d`` by one of convbench's algorithms.
+
+    x, weight and bias may be torch tensors (any layout or device), numpy or cupy arrays; the
+    result has the kind (and torch device) of ``x``. Computation is float32.
+    """
+    runtime = validate(algo, gemm, tile, backend)
+    symmetric, extra = resolve_padding(padding, tuple(weight.shape), stride, dilation)
+    xd = to_runtime(x, runtime)
+    if any(extra):
+        xd = runtime.xp.pad(xd, ((0, 0), (0, 0), (0, extra[0]), (0, extra[1])))
+    bd = None if bias is None else to_runtime(bias, runtime)
+    plan = ConvPlan.build(to_runtime(weight, runtime), bd, stride, symmetric, dilation, groups,
+                          algo, gemm, tile, runtime)
+    return from_runtime(plan(xd), like=x)

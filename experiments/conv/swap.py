@@ -1,0 +1,89 @@
+"""Swap every nn.Conv2d of a torch model for one that runs a convbench algorithm."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .accounting import LayerCost
+from .api import resolve_padding, validate
+from .arrays import from_runtime, to_runtime
+from .geometry import ConvGeometry
+from .plan import ConvPlan
+
+
+class ConvbenchConv2d(nn.Module):
+    """Inference-only stand-in for an ``nn.Conv2d``; its weights are prepared once, at construction.
+
+    Keeps the original ``weight`` and ``bias`` parameters (so ``state_dict`` is unchanged); call
+    ``refresh()`` after changing them. ``geometry`` and ``cost`` describe the last forward.
+    """
+
+    def __init__(self, conv: nn.Conv2d, name: str, algo: str, gemm: str, tile: int, runtime):
+        super().__init__()
+        self.name, self.algo, self.gemm, self.tile, self.runtime = name, algo, gemm, tile, runtime
+        self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
+        self.kernel_size, self.stride, self.dilation, self.groups = (
+            conv.kernel_size, conv.stride, conv.dilation, conv.groups)
+        self.padding, self.padding_mode = conv.padding, conv.padding_mode
+        self.weight, self.bias = conv.weight, conv.bias
+        symmetric, extra = resolve_padding(conv.padding, tuple(conv.weight.shape), conv.stride, conv.dilation)
+        if conv.padding_mode == "zeros":
+            # torch's F.pad order is (left, right, top, bottom)
+            self._explicit_pad, self._plan_padding = (0, extra[1], 0, extra[0]), symmetric
+        else:  # reflect / replicate / circular: pad the input, convolve unpadded
+            ph, pw = symmetric
+            self._explicit_pad, self._plan_padding = (pw, pw + extra[1], ph, ph + extra[0]), (0, 0)
+        self.geometry: ConvGeometry | None = None
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Re-prepare the weights (after they were changed in place)."""
+        rt = self.runtime
+        bias = None if self.bias is None else to_runtime(self.bias, rt)
+        self.plan = ConvPlan.build(to_runtime(self.weight, rt), bias, self.stride, self._plan_padding,
+                                   self.dilation, self.groups, self.algo, self.gemm, self.tile, rt)
+
+    @property
+    def cost(self) -> LayerCost | None:
+        return self.plan.last_cost
+
+    def geometry_for(self, input_shape) -> ConvGeometry:
+        n, c, h, w = input_shape
+        left, right, top, bottom = self._explicit_pad
+        return self.plan.geometry((n, c, h + top + bottom, w + left + right))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if any(self._explicit_pad):
+            mode = "constant" if self.padding_mode == "zeros" else self.padding_mode
+            x = F.pad(x, self._explicit_pad, mode=mode)
+        xd = to_runtime(x, self.runtime)
+        y = self.plan(xd)
+        self.geometry = self.plan.geometry(xd.shape)
+        return from_runtime(y, like=x)
+
+    def extra_repr(self) -> str:
+        gemm = "" if self.algo == "scalar" else f", gemm={self.gemm}" + (f"-t{self.tile}" if self.gemm == "blocked" else "")
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"padding={self.padding}, algo={self.algo}{gemm}, backend={self.runtime.name}")
+
+
+def swap_conv2d(model: nn.Module, algo: str = "im2col", gemm: str = "blocked", tile: int = 16,
+                backend="auto") -> nn.Module:
+    """Replace every ``nn.Conv2d`` of ``model`` in place; returns the model.
+
+    Raises before changing anything if the choice is invalid or a layer is not supported
+    (e.g. groups > 1), naming the layer.
+    """
+    runtime = validate(algo, gemm, tile, backend)
+    convs = [(name, m) for name, m in model.named_modules() if type(m) is nn.Conv2d]
+    for name, conv in convs:
+        if conv.groups != 1:
+            raise NotImplementedError(
+                f"layer {name!r} has groups={conv.groups}: grouped and depthwise convolutions are not "
+                f"implemented by convbench's algorithms yet (only groups=1); use algo='pytorch' for this model")
+    for name, conv in convs:
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, child, ConvbenchConv2d(conv, name, algo, gemm, tile, runtime))
+    return model

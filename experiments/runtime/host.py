@@ -1,0 +1,35 @@
+"""The numpy runtime (no kernels: the reference algorithms with BLAS) and host facts."""
+from __future__ import annotations
+
+import platform
+from functools import lru_cache
+
+import numpy
+
+
+@lru_cache(maxsize=1)
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+class NumpyRuntime:
+    """Runs the readable numpy implementations in experiments/conv/reference.py."""
+
+    name = "numpy"
+    kind = "cpu"
+    xp = numpy
+    is_gpu = False
+    has_kernels = False
+
+    def device_name(self) -> str:
+        return cpu_name()
+
+    def synchronize(self) -> None:
+        pass
