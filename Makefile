@@ -1,0 +1,42 @@
+# convbench: `make run` and `make test` set everything up on a fresh machine first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export MLFLOW_DISABLE_TELEMETRY := true
+
+.PHONY: setup run test test-all compile-check bench-layers report ui clean
+
+setup: $(STAMP)
+
+# torch first and pinned: the CPU build on disk. Anything that lets pip pick torch pulls GBs
+# of CUDA packages, hence the constraint for everything after. torchvision without its deps
+# for the same reason (experiments/torchvision_compat.py explains the import).
+$(STAMP): requirements.txt constraints.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q --no-deps torchvision==0.28.0
+	$(PY) -m pip install -q -c constraints.txt -r requirements.txt
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	touch $@
+
+run: setup
+	$(PY) run.py $(ARGS)
+
+test: setup compile-check
+	$(PY) -m pytest
+
+test-all: setup compile-check
+	$(PY) -m pytest -m ""
+
+compile-check:
+	bash hip/compile_check.sh
+
+bench-layers: setup
+	$(PY) -m experiments.bench.layers $(ARGS)
+
+ui: setup
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db
+
+clean:
+	rm -rf build reports .pytest_cache .hypothesis
