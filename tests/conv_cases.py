@@ -24,3 +24,18 @@ def reference_conv(x, weight, bias=None, **kwargs) -> np.ndarray:
 def error_vs_reference(y, x, weight, bias=None, **kwargs) -> float:
     y = y.numpy() if isinstance(y, torch.Tensor) else y
     return relative_error(y, reference_conv(x, weight, bias, **kwargs))
+
+
+# (n, c, f, h, w, kh, kw, stride, padding, dilation): sizes are deliberately not multiples of
+# any tile, kernels from 1x1 to 7x7 and rectangular, strides 1 to 3.
+CASES = [
+    (1, 1, 1, 5, 5, 1, 1, 1, 0, 1),
+    (2, 3, 7, 13, 11, 3, 3, 1, 1, 1),
+    (1, 3, 5, 17, 9, 3, 2, (2, 1), (1, 0), 1),
+    (3, 4, 6, 12, 15, 5, 5, 3, 2, 1),
+    (1, 3, 9, 19, 21, 7, 7, 2, 3, 1),
+    (2, 5, 4, 14, 10, 3, 3, 1, (2, 1), (2, 3)),
+    (1, 6, 3, 9, 9, 1, 5, (1, 2), (0, 2), 1),
+    (2, 3, 33, 10, 10, 1, 1, 2, 0, 1),
+    (1, 19, 37, 15, 13, 3, 3, 1, 1, 1),  # several GEMM tiles, scalar stages and channel blocks
+]

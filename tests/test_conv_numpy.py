@@ -5,22 +5,9 @@ import torch
 
 from experiments import conv2d
 from experiments.conv.tolerance import RELATIVE_TOLERANCE
-from tests.conv_cases import error_vs_reference, random_conv
+from tests.conv_cases import CASES, error_vs_reference, random_conv
 
 TOL = RELATIVE_TOLERANCE["fp32"]
-
-# (n, c, f, h, w, kh, kw, stride, padding, dilation): sizes are deliberately not multiples of
-# any tile, kernels from 1x1 to 7x7 and rectangular, strides 1 to 3.
-CASES = [
-    (1, 1, 1, 5, 5, 1, 1, 1, 0, 1),
-    (2, 3, 7, 13, 11, 3, 3, 1, 1, 1),
-    (1, 3, 5, 17, 9, 3, 2, (2, 1), (1, 0), 1),
-    (3, 4, 6, 12, 15, 5, 5, 3, 2, 1),
-    (1, 3, 9, 19, 21, 7, 7, 2, 3, 1),
-    (2, 5, 4, 14, 10, 3, 3, 1, (2, 1), (2, 3)),
-    (1, 6, 3, 9, 9, 1, 5, (1, 2), (0, 2), 1),
-    (2, 3, 33, 10, 10, 1, 1, 2, 0, 1),
-]
 
 
 @pytest.mark.parametrize("algo", ["im2col", "kn2row", "scalar"])
