@@ -1,0 +1,216 @@
+"""make bench-layers: every algorithm and GEMM back-end on the conv layers of real models.
+
+For each distinct conv layer of the models (resnet18 and vgg16 by default) this times
+PyTorch's conv2d (the baseline, in the same run) and every convbench variant the backend
+offers, by the protocol of DESIGN.md: correctness against float64 PyTorch first (a variant
+over tolerance is reported as failed, never timed), then warm-up, then timed calls until the
+protocol's minimum time and sample count are met. On a GPU it also times the blocked GEMM
+against the vendor GEMM (cuBLAS FP32, TF32 off) at 4096^3 and on the layers' im2col GEMMs.
+
+    python -m experiments.bench.layers [--models resnet18 vgg16] [--input-size 224]
+                                       [--batch 1] [--backend auto] [--out results/x.md]
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from experiments.conv import TILES, ConvGeometry, layer_cost
+from experiments.conv.api import validate
+from experiments.conv.kernel_launch import KernelLauncher
+from experiments.conv.plan import ConvPlan
+from experiments.conv.tolerance import RELATIVE_TOLERANCE, relative_error
+from experiments.harness.models import build_model
+from experiments.harness.timing import CpuClock, EventClock, Measurement, Protocol, measure
+from experiments.runtime import resolve
+
+PROTOCOL = Protocol(warmup=10, min_samples=10, min_time_s=0.3, max_time_s=5.0)
+TOLERANCE = RELATIVE_TOLERANCE["fp32"]
+
+
+@dataclass(frozen=True)
+class Variant:
+    algo: str
+    gemm: str
+    tile: int
+
+    @property
+    def label(self) -> str:
+        if self.algo == "scalar":
+            return "scalar"
+        return f"{self.algo}/{self.gemm}" + (f"-t{self.tile}" if self.gemm == "blocked" else "")
+
+
+def variants_for(runtime) -> list[Variant]:
+    """Every (algorithm, GEMM, tile) the runtime can run; scalar has no GEMM, so it appears once."""
+    gemms = [("blocked", t) for t in TILES] if runtime.has_kernels else []
+    gemms.append(("vendor", 0))
+    found = [Variant(a, g, t) for a in ("im2col", "kn2row") for g, t in gemms]
+    return found + [Variant("scalar", "vendor", 0)]
+
+
+def distinct_conv_layers(model_name: str, batch: int, input_size: int) -> list[tuple[str, ConvGeometry, int]]:
+    """(first layer name, geometry, how many layers share it) for each distinct conv of the model."""
+    model = build_model(model_name, None, seed=0)
+    shapes: dict[str, tuple] = {}
+
+    def record(name):
+        def hook(module, args):
+            shapes[name] = tuple(args[0].shape)
+        return hook
+
+    hooks = [m.register_forward_pre_hook(record(name))
+             for name, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)]
+    with torch.no_grad():
+        model(torch.zeros(batch, 3, input_size, input_size))
+    for h in hooks:
+        h.remove()
+    seen: dict[ConvGeometry, list[str]] = {}
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Conv2d):
+            g = ConvGeometry.from_shapes(shapes[name], module.weight.shape, module.stride, module.padding,
+                                         module.dilation, module.groups)
+            seen.setdefault(g, []).append(name)
+    return [(names[0], g, len(names)) for g, names in seen.items()]
+
+
+class Bench:
+    def __init__(self, backend: str):
+        self.runtime = resolve(backend)
+        if self.runtime.name == "emulator":
+            sys.exit("bench-layers: the emulator runs kernels for correctness, its timings are not performance; "
+                     "use --backend gpu or numpy")
+        self.xp = self.runtime.xp
+        self.torch_device = "cuda" if self.runtime.is_gpu else "cpu"
+        self.clock = EventClock("cupy") if self.runtime.is_gpu else CpuClock(self.runtime.synchronize)
+        self.rng = np.random.default_rng(0)
+        self.noisy: list[str] = []
+
+    def _time(self, fn, label: str) -> float:
+        """Median ms by the protocol; labels of noisy measurements (IQR/median > 10%) are collected."""
+        first = self.clock.time(fn)
+        m: Measurement = measure(fn, PROTOCOL, self.clock, label, first_call_s=first)
+        if m.noisy:
+            self.noisy.append(label)
+        return m.median * 1e3
+
+    def layer(self, g: ConvGeometry) -> dict[str, float | str]:
+        """Median ms of PyTorch and of each variant on one layer (str for a failed variant)."""
+        x = torch.from_numpy(self.rng.standard_normal((g.batch, g.in_channels, g.in_h, g.in_w), dtype=np.float32))
+        w = torch.from_numpy(self.rng.standard_normal(
+            (g.out_channels, g.in_channels, g.kernel_h, g.kernel_w), dtype=np.float32))
+        conv_args = dict(stride=g.stride, padding=g.padding, dilation=g.dilation)
+        reference = F.conv2d(x.double(), w.double(), **conv_args).numpy()
+        xt, wt = x.to(self.torch_device), w.to(self.torch_device)
+        row: dict[str, float | str] = {
+            "pytorch": self._time(lambda: F.conv2d(xt, wt, **conv_args), "pytorch")}
+        xd = self.xp.asarray(x.numpy())
+        for v in variants_for(self.runtime):
+            plan = ConvPlan.build(self.xp.asarray(w.numpy()), None, g.stride, g.padding, g.dilation, 1,
+                                  v.algo, v.gemm, v.tile or 16, self.runtime)
+            y = plan(xd)
+            err = relative_error(y if isinstance(y, np.ndarray) else y.get(), reference)
+            if err > TOLERANCE:
+                row[v.label] = f"FAILED err={err:.1e}"
+                continue
+            row[v.label] = self._time(lambda: plan(xd), v.label)
+        return row
+
+    def gemm(self, m: int, n: int, k: int) -> dict[str, float]:
+        """Blocked GEMM at each tile against cupy.matmul (cuBLAS SGEMM; CuPy uses TF32 only if CUPY_TF32=1)."""
+        a = self.xp.asarray(self.rng.standard_normal((m, k), dtype=np.float32))
+        b = self.xp.asarray(self.rng.standard_normal((1, k, n), dtype=np.float32))
+        reference = self.xp.matmul(a.astype(np.float64), b.astype(np.float64))
+        row = {"vendor": self._time(lambda: self.xp.matmul(a, b), "vendor")}
+        for tile in TILES:
+            launcher = KernelLauncher(self.runtime, "blocked", tile)
+            err = relative_error(launcher.gemm(a, b).get(), reference.get())
+            if err > 1e-5:
+                raise AssertionError(f"blocked GEMM tile {tile} at {m}x{n}x{k}: relative error {err:.1e}")
+            row[f"blocked-t{tile}"] = self._time(lambda: launcher.gemm(a, b), f"blocked-t{tile}")
+        return row
+
+
+def layer_table(bench: Bench, models: list[str], batch: int, input_size: int) -> pd.DataFrame:
+    rows = []
+    for model in models:
+        for name, g, count in distinct_conv_layers(model, batch, input_size):
+            if g.groups != 1:
+                continue
+            print(f"  {model} {name} ...", file=sys.stderr, flush=True)
+            bench.noisy = []
+            times = bench.layer(g)
+            numeric = {k: v for k, v in times.items() if isinstance(v, float) and k != "pytorch"}
+            best = min(numeric, key=numeric.get)
+            rows.append({
+                "model": model, "layer": name, "layers": count,
+                "shape": f"{g.in_channels}->{g.out_channels} {g.in_h}x{g.in_w} k{g.kernel_h} s{g.stride[0]}",
+                "GFLOP": layer_cost(g, "pytorch").flops / 1e9, **times,
+                "best": best, "best/pytorch": numeric[best] / times["pytorch"],
+                "im2col/pytorch": times.get("im2col/vendor", np.nan) / times["pytorch"]
+                if isinstance(times.get("im2col/vendor"), float) else np.nan,
+                "noisy (IQR>10%)": " ".join(bench.noisy),
+            })
+    return pd.DataFrame(rows)
+
+
+def gemm_table(bench: Bench, models: list[str], batch: int, input_size: int) -> pd.DataFrame:
+    shapes = [("square", 4096, 4096, 4096)]
+    for model in models:
+        for name, g, _ in distinct_conv_layers(model, batch, input_size):
+            cost = layer_cost(g, "im2col")
+            shapes.append((f"{model} {name} im2col", cost.gemm_m, cost.gemm_n, cost.gemm_k))
+    rows = []
+    for label, m, n, k in shapes:
+        print(f"  GEMM {label} ...", file=sys.stderr, flush=True)
+        bench.noisy = []
+        times = bench.gemm(m, n, k)
+        best_tile = min((t for t in times if t != "vendor"), key=times.get)
+        rows.append({"gemm": label, "M": m, "N": n, "K": k, **times, "best blocked": best_tile,
+                     "blocked/vendor throughput": times["vendor"] / times[best_tile],
+                     "vendor TFLOP/s": 2 * m * n * k / times["vendor"] / 1e9,
+                     "noisy (IQR>10%)": " ".join(bench.noisy)})
+    return pd.DataFrame(rows)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", default=["resnet18", "vgg16"])
+    parser.add_argument("--input-size", type=int, default=224)
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--backend", default="auto", choices=["auto", "gpu", "numpy"])
+    parser.add_argument("--out", help="also write the tables as markdown to this file")
+    args = parser.parse_args(argv)
+    validate("im2col", "vendor", 16, args.backend)
+    bench = Bench(args.backend)
+    device = bench.runtime.device_name()
+    header = (f"# bench-layers, {datetime.date.today()}\n\n"
+              f"device: {device}; backend: {bench.runtime.name}; torch {torch.__version__}; "
+              f"batch {args.batch}, input {args.input_size}x{args.input_size}; protocol {PROTOCOL}; "
+              f"times are medians in ms\n\ncommand: `python -m experiments.bench.layers "
+              f"{' '.join(argv if argv is not None else sys.argv[1:])}`\n")
+    print(header)
+    layers = layer_table(bench, args.models, args.batch, args.input_size)
+    sections = [header, "## Conv layers\n", layers.to_markdown(index=False, floatfmt=".3g")]
+    if bench.runtime.is_gpu:
+        gemms = gemm_table(bench, args.models, args.batch, args.input_size)
+        sections += ["\n## Blocked GEMM vs vendor GEMM (FP32, TF32 off)\n", gemms.to_markdown(index=False, floatfmt=".3g")]
+    else:
+        sections.append("\n(The blocked GEMM needs a kernel runtime: GEMM comparison skipped on the numpy backend.)")
+    report = "\n".join(sections) + "\n"
+    print(report)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
