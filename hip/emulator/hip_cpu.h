@@ -1,0 +1,608 @@
+// hip_cpu.h: the HIP/CUDA common subset of hip/common.h, compiled by g++ for the CPU.
+//
+// experiments/runtime/emulator.py compiles a kernel file with -DCONVBENCH_EMULATOR, which makes
+// common.h include this header, plus a generated wrapper that launches each kernel through
+// convbench::emu::launch(). Everything lives in this one header (no separate runtime library):
+// each kernel build is a single translation unit, one shared library per (source, defines).
+//
+// The execution model
+// -------------------
+// A launch hands the blocks of the grid to a small pool of worker threads (the calling thread
+// is worker 0). A worker runs one whole block at a time, so `__shared__` can simply be
+// `static thread_local`: every worker has its own copy, used by the blocks it runs in turn.
+// Each GPU thread of the block is a *fiber*: a C++ call stack of its own (64 KiB, mmap'd, with
+// a guard page), created once per worker with makecontext and from then on entered and left
+// with _setjmp/_longjmp (no signal-mask syscall, ~10x faster than swapcontext). The worker's
+// own stack runs the scheduler:
+//
+//       worker stack                fiber 0      fiber 1     ...   fiber n-1
+//   +------------------+
+//   | run_block:       |  resume --> kernel ...
+//   |  phase 1         |            __syncthreads
+//   |                  |  <-- yield
+//   |                  |  resume ---------------> kernel ...
+//   |                  |                          __syncthreads
+//   |                  |  <-- yield
+//   |                  |   ...                                     (all n at the barrier)
+//   |  phase 2         |  resume --> (returns from __syncthreads) ... finishes
+//   |                  |  <-- done
+//   |                  |  resume ---------------> ... finishes
+//   |                  |  <-- done                                 (all n done: next block)
+//   +------------------+
+//
+// Fiber 0 runs until it reaches a barrier (or the end of the kernel), then fiber 1, and so on;
+// when all n have arrived, a new phase resumes them in the same order. The order is fixed, so
+// a race is reproducible: a missing __syncthreads() makes fiber 0 read shared memory that the
+// others have not written yet (NaN, see below), the same wrong answer on every run. A phase in
+// which some threads finished while others wait at a barrier is a divergent barrier (undefined
+// on a GPU, a hang or garbage there): the launch fails with an error naming the block and threads.
+//
+// A fiber's body is a loop: run the kernel for the worker's current block, report "done",
+// yield; the next block resumes it at the top of the loop. So makecontext happens only the
+// first time a worker needs a fiber, and the stacks are reused by every later block and launch.
+//
+// What differs from a GPU, on purpose or not:
+//   - no warps: threads never run in lockstep, warpSize is only a constant (-DCONVBENCH_WARP_SIZE)
+//   - shared memory, undefined at the start of a block on a GPU, is filled with 0xFF bytes here
+//     (NaN floats, -1 ints) before every block: reading it before writing it shows, reproducibly
+//   - extern __shared__ (dynamic shared memory) is rewritten by the loader into a pointer to a
+//     per-worker buffer of shared_mem bytes
+//   - no thread_local of this library may have a constructor or destructor (they are all
+//     overwritten by that fill; the runtime saves and restores its own)
+//   - atomics are real (GCC's __atomic builtins): blocks of one launch run concurrently
+//
+// Only C headers and <type_traits> are included, with pthreads and __atomic builtins instead of
+// <thread>/<atomic>/<string>: the C++ library headers would triple the compile time of a kernel.
+#pragma once
+
+#include <dlfcn.h>
+#include <link.h>
+#include <math.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <type_traits>
+#include <ucontext.h>
+#include <unistd.h>
+
+#ifndef CONVBENCH_WARP_SIZE
+#define CONVBENCH_WARP_SIZE 32
+#endif
+static_assert(CONVBENCH_WARP_SIZE == 32 || CONVBENCH_WARP_SIZE == 64,
+              "CONVBENCH_WARP_SIZE must be 32 (NVIDIA warp) or 64 (AMD CDNA wavefront)");
+
+#ifndef CONVBENCH_FIBER_STACK_BYTES
+#define CONVBENCH_FIBER_STACK_BYTES (64 * 1024)
+#endif
+
+// ---- qualifiers (defined after every system header: glibc spells __attribute__((__noinline__))) ----
+#define __global__
+#define __device__
+#define __host__
+#define __constant__
+#define __forceinline__ __attribute__((always_inline)) inline
+#define __noinline__ __attribute__((noinline))
+#define __launch_bounds__(...)
+#define __align__(n) __attribute__((aligned(n)))
+#define __shared__ static thread_local
+
+// ---- vector types ----
+struct uint3 { unsigned int x, y, z; };
+struct dim3 {
+    unsigned int x, y, z;
+    constexpr dim3(unsigned int x_ = 1, unsigned int y_ = 1, unsigned int z_ = 1) : x(x_), y(y_), z(z_) {}
+    constexpr dim3(uint3 v) : x(v.x), y(v.y), z(v.z) {}
+    constexpr operator uint3() const { return {x, y, z}; }
+};
+struct __attribute__((aligned(8))) float2 { float x, y; };
+struct __attribute__((aligned(16))) float4 { float x, y, z, w; };
+struct __attribute__((aligned(8))) int2 { int x, y; };
+struct __attribute__((aligned(16))) int4 { int x, y, z, w; };
+struct __attribute__((aligned(8))) uint2 { unsigned int x, y; };
+struct __attribute__((aligned(16))) uint4 { unsigned int x, y, z, w; };
+struct __attribute__((aligned(16))) double2 { double x, y; };
+inline float2 make_float2(float x, float y) { return {x, y}; }
+inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
+inline int2 make_int2(int x, int y) { return {x, y}; }
+inline int4 make_int4(int x, int y, int z, int w) { return {x, y, z, w}; }
+inline uint3 make_uint3(unsigned x, unsigned y, unsigned z) { return {x, y, z}; }
+
+// ---- the built-in variables: per OS thread, set by the scheduler before it resumes a fiber ----
+inline thread_local uint3 threadIdx;
+inline thread_local uint3 blockIdx;
+inline thread_local uint3 blockDim;
+inline thread_local uint3 gridDim;
+constexpr int warpSize = CONVBENCH_WARP_SIZE;
+
+// ---- half precision ----
+typedef _Float16 __half;
+typedef _Float16 half;
+inline __half __float2half(float x) { return static_cast<__half>(x); }
+inline __half __float2half_rn(float x) { return static_cast<__half>(x); }
+inline float __half2float(__half x) { return static_cast<float>(x); }
+inline __half __hadd(__half a, __half b) { return a + b; }
+inline __half __hsub(__half a, __half b) { return a - b; }
+inline __half __hmul(__half a, __half b) { return a * b; }
+inline __half __hdiv(__half a, __half b) { return a / b; }
+inline __half __hfma(__half a, __half b, __half c) {
+    return static_cast<__half>(fmaf(static_cast<float>(a), static_cast<float>(b), static_cast<float>(c)));
+}
+
+// ---- min/max and the device math intrinsics (the standard float functions come from <math.h>) ----
+template <class A, class B, class = std::enable_if_t<std::is_arithmetic_v<A> && std::is_arithmetic_v<B>>>
+inline std::common_type_t<A, B> min(A a, B b) {
+    using T = std::common_type_t<A, B>;
+    return static_cast<T>(b) < static_cast<T>(a) ? static_cast<T>(b) : static_cast<T>(a);
+}
+template <class A, class B, class = std::enable_if_t<std::is_arithmetic_v<A> && std::is_arithmetic_v<B>>>
+inline std::common_type_t<A, B> max(A a, B b) {
+    using T = std::common_type_t<A, B>;
+    return static_cast<T>(a) < static_cast<T>(b) ? static_cast<T>(b) : static_cast<T>(a);
+}
+inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
+inline double rsqrt(double x) { return 1.0 / sqrt(x); }
+inline float __fdividef(float a, float b) { return a / b; }
+inline float __frcp_rn(float x) { return 1.0f / x; }
+inline float __expf(float x) { return expf(x); }
+inline float __logf(float x) { return logf(x); }
+inline float __powf(float a, float b) { return powf(a, b); }
+inline float __sinf(float x) { return sinf(x); }
+inline float __cosf(float x) { return cosf(x); }
+inline float __saturatef(float x) { return x < 0.0f ? 0.0f : (x > 1.0f ? 1.0f : x); }
+inline float __fmaf_rn(float a, float b, float c) { return fmaf(a, b, c); }
+inline float __fadd_rn(float a, float b) { return a + b; }
+inline float __fmul_rn(float a, float b) { return a * b; }
+inline int __float_as_int(float x) { return __builtin_bit_cast(int, x); }
+inline float __int_as_float(int x) { return __builtin_bit_cast(float, x); }
+inline unsigned int __float_as_uint(float x) { return __builtin_bit_cast(unsigned int, x); }
+inline float __uint_as_float(unsigned int x) { return __builtin_bit_cast(float, x); }
+inline int __popc(unsigned int x) { return __builtin_popcount(x); }
+inline int __popcll(unsigned long long x) { return __builtin_popcountll(x); }
+inline int __clz(int x) { return x == 0 ? 32 : __builtin_clz(static_cast<unsigned>(x)); }
+inline int __ffs(int x) { return __builtin_ffs(x); }
+inline int __mul24(int a, int b) { return a * b; }
+inline unsigned int __umul24(unsigned int a, unsigned int b) { return a * b; }
+inline unsigned int __umulhi(unsigned int a, unsigned int b) {
+    return static_cast<unsigned int>((static_cast<unsigned long long>(a) * b) >> 32);
+}
+template <class T> inline T __ldg(const T* p) { return *p; }
+inline long long clock64() { return static_cast<long long>(__builtin_ia32_rdtsc()); }
+
+// ---- atomics: blocks run concurrently on the workers, so these are real atomic operations ----
+namespace convbench::emu {
+template <class T, class F> inline T atomic_update(T* p, F f) {  // compare-and-swap loop, any 1..8-byte T
+    T old, desired;
+    __atomic_load(p, &old, __ATOMIC_RELAXED);
+    do desired = f(old);
+    while (!__atomic_compare_exchange(p, &old, &desired, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED));
+    return old;
+}
+}  // namespace convbench::emu
+
+template <class T> inline T atomicAdd(T* p, std::type_identity_t<T> v) {
+    if constexpr (std::is_integral_v<T>)
+        return __atomic_fetch_add(p, v, __ATOMIC_RELAXED);
+    else
+        return convbench::emu::atomic_update(p, [v](T old) { return static_cast<T>(old + v); });
+}
+template <class T> inline T atomicSub(T* p, std::type_identity_t<T> v) {
+    static_assert(std::is_integral_v<T>, "atomicSub takes integers");
+    return __atomic_fetch_sub(p, v, __ATOMIC_RELAXED);
+}
+template <class T> inline T atomicExch(T* p, std::type_identity_t<T> v) {
+    T old;
+    __atomic_exchange(p, &v, &old, __ATOMIC_RELAXED);
+    return old;
+}
+template <class T> inline T atomicMin(T* p, std::type_identity_t<T> v) {
+    return convbench::emu::atomic_update(p, [v](T old) { return v < old ? v : old; });
+}
+template <class T> inline T atomicMax(T* p, std::type_identity_t<T> v) {
+    return convbench::emu::atomic_update(p, [v](T old) { return old < v ? v : old; });
+}
+template <class T> inline T atomicAnd(T* p, std::type_identity_t<T> v) { return __atomic_fetch_and(p, v, __ATOMIC_RELAXED); }
+template <class T> inline T atomicOr(T* p, std::type_identity_t<T> v) { return __atomic_fetch_or(p, v, __ATOMIC_RELAXED); }
+template <class T> inline T atomicXor(T* p, std::type_identity_t<T> v) { return __atomic_fetch_xor(p, v, __ATOMIC_RELAXED); }
+template <class T> inline T atomicCAS(T* p, std::type_identity_t<T> compare, std::type_identity_t<T> v) {
+    __atomic_compare_exchange(p, &compare, &v, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+    return compare;  // the old value, whether or not it was swapped
+}
+inline unsigned int atomicInc(unsigned int* p, unsigned int limit) {
+    return convbench::emu::atomic_update(p, [limit](unsigned int old) { return old >= limit ? 0u : old + 1; });
+}
+inline unsigned int atomicDec(unsigned int* p, unsigned int limit) {
+    return convbench::emu::atomic_update(
+        p, [limit](unsigned int old) { return (old == 0 || old > limit) ? limit : old - 1; });
+}
+inline void __threadfence_block() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+inline void __threadfence() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+inline void __threadfence_system() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+
+// ---- the runtime: fibers, the block scheduler, the worker pool, launch() ----
+namespace convbench::emu {
+
+struct Fiber {  // what a switch touches comes first (one or two cache lines)
+    enum State { Running, AtBarrier, Done, Trapped };
+    State state;
+    int predicate;              // the argument of __syncthreads_count/_and/_or
+    bool started;
+    jmp_buf context;            // where the fiber continues when resumed (valid once started)
+    void* mapping;              // guard page + stack
+    size_t mapping_bytes;
+    ucontext_t start;           // only for the first entry onto the fresh stack (makecontext)
+};
+
+struct Launch {
+    const char* kernel;
+    void (*body)(void*);        // calls the kernel with its arguments (the wrapper's lambda)
+    void* closure;
+    dim3 grid, block;
+    size_t shared_bytes;
+    unsigned long long blocks;
+    unsigned long long next;    // the next block to hand out (atomic)
+    bool failed;                // (atomic) the first failure writes `error`, the others stop
+    char error[1024];
+
+    template <class... Args> void fail(const char* format, Args... args) {
+        bool expected = false;
+        if (__atomic_compare_exchange_n(&failed, &expected, true, false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+            snprintf(error, sizeof error, format, args...);
+    }
+};
+
+struct Worker {
+    jmp_buf scheduler;          // where a yielding fiber returns to (inside run_block)
+    Fiber** fibers;
+    unsigned fiber_count, fiber_capacity;
+    Fiber* current;
+    Launch* launch;
+    int barrier_result;         // count of true predicates at the last barrier
+    unsigned char* dynamic_shared;
+    size_t dynamic_shared_bytes;
+    unsigned char* tls_block;   // this thread's copy of the library's thread-locals (__shared__ among them)
+    bool tls_block_known;
+
+    ~Worker() {
+        for (unsigned i = 0; i < fiber_count; ++i) {
+            munmap(fibers[i]->mapping, fibers[i]->mapping_bytes);
+            free(fibers[i]);
+        }
+        free(fibers);
+        free(dynamic_shared);
+    }
+};
+
+// Every thread-local of this library must be trivial (no constructor, destructor or guard): the
+// scheduler overwrites all of them at the start of each block (see poison_shared_memory).
+inline thread_local Worker* tls_worker;  // fast to reach from a barrier
+
+inline Worker& this_worker() {
+    static pthread_key_t owner;  // its destructor frees the fibers when a thread that launched exits
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    if (!tls_worker) {
+        pthread_once(&once, [] { pthread_key_create(&owner, [](void* w) { delete static_cast<Worker*>(w); }); });
+        tls_worker = new Worker{};
+        pthread_setspecific(owner, tls_worker);
+    }
+    return *tls_worker;
+}
+
+// The thread-local storage of this shared library: every `__shared__` array (static thread_local)
+// lives in it, next to the few thread-locals of this runtime. glibc tells where the calling
+// thread's copy starts (dlinfo RTLD_DI_TLS_DATA) and the ELF program header how long it is.
+inline void* this_library() {
+    static void* handle = [] {
+        Dl_info info;
+        if (!dladdr(reinterpret_cast<void*>(&this_library), &info)) return static_cast<void*>(nullptr);
+        return dlopen(info.dli_fname, RTLD_LAZY | RTLD_NOLOAD);
+    }();
+    return handle;
+}
+
+inline size_t tls_segment_bytes() {
+    static size_t bytes = [] {
+        size_t modid = 0;
+        if (!this_library() || dlinfo(this_library(), RTLD_DI_TLS_MODID, &modid) != 0 || modid == 0) return size_t{0};
+        struct Search { size_t modid, bytes; } search{modid, 0};
+        dl_iterate_phdr([](dl_phdr_info* info, size_t, void* data) {
+            auto* s = static_cast<Search*>(data);
+            if (info->dlpi_tls_modid != s->modid) return 0;
+            for (int i = 0; i < info->dlpi_phnum; ++i)
+                if (info->dlpi_phdr[i].p_type == PT_TLS) s->bytes = info->dlpi_phdr[i].p_memsz;
+            return 1;
+        }, &search);
+        return search.bytes;
+    }();
+    return bytes;
+}
+
+// Shared memory on a GPU holds whatever the previous block left: undefined. Here every block
+// starts with all of it (static and dynamic) filled with 0xFF bytes, a NaN in every float and -1
+// in every int, so that reading shared memory before writing it shows, and shows the same on
+// every run whatever worker ran the block before. The runtime's own thread-locals are restored.
+inline void poison_shared_memory(Worker& worker, const Launch& launch) {
+    if (!worker.tls_block_known) {
+        worker.tls_block_known = true;
+        void* block = nullptr;
+        if (this_library() && tls_segment_bytes() && dlinfo(this_library(), RTLD_DI_TLS_DATA, &block) == 0) {
+            auto begin = reinterpret_cast<uintptr_t>(block), ours = reinterpret_cast<uintptr_t>(&tls_worker);
+            if (block && begin <= ours && ours < begin + tls_segment_bytes())  // is it really this library's?
+                worker.tls_block = static_cast<unsigned char*>(block);
+        }
+    }
+    if (worker.tls_block) {
+        Worker* keep = tls_worker;
+        memset(worker.tls_block, 0xFF, tls_segment_bytes());
+        tls_worker = keep;
+        blockDim = launch.block;
+        gridDim = launch.grid;
+    }
+    if (launch.shared_bytes) memset(worker.dynamic_shared, 0xFF, launch.shared_bytes);
+}
+
+// Leave the fiber (its registers saved in `from`) for `to`. Not inlined: the compiler must treat
+// it as a call that may read and write any memory (shared arrays change while a fiber is away).
+__attribute__((noinline)) inline void switch_to(jmp_buf from, jmp_buf to) {
+    if (_setjmp(from) == 0) _longjmp(to, 1);
+}
+
+[[noreturn]] inline void fiber_main() {
+    Worker& worker = *tls_worker;
+    Fiber* self = worker.current;
+    for (;;) {
+        worker.launch->body(worker.launch->closure);
+        self->state = Fiber::Done;
+        switch_to(self->context, worker.scheduler);  // resumed here for the next block
+    }
+}
+
+// Enter fiber f from the scheduler; returns when f yields at a barrier or finishes its block.
+__attribute__((noinline)) inline void resume(Worker& worker, Fiber* f) {
+    worker.current = f;
+    if (_setjmp(worker.scheduler) == 0) {
+        if (!f->started) {  // first entry (or a restart after a failed block): a fresh stack
+            const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+            getcontext(&f->start);
+            f->start.uc_stack.ss_sp = static_cast<char*>(f->mapping) + page;
+            f->start.uc_stack.ss_size = f->mapping_bytes - page;
+            f->start.uc_link = nullptr;
+            makecontext(&f->start, reinterpret_cast<void (*)()>(&fiber_main), 0);
+            f->started = true;
+            setcontext(&f->start);
+        }
+        _longjmp(f->context, 1);
+    }
+}
+
+inline bool make_fiber(Worker& worker) {
+    if (worker.fiber_count == worker.fiber_capacity) {
+        const unsigned capacity = worker.fiber_capacity ? 2 * worker.fiber_capacity : 256;
+        auto grown = static_cast<Fiber**>(realloc(worker.fibers, capacity * sizeof(Fiber*)));
+        if (!grown) return false;
+        worker.fibers = grown;
+        worker.fiber_capacity = capacity;
+    }
+    const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+    const size_t bytes = (CONVBENCH_FIBER_STACK_BYTES + page - 1) / page * page + page;
+    void* m = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) return false;
+    mprotect(m, page, PROT_NONE);  // a stack overflow faults instead of corrupting the next stack
+    auto f = static_cast<Fiber*>(calloc(1, sizeof(Fiber)));
+    if (!f) { munmap(m, bytes); return false; }
+    f->mapping = m;
+    f->mapping_bytes = bytes;
+    worker.fibers[worker.fiber_count++] = f;
+    return true;
+}
+
+inline uint3 unflatten(unsigned long long i, dim3 d) {
+    return {static_cast<unsigned>(i % d.x), static_cast<unsigned>(i / d.x % d.y),
+            static_cast<unsigned>(i / (static_cast<unsigned long long>(d.x) * d.y))};
+}
+
+inline void abandon_fibers(Worker& worker) {  // mid-kernel stacks: restart them from scratch next time
+    for (unsigned i = 0; i < worker.fiber_count; ++i) worker.fibers[i]->started = false;
+}
+
+// Run one block to completion; false (and launch.fail) on a divergent barrier or __trap().
+inline bool run_block(Worker& worker, Launch& launch, uint3 block) {
+    const dim3 bd = launch.block;
+    const unsigned n = bd.x * bd.y * bd.z;
+    while (worker.fiber_count < n) {
+        if (!make_fiber(worker)) {
+            launch.fail("cannot allocate fiber stack %u of a worker (out of memory?)", worker.fiber_count);
+            return false;
+        }
+    }
+    poison_shared_memory(worker, launch);
+    blockIdx = block;
+    for (unsigned i = 0; i < n; ++i) worker.fibers[i]->state = Fiber::Running;
+
+    for (;;) {  // one phase: every thread runs to its next barrier or to its end
+        unsigned waiting = 0, done = 0, first_waiting = 0, first_done = 0;
+        int count = 0;
+        uint3 t = {0, 0, 0};
+        for (unsigned i = 0; i < n; ++i) {
+            Fiber* f = worker.fibers[i];
+            threadIdx = t;
+            if (++t.x == bd.x) { t.x = 0; if (++t.y == bd.y) { t.y = 0; ++t.z; } }
+            resume(worker, f);
+            if (f->state == Fiber::AtBarrier) {
+                if (waiting++ == 0) first_waiting = i;
+                count += f->predicate != 0;
+            } else if (f->state == Fiber::Done) {
+                if (done++ == 0) first_done = i;
+            } else {
+                launch.fail("__trap() called by thread (%u,%u,%u) of block (%u,%u,%u)", threadIdx.x,
+                            threadIdx.y, threadIdx.z, block.x, block.y, block.z);
+                abandon_fibers(worker);
+                return false;
+            }
+        }
+        if (waiting == 0) return true;
+        if (done != 0) {
+            const uint3 w = unflatten(first_waiting, bd), d = unflatten(first_done, bd);
+            launch.fail("divergent __syncthreads() in block (%u,%u,%u): %u of %u threads wait at a barrier "
+                        "(e.g. thread (%u,%u,%u)) that %u threads never reach: they returned (e.g. thread "
+                        "(%u,%u,%u)); every thread of a block must reach each __syncthreads()",
+                        block.x, block.y, block.z, waiting, n, w.x, w.y, w.z, done, d.x, d.y, d.z);
+            abandon_fibers(worker);
+            return false;
+        }
+        worker.barrier_result = count;
+        for (unsigned i = 0; i < n; ++i) worker.fibers[i]->state = Fiber::Running;
+    }
+}
+
+// The workers take blocks first come, first served: with shared memory reset for every block, no
+// result depends on which worker ran which block (except through atomics, as on a GPU).
+inline void work(Launch& launch) {
+    Worker& worker = this_worker();
+    worker.launch = &launch;
+    blockDim = launch.block;
+    gridDim = launch.grid;
+    if (launch.shared_bytes > worker.dynamic_shared_bytes) {
+        free(worker.dynamic_shared);
+        worker.dynamic_shared = static_cast<unsigned char*>(aligned_alloc(64, (launch.shared_bytes + 63) / 64 * 64));
+        worker.dynamic_shared_bytes = worker.dynamic_shared ? launch.shared_bytes : 0;
+        if (!worker.dynamic_shared) {
+            launch.fail("cannot allocate %zu bytes of dynamic shared memory", launch.shared_bytes);
+            return;
+        }
+    }
+    for (;;) {
+        if (__atomic_load_n(&launch.failed, __ATOMIC_RELAXED)) break;
+        const unsigned long long b = __atomic_fetch_add(&launch.next, 1ULL, __ATOMIC_RELAXED);
+        if (b >= launch.blocks || !run_block(worker, launch, unflatten(b, launch.grid))) break;
+    }
+    worker.launch = nullptr;
+}
+
+// Helper threads, created on demand and kept for the life of the process (detached, never joined:
+// the pool is deliberately leaked, so exit does not wait for them). One launch at a time per library.
+struct Pool {
+    pthread_mutex_t launch_mutex = PTHREAD_MUTEX_INITIALIZER;
+    pthread_mutex_t mutex = PTHREAD_MUTEX_INITIALIZER;
+    pthread_cond_t wake = PTHREAD_COND_INITIALIZER, finished = PTHREAD_COND_INITIALIZER;
+    unsigned threads = 0;
+    Launch* job = nullptr;
+    unsigned long long generation = 0;
+    unsigned helpers = 0;       // helpers taking part in the current job (ids 0..helpers-1)
+    unsigned running = 0;
+    pid_t pid = getpid();
+};
+
+struct HelperStart { Pool* pool; unsigned id; };
+
+inline void* serve(void* arg) {
+    const HelperStart start = *static_cast<HelperStart*>(arg);
+    delete static_cast<HelperStart*>(arg);
+    Pool& p = *start.pool;
+    unsigned long long seen = 0;
+    for (;;) {
+        pthread_mutex_lock(&p.mutex);
+        while (p.generation == seen) pthread_cond_wait(&p.wake, &p.mutex);
+        seen = p.generation;
+        Launch* launch = start.id < p.helpers ? p.job : nullptr;
+        pthread_mutex_unlock(&p.mutex);
+        if (!launch) continue;
+        work(*launch);
+        pthread_mutex_lock(&p.mutex);
+        if (--p.running == 0) pthread_cond_broadcast(&p.finished);
+        pthread_mutex_unlock(&p.mutex);
+    }
+    return nullptr;
+}
+
+inline Pool& pool() {
+    static Pool* p = new Pool;
+    if (p->pid != getpid()) p = new Pool;  // after fork(): the parent's threads do not exist here
+    return *p;
+}
+
+inline thread_local char last_error[1024];
+
+// Run body() as the kernel `kernel` over grid x block on `workers` threads (the caller included);
+// returns 0, or -1 with last_error set.
+template <class Body>
+int launch(const char* kernel, dim3 grid, dim3 block, size_t shared_bytes, int workers, Body&& body) {
+    using B = std::remove_reference_t<Body>;
+    Launch job{};
+    job.kernel = kernel;
+    job.body = [](void* closure) { (*static_cast<B*>(closure))(); };
+    job.closure = static_cast<void*>(&body);
+    job.grid = grid;
+    job.block = block;
+    job.shared_bytes = shared_bytes;
+    job.blocks = static_cast<unsigned long long>(grid.x) * grid.y * grid.z;
+    if (job.blocks == 0 || block.x * block.y * block.z == 0) return 0;
+
+    Pool& p = pool();
+    pthread_mutex_lock(&p.launch_mutex);
+    unsigned long long n = workers < 1 ? 1 : static_cast<unsigned long long>(workers);
+    if (n > job.blocks) n = job.blocks;
+    unsigned helpers = static_cast<unsigned>(n - 1);
+    if (helpers) {
+        pthread_mutex_lock(&p.mutex);
+        while (p.threads < helpers) {
+            pthread_t thread;
+            auto start = new HelperStart{&p, p.threads};
+            if (pthread_create(&thread, nullptr, &serve, start) != 0) { delete start; break; }
+            pthread_detach(thread);
+            ++p.threads;
+        }
+        helpers = p.threads < helpers ? p.threads : helpers;
+        p.job = &job;
+        p.helpers = helpers;
+        p.running = helpers;
+        ++p.generation;
+        pthread_cond_broadcast(&p.wake);
+        pthread_mutex_unlock(&p.mutex);
+    }
+    work(job);
+    if (helpers) {
+        pthread_mutex_lock(&p.mutex);
+        while (p.running != 0) pthread_cond_wait(&p.finished, &p.mutex);
+        p.job = nullptr;
+        pthread_mutex_unlock(&p.mutex);
+    }
+    pthread_mutex_unlock(&p.launch_mutex);
+    if (job.failed) {
+        snprintf(last_error, sizeof last_error, "%s", job.error);
+        return -1;
+    }
+    return 0;
+}
+
+}  // namespace convbench::emu
+
+// ---- the barrier and friends, called by the kernels from inside a fiber ----
+__attribute__((noinline)) inline int convbench_barrier(int predicate) {
+    convbench::emu::Worker& worker = *convbench::emu::tls_worker;
+    convbench::emu::Fiber* self = worker.current;
+    self->state = convbench::emu::Fiber::AtBarrier;
+    self->predicate = predicate;
+    convbench::emu::switch_to(self->context, worker.scheduler);
+    return worker.barrier_result;
+}
+inline void __syncthreads() { convbench_barrier(0); }
+inline int __syncthreads_count(int predicate) { return convbench_barrier(predicate); }
+inline int __syncthreads_and(int predicate) {
+    return convbench_barrier(predicate) == static_cast<int>(blockDim.x * blockDim.y * blockDim.z);
+}
+inline int __syncthreads_or(int predicate) { return convbench_barrier(predicate) != 0; }
+
+[[noreturn]] inline void __trap() {
+    convbench::emu::Worker& worker = *convbench::emu::tls_worker;
+    convbench::emu::Fiber* self = worker.current;
+    self->state = convbench::emu::Fiber::Trapped;
+    convbench::emu::switch_to(self->context, worker.scheduler);
+    __builtin_unreachable();  // a trapped fiber is never resumed
+}
+
+// The buffer behind `extern __shared__` (the loader rewrites those declarations to use it).
+inline void* convbench_dynamic_shared() { return convbench::emu::tls_worker->dynamic_shared; }
