@@ -1,11 +1,15 @@
 """Shared helpers of the engine tests: random data, the float64 PyTorch reference, the error."""
 from __future__ import annotations
 
+import copy
+import functools
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from experiments.conv.tolerance import relative_error
+from experiments.torchvision_compat import torchvision
 
 
 def random_conv(rng: np.random.Generator, n, c, f, h, w, kh, kw, bias=True):
@@ -24,6 +28,17 @@ def reference_conv(x, weight, bias=None, **kwargs) -> np.ndarray:
 def error_vs_reference(y, x, weight, bias=None, **kwargs) -> float:
     y = y.numpy() if isinstance(y, torch.Tensor) else y
     return relative_error(y, reference_conv(x, weight, bias, **kwargs))
+
+
+@functools.lru_cache(maxsize=None)
+def model_and_reference(model_name: str):
+    """The model (random init, seed 0), an input, and its float64 output: built once per model."""
+    torch.manual_seed(0)
+    model = getattr(torchvision.models, model_name)().eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        reference = copy.deepcopy(model).double()(x.double())
+    return model, x, reference
 
 
 # (n, c, f, h, w, kh, kw, stride, padding, dilation): sizes are deliberately not multiples of

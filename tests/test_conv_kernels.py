@@ -1,6 +1,5 @@
 """The hip/ kernels, through the emulator (always) and the GPU (where one is), against float64 PyTorch."""
 import copy
-import functools
 
 import numpy as np
 import pytest
@@ -13,8 +12,7 @@ from experiments.conv.kernel_launch import KernelLauncher
 from experiments.conv.tolerance import RELATIVE_TOLERANCE, relative_error
 from experiments.runtime import gpu_available, resolve
 from experiments.runtime.emulator import EmulatorRuntime
-from experiments.torchvision_compat import torchvision
-from tests.conv_cases import CASES, error_vs_reference, random_conv
+from tests.conv_cases import CASES, error_vs_reference, model_and_reference, random_conv
 
 TOL = RELATIVE_TOLERANCE["fp32"]
 
@@ -90,17 +88,6 @@ def test_property_any_valid_shape(n, c, f, h, w, kh, kw, stride, padding, dilati
     kwargs = dict(stride=stride, padding=padding, dilation=dilation)
     y = conv2d(x, weight, bias, **kwargs, algo=algo, gemm=gemm[0], tile=gemm[1], backend="emulator")
     assert error_vs_reference(y, x, weight, bias, **kwargs) < TOL
-
-
-@functools.lru_cache(maxsize=None)
-def model_and_reference(model_name: str):
-    """The model (random init, seed 0), an input, and its float64 output: built once per model."""
-    torch.manual_seed(0)
-    model = getattr(torchvision.models, model_name)().eval()
-    x = torch.randn(2, 3, 32, 32)
-    with torch.no_grad():
-        reference = copy.deepcopy(model).double()(x.double())
-    return model, x, reference
 
 
 @pytest.mark.parametrize("algo, gemm, tile", [("im2col", "blocked", 16), ("kn2row", "blocked", 32), ("scalar", "blocked", 8)])
