@@ -1,0 +1,168 @@
+"""MLflow runs -> one tidy pandas row per job; layers.csv files -> one row per conv layer.
+
+Column names of the job frame: the contract's metric names as they are (latency_ms, ...),
+plus short names for params and tags (model, algo, gemm, tile, device, backend, ...).
+A metric a run did not log is NaN, so older runs load like newer ones.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from experiments.tracking import contract
+
+PYTORCH = "pytorch"
+SCALAR = "scalar"
+BLOCKED = "blocked"
+VENDOR = "vendor"
+# Algorithms whose GEMM back-end and tile do not change what runs (pytorch calls conv2d,
+# scalar has no GEMM): one variant each, whatever gemm/tile a sweep crossed them with.
+NO_GEMM_ALGOS = (PYTORCH, SCALAR)
+
+STATUS_OK, STATUS_FAILED, STATUS_RUNNING = "ok", "failed", "running"
+
+# Bit width of each quantization scheme, for "speedup against bit width".
+QUANT_BITS = {"fp32": 32, "tf32": 19, "bf16": 16, "fp16": 16, "int8": 8, "int4": 4}
+ELEMENT_BYTES = {"fp32": 4, "tf32": 4, "bf16": 2, "fp16": 2, "int8": 1}
+
+JOB_COLUMNS = [
+    "run_id", "run_name", "experiment", "start_time", "status", "error",
+    "model", "batch", "input_size", "algo", "gemm", "tile", "technique",
+    "device", "backend", "runtime", "timing", "emulated", "cache_mode", "bench",
+    "quant", "prune", "prune_amount", "sweep_id", "git_sha", "git_dirty", "kernel_hash",
+    "energy_mode", "versions", "bench_params", *contract.METRICS,
+]
+
+
+def technique_of(algo: str, gemm: str | None) -> str:
+    """The label of what ran: pytorch, scalar, or algorithm+GEMM back-end (im2col+blocked)."""
+    if algo in NO_GEMM_ALGOS or not gemm:
+        return algo
+    return f"{algo}+{gemm}"
+
+
+def _status(tags: dict, run_status: str) -> str:
+    tagged = tags.get(contract.T_STATUS)
+    if tagged in (STATUS_OK, STATUS_FAILED):
+        return tagged
+    if run_status in ("FAILED", "KILLED"):
+        return STATUS_FAILED
+    # The harness tags a job "running" until it logs its result: a job killed mid-way keeps
+    # that tag, and its metrics are incomplete. Only untagged runs (older harness) that
+    # MLflow saw finish count as successful.
+    if tagged is None and run_status == "FINISHED":
+        return STATUS_OK
+    return STATUS_RUNNING
+
+
+def _int_or_none(text):
+    try:
+        return int(float(text))
+    except (TypeError, ValueError):
+        return None
+
+
+def _float_or(text, default):
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return default
+
+
+def job_row(run, experiment_name: str = "") -> dict | None:
+    """One run as a flat dict, or None for runs that are not jobs (sweep parents, strays)."""
+    params, tags, metrics = run.data.params, run.data.tags, run.data.metrics
+    if tags.get(contract.T_RUN_KIND) == "parent" or contract.P_ALGO not in params:
+        return None
+    algo = params[contract.P_ALGO].strip().lower()
+    gemm = params.get(contract.P_GEMM, "").strip().lower() or None
+    tile = _int_or_none(params.get(contract.P_TILE))
+    if algo in NO_GEMM_ALGOS:
+        gemm, tile = None, None
+    elif gemm != BLOCKED:
+        tile = None  # only the blocked kernel has a tile; vendor GEMM ignores it
+    backend = tags.get(contract.T_BACKEND) or params.get(contract.P_BACKEND, "unknown")
+    runtime = tags.get(contract.T_RUNTIME, "")
+    timing = tags.get(contract.T_TIMING) or ("emulated" if backend == "emulator" else "measured")
+    row = {
+        "run_id": run.info.run_id,
+        "run_name": run.info.run_name or run.info.run_id[:8],
+        "experiment": experiment_name,
+        "start_time": pd.to_datetime(run.info.start_time, unit="ms", utc=True),
+        "status": _status(tags, run.info.status),
+        "error": tags.get(contract.T_ERROR, ""),
+        "model": params.get(contract.P_MODEL, "unknown model"),
+        "batch": params.get(contract.P_BATCH, ""),
+        "input_size": params.get(contract.P_INPUT_SIZE, ""),
+        "algo": algo,
+        "gemm": gemm,
+        "tile": tile,
+        "technique": technique_of(algo, gemm),
+        "device": tags.get(contract.T_DEVICE) or "unknown device",
+        "backend": backend,
+        "runtime": runtime,
+        "timing": timing,
+        # Emulated kernels run on the CPU through fibers: correct, but their time means nothing.
+        "emulated": timing == "emulated" or backend == "emulator" or runtime == "emulated",
+        "cache_mode": params.get(contract.P_CACHE_MODE, ""),
+        "bench": params.get(contract.P_BENCH, ""),
+        "quant": params.get(contract.P_QUANT, "fp32").strip().lower() or "fp32",
+        "prune": params.get(contract.P_PRUNE, "none").strip().lower() or "none",
+        "prune_amount": _float_or(params.get(contract.P_PRUNE_AMOUNT), 0.0),
+        "sweep_id": tags.get(contract.T_SWEEP_ID, ""),
+        "git_sha": tags.get(contract.T_GIT_SHA, ""),
+        "git_dirty": tags.get(contract.T_GIT_DIRTY, ""),
+        "kernel_hash": tags.get(contract.T_KERNEL_HASH, ""),
+        "energy_mode": tags.get(contract.T_ENERGY_MODE, ""),
+        "versions": {
+            key[len(contract.T_VERSION_PREFIX):]: value
+            for key, value in tags.items()
+            if key.startswith(contract.T_VERSION_PREFIX)
+        },
+        "bench_params": {k: v for k, v in params.items() if k.startswith("bench.")},
+    }
+    if row["prune"] == "none":
+        row["prune_amount"] = 0.0
+    for name in contract.METRICS:
+        row[name] = float(metrics[name]) if name in metrics else np.nan
+    return row
+
+
+def jobs_frame(runs, experiment_names: dict[str, str] | None = None) -> pd.DataFrame:
+    """One row per job run (parents skipped), columns JOB_COLUMNS."""
+    experiment_names = experiment_names or {}
+    rows = [job_row(run, experiment_names.get(run.info.experiment_id, "")) for run in runs]
+    frame = pd.DataFrame([row for row in rows if row is not None], columns=JOB_COLUMNS)
+    frame["tile"] = frame["tile"].astype("Int64")
+    frame["emulated"] = frame["emulated"].astype(bool)
+    for name in contract.METRICS:
+        frame[name] = frame[name].astype(float)
+    return frame
+
+
+def logged_metrics(jobs: pd.DataFrame) -> set[str]:
+    """The contract metrics at least one of these runs logged."""
+    return {name for name in contract.METRICS if name in jobs and jobs[name].notna().any()}
+
+
+def read_layers(path: Path, run_id: str) -> pd.DataFrame:
+    """A layers.csv as a frame with every contract column (missing ones NaN) and its row order."""
+    layers = pd.read_csv(path)
+    for column in contract.LAYER_COLUMNS:
+        if column not in layers:
+            layers[column] = np.nan
+    layers = layers[list(contract.LAYER_COLUMNS)].copy()
+    layers["layer"] = layers["layer"].astype(str)
+    layers.insert(0, "layer_index", range(len(layers)))
+    layers.insert(0, "run_id", run_id)
+    return layers
+
+
+def layers_frame(paths: dict[str, Path]) -> pd.DataFrame:
+    """All layers.csv of the given runs (run_id -> path) in one long frame."""
+    frames = [read_layers(path, run_id) for run_id, path in paths.items()]
+    if not frames:
+        return pd.DataFrame(columns=["run_id", "layer_index", *contract.LAYER_COLUMNS])
+    return pd.concat(frames, ignore_index=True)

@@ -1,0 +1,103 @@
+"""`make report`: turn the runs of an MLflow store into reports/ (Markdown, HTML, CSV, LaTeX, PNG).
+
+    python -m analysis.report [--tracking-uri URI] [--experiment NAME] [--out reports]
+                              [--ceilings reports/ceilings.json]
+
+Exit codes: 0 report written, 2 tracking store unreachable, 3 no runs (or no such experiment).
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from analysis.ceilings import load_measured
+from analysis.load import STATUS_OK, STATUS_RUNNING, jobs_frame, layers_frame
+from analysis.render import FIGURES_DIR, TABLES_DIR, write_report
+from analysis.sections import ReportBuilder
+from analysis.selection import dense_fp32, latest_per_configuration
+from analysis.store import MAKE_RUNS_HINT, NoRunsError, ReportError, Store
+from experiments.tracking import contract
+
+TITLE = "convbench report: convolution algorithms in CNN inference"
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="python -m analysis.report", description=__doc__.split("\n")[0])
+    parser.add_argument("--tracking-uri", default=contract.DEFAULT_TRACKING_URI,
+                        help=f"MLflow tracking URI (default {contract.DEFAULT_TRACKING_URI})")
+    parser.add_argument("--experiment", default=None,
+                        help="experiment name (default: every experiment in the store)")
+    parser.add_argument("--out", type=Path, default=Path("reports"), help="output folder")
+    parser.add_argument("--ceilings", type=Path, default=None,
+                        help="measured roofline ceilings (default <out>/ceilings.json, "
+                             "written by `python -m analysis.ceilings`)")
+    return parser.parse_args(argv)
+
+
+def collect(store: Store, experiment: str | None, layers_dir: Path):
+    """Jobs to report on, their layers, and notes about what was left out and why."""
+    experiments = store.experiments(experiment)
+    names = {e.experiment_id: e.name for e in experiments}
+    jobs = jobs_frame(store.runs(list(names)), names)
+    if jobs.empty:
+        where = f"experiment {experiment!r}" if experiment else "any experiment"
+        raise NoRunsError(f"No runs in {where} of {store.tracking_uri}. {MAKE_RUNS_HINT}")
+    notes = []
+    running = jobs[jobs["status"] == STATUS_RUNNING]
+    if len(running):
+        notes.append(f"{len(running)} unfinished run(s) were skipped (still running or crashed "
+                     f"without a status).")
+    ok, superseded = latest_per_configuration(jobs[jobs["status"] == STATUS_OK])
+    if superseded:
+        notes.append(f"{superseded} run(s) repeated a configuration measured again later (a "
+                     f"repeated sweep, or pytorch/scalar crossed with GEMM tiles that do not apply "
+                     f"to them): the most recent run of each configuration is used.")
+    jobs = pd.concat([ok, jobs[~jobs["status"].isin([STATUS_OK, STATUS_RUNNING])]])
+    # Only measured dense fp32 runs appear in per-layer sections: fetch only their layers.csv.
+    wanted = dense_fp32(ok[~ok["emulated"]])["run_id"]
+    paths = {run_id: store.download_layers(run_id, layers_dir / run_id) for run_id in wanted}
+    missing = [run_id for run_id, path in paths.items() if path is None]
+    if missing:
+        notes.append(f"{len(missing)} run(s) have no {contract.A_LAYERS} artifact: they appear "
+                     f"end-to-end but not per layer.")
+    layers = layers_frame({run_id: path for run_id, path in paths.items() if path is not None})
+    source = {"tracking_uri": store.tracking_uri, "experiments": sorted(set(jobs["experiment"]))}
+    return jobs, layers, notes, source
+
+
+def generate(tracking_uri: str, experiment: str | None, out_dir: Path,
+             ceilings_path: Path | None = None) -> dict[str, Path]:
+    store = Store(tracking_uri)
+    with tempfile.TemporaryDirectory(prefix="convbench-layers-") as tmp:
+        jobs, layers, notes, source = collect(store, experiment, Path(tmp))
+    # The report owns figures/ and tables/: clear them so no stale file from an older report
+    # (another model, another device) survives. ceilings.json and anything else stays.
+    for owned in (FIGURES_DIR, TABLES_DIR):
+        shutil.rmtree(out_dir / owned, ignore_errors=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    measured = load_measured(ceilings_path or out_dir / "ceilings.json")
+    sections = ReportBuilder(jobs, layers, out_dir, measured, source, notes).build()
+    return write_report(sections, out_dir, TITLE)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        written = generate(args.tracking_uri, args.experiment, args.out, args.ceilings)
+    except ReportError as error:
+        print(f"report: {error}", file=sys.stderr)
+        return error.exit_code
+    figures = len(list((args.out / FIGURES_DIR).glob("*.png")))
+    tables = len(list((args.out / TABLES_DIR).glob("*.csv")))
+    print(f"report: wrote {written['markdown']} and {written['html']} "
+          f"({tables} tables as CSV and LaTeX, {figures} figures)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,391 @@
+"""Compose the report's sections from job rows and layer rows.
+
+Order of the report: setup (what was measured, how), findings, one chapter per device and
+backend (end-to-end, per layer, tile sweep, energy, roofline, pruning, quantization), then the
+runs that are not compared: emulated and failed. A section only appears where runs hold its data.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from analysis import figures, findings, tables
+from analysis.ceilings import Ceilings, ceilings_for
+from analysis.document import Bullets, Figure, Names, Paragraph, Section, Table
+from analysis.load import STATUS_FAILED, STATUS_OK, STATUS_RUNNING
+from analysis.render import FIGURES_DIR
+from analysis.selection import (
+    comparison_runs, dense_fp32, group_label, iterate_groups, iterate_scenarios, scenario_label,
+)
+from experiments.tracking import contract as c
+
+PROTOCOL = (
+    "Bench protocol (DESIGN.md): buffers are built and the result is checked against a float64 "
+    "PyTorch reference before any timing; the first call is timed alone (`compile_s`); at least "
+    "10 warm-up calls follow, then calls repeat until a minimum time and a minimum sample count "
+    "are met. GPU calls are timed with device events on one stream, CPU calls with "
+    "`time.perf_counter_ns`; host-device copies stay outside the timed region. Tables give the "
+    "median with p10 and p90; IQR/median above 10% is flagged as noisy. PyTorch is timed in every "
+    "job, side by side, and speedups are the ratio of the two medians."
+)
+
+ENERGY_MODES = {
+    "rapl": "measured with RAPL energy counters (CPU, RAM)",
+    "nvml": "measured with NVML power readings (GPU)",
+    "estimated": ("estimated by CodeCarbon from load and TDP constants (no power counters were "
+                  "available): it mostly tracks run time, so read it as an estimate"),
+    "off": "not measured",
+}
+
+# How each energy mode is named in a figure title, so a chart never hides that it is an estimate.
+ENERGY_MODE_SHORT = {"rapl": "RAPL counters", "nvml": "NVML power readings",
+                     "estimated": "CodeCarbon ESTIMATE, not measured"}
+
+FMT_MS = "{:.4g}"
+def FMT_X(value) -> str:
+    """2.50×, but 0.0853× rather than 0.09×: slowdowns keep three significant digits."""
+    return f"{value:.2f}×" if value >= 1 else f"{value:.3g}×"
+FMT_REL = "{:.1%}"
+
+
+def energy_mode_text(modes) -> str:
+    modes = sorted({m for m in modes if m}) or ["unknown"]
+    if len(modes) == 1:
+        return ENERGY_MODES.get(modes[0], f"in mode '{modes[0]}' (not documented)")
+    return "; ".join(f"{m}: {ENERGY_MODES.get(m, 'mode not documented')}" for m in modes)
+
+
+def _tile_format(value) -> str:
+    return str(int(value))
+
+
+def _error_format(value) -> str:
+    first = str(value).strip().splitlines()[0] if str(value).strip() else ""
+    return first if len(first) <= 160 else first[:157] + "..."
+
+
+class ReportBuilder:
+    def __init__(self, jobs: pd.DataFrame, layers: pd.DataFrame, out_dir: Path,
+                 measured_ceilings: dict[str, Ceilings], source: dict, data_notes: list[str]):
+        self.jobs = jobs
+        self.layers = layers
+        self.figures_dir = out_dir / FIGURES_DIR
+        self.measured_ceilings = measured_ceilings
+        self.source = source
+        self.data_notes = list(data_notes)
+        self.names = Names()
+        self.findings = Section("Findings")
+
+    # --- helpers ----------------------------------------------------------------------
+
+    def _figure(self, draw, name_parts, caption, *args) -> Figure:
+        name = self.names("fig", *name_parts)
+        path = draw(*args, self.figures_dir / f"{name}.png")
+        return Figure(name, caption, path)
+
+    def _table(self, name_parts, caption, frame, formats=None) -> Table:
+        return Table(self.names(*name_parts), caption, frame, formats or {})
+
+    # --- the whole report -------------------------------------------------------------
+
+    def build(self) -> list[Section]:
+        ok = self.jobs[self.jobs["status"] == STATUS_OK]
+        measured = ok[~ok["emulated"]]
+        chapters = [self._group_chapter(key, runs) for key, runs in iterate_groups(measured)]
+        sections = [self._setup(), self.findings, *chapters,
+                    self._emulated(ok[ok["emulated"]]), self._failed(), self._data_notes()]
+        return [s for s in sections if not s.is_empty()]
+
+    # --- setup ------------------------------------------------------------------------
+
+    def _setup(self) -> Section:
+        section = Section("Setup")
+        jobs = self.jobs
+        counts = jobs["status"].value_counts()
+        span = ""
+        if len(jobs):
+            first, last = jobs["start_time"].min(), jobs["start_time"].max()
+            span = f", started {first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M} UTC"
+        section.add(Paragraph(
+            f"Source: `{self.source['tracking_uri']}`, experiment(s) "
+            f"{', '.join(self.source['experiments'])}; {len(jobs)} job runs "
+            f"({counts.get(STATUS_OK, 0)} ok, {counts.get(STATUS_FAILED, 0)} failed, "
+            f"{counts.get(STATUS_RUNNING, 0)} unfinished){span}. Runs are compared only within "
+            f"one device, backend and cache mode, and within one model, batch and input size."))
+        rows = []
+        for key, runs in iterate_groups(jobs):
+            dirty = runs["git_dirty"].astype(str).str.lower().isin(["true", "1", "yes"]).any()
+            shas = sorted({s[:10] for s in runs["git_sha"] if s})
+            rows.append({
+                "device": key[0], "backend": key[1], "runtime": ", ".join(sorted(set(runs["runtime"]) - {""})),
+                "cache mode": key[2], "timing": ", ".join(sorted(set(runs["timing"]))),
+                "runs ok": int((runs["status"] == STATUS_OK).sum()),
+                "runs failed": int((runs["status"] == STATUS_FAILED).sum()),
+                "sweeps": runs["sweep_id"].replace("", pd.NA).nunique(),
+                "git sha": ", ".join(shas) + (" (uncommitted changes)" if dirty else ""),
+                "kernel hash": ", ".join(sorted({h for h in runs["kernel_hash"] if h})),
+                "energy mode": ", ".join(sorted({m for m in runs["energy_mode"] if m})),
+            })
+        devices = pd.DataFrame(rows)
+        devices = devices.loc[:, [col for col in devices.columns
+                                  if not (devices[col].astype(str) == "").all()]]
+        section.add(self._table(["setup", "devices"], "Devices, backends and code versions",
+                                devices))
+        versions = self._versions()
+        if not versions.empty:
+            section.add(self._table(["setup", "versions"], "Library versions (tags version.*)",
+                                    versions))
+        section.add(Paragraph(PROTOCOL))
+        bench = self._bench_parameters()
+        if not bench.empty:
+            section.add(self._table(["setup", "bench"], "Bench parameters as logged (bench.*)", bench))
+        section.add(Paragraph("Energy: " + energy_mode_text(jobs["energy_mode"]) + "."))
+        if jobs["emulated"].any():
+            section.add(Paragraph("Runs on the emulator (kernels compiled for the CPU) check "
+                                  "correctness only; their timings are not performance and appear "
+                                  "in no comparison."))
+        return section
+
+    def _versions(self) -> pd.DataFrame:
+        found: dict[str, set] = {}
+        for versions in self.jobs["versions"]:
+            for library, version in versions.items():
+                found.setdefault(library, set()).add(version)
+        return pd.DataFrame([{"library": lib, "version": ", ".join(sorted(v))}
+                             for lib, v in sorted(found.items())])
+
+    def _bench_parameters(self) -> pd.DataFrame:
+        found: dict[str, set] = {}
+        for params in self.jobs["bench_params"]:
+            for name, value in params.items():
+                found.setdefault(name, set()).add(value)
+        return pd.DataFrame([{"parameter": name, "value(s)": ", ".join(sorted(v))}
+                             for name, v in sorted(found.items())])
+
+    # --- one device/backend -----------------------------------------------------------
+
+    def _group_chapter(self, key, runs: pd.DataFrame) -> Section:
+        label = group_label(key)
+        chapter = Section(label)
+        found = self.findings.child(label)
+        dense = dense_fp32(runs)
+        compared = comparison_runs(dense)
+        e2e_tables = []
+        end_to_end = chapter.child("End-to-end inference time")
+        per_layer = chapter.child("Per-layer comparison")
+        sweep_section = chapter.child("Parallelism parameter: blocked GEMM tile sweep")
+        energy = chapter.child("Energy and CO2")
+        points = []
+        for scenario_key, scenario_runs in iterate_scenarios(compared):
+            scenario = scenario_label(scenario_key)
+            e2e, notes = tables.end_to_end(scenario_runs)
+            e2e_tables.append(e2e)
+            self._end_to_end(end_to_end.child(scenario), key, scenario, e2e, notes)
+            all_tiles = dense[(dense["model"] == scenario_key[0]) & (dense["batch"] == scenario_key[1])
+                              & (dense["input_size"] == scenario_key[2])]
+            facts = findings.end_to_end_findings(e2e)
+            facts += self._tile_sweep(sweep_section.child(scenario), key, scenario, all_tiles, e2e)
+            facts += self._per_layer(per_layer.child(scenario), key, scenario, scenario_runs)
+            facts += self._energy(energy.child(scenario), key, scenario, scenario_runs)
+            if facts:
+                found.child(scenario).add(Bullets(facts))
+            points.append(tables.roofline_points(scenario_runs, self.layers))
+        noise = findings.noise_findings(e2e_tables) if e2e_tables else []
+        if noise:
+            found.child("Measurement noise").add(Bullets(noise))
+        roof_facts = self._roofline(chapter.child("Roofline"), key, points)
+        if roof_facts:
+            found.child("Roofline").add(Bullets(roof_facts))
+        self._pruning(chapter.child("Pruning"), found, key, runs)
+        self._quantization(chapter.child("Quantization"), found, key, runs)
+        if dense.empty:
+            chapter.blocks.insert(0, Paragraph("No dense fp32 runs on this device and backend: "
+                                               "only the pruning/quantization sections apply."))
+        return chapter
+
+    def _end_to_end(self, section, key, scenario, e2e, notes):
+        if e2e.empty:
+            return
+        formats = {tables.TILE: _tile_format, tables.MEDIAN_MS: FMT_MS, tables.P10_MS: FMT_MS,
+                   tables.P90_MS: FMT_MS, tables.IQR_REL: FMT_REL, tables.SPEEDUP: FMT_X,
+                   tables.PYTORCH_SAME_JOB_MS: FMT_MS}
+        section.add(Paragraph(
+            "Median model forward latency with p10 and p90; blocked GEMM rows are at their best "
+            "tile (named). Speedup = PyTorch's median timed in the same job, side by side "
+            "(column 'PyTorch same job'), ÷ this median: it cancels drift between jobs, so it "
+            "can differ from the ratio to the separate PyTorch row."))
+        section.add(self._table(["end_to_end", *key, scenario],
+                                f"End-to-end inference time, {scenario}, {group_label(key)}",
+                                e2e, formats))
+        if notes:
+            section.add(Bullets(notes))
+        section.add(self._figure(figures.latency_bars, ["end_to_end", *key, scenario],
+                                 f"End-to-end latency, {scenario} on {group_label(key)}",
+                                 e2e, f"{scenario} — {group_label(key)}"))
+
+    def _per_layer(self, section, key, scenario, runs) -> list[str]:
+        matrix = tables.layer_latency_matrix(runs, self.layers)
+        if matrix.empty:
+            return []
+        shapes = tables.layer_shapes(runs, self.layers)
+        table = tables.per_layer(matrix, shapes)
+        formats = {col: FMT_MS for col in table.columns if col.endswith("[ms]")}
+        formats.update({"MFLOP": "{:.4g}", "fastest vs PyTorch [×]": FMT_X})
+        section.add(self._table(["layers", *key, scenario],
+                                f"Per-layer latency [ms], {scenario}, {group_label(key)}",
+                                table, formats))
+        section.add(self._figure(figures.layer_heatmap, ["layers", *key, scenario],
+                                 f"Per-layer latency relative to the fastest technique on each layer, "
+                                 f"{scenario} on {group_label(key)}",
+                                 matrix, f"{scenario} — {group_label(key)}"))
+        anatomy = tables.layer_anatomy(runs, self.layers)
+        if anatomy.shape[1] > 2:
+            section.add(Paragraph(
+                "Why: each algorithm's GEMM dimensions, workspace and arithmetic intensity per "
+                "layer (independent of the GEMM back-end). im2col inflates the input k·k times, "
+                "kn2row the output; scalar inflates nothing but reuses nothing."))
+            formats = {col: "{:.4g}" for col in anatomy.columns if "[" in col}
+            section.add(self._table(["layer_anatomy", *key, scenario],
+                                    f"GEMM dimensions, workspace and arithmetic intensity per "
+                                    f"layer, {scenario}, {group_label(key)}", anatomy, formats))
+        facts = findings.layer_findings(matrix, shapes, tables.fastest_per_layer(matrix))
+        facts += findings.inflation_findings(tables.inflation(runs, self.layers))
+        return facts
+
+    def _tile_sweep(self, section, key, scenario, all_tiles, e2e) -> list[str]:
+        sweep = tables.tile_sweep(all_tiles)
+        if sweep.empty:
+            return []
+        formats = {col: FMT_MS for col in tables.tile_sweep_table(sweep).columns if col != "tile"}
+        section.add(self._table(["tile_sweep", *key, scenario],
+                                f"Median model latency [ms] against the blocked GEMM tile, "
+                                f"{scenario}, {group_label(key)}",
+                                tables.tile_sweep_table(sweep), formats))
+        references = {row[tables.TECHNIQUE]: row[tables.MEDIAN_MS] for _, row in e2e.iterrows()
+                      if row[tables.TECHNIQUE] == "pytorch" or row[tables.TECHNIQUE].endswith("+vendor")}
+        section.add(self._figure(figures.tile_sweep, ["tile_sweep", *key, scenario],
+                                 f"Latency against tile, {scenario} on {group_label(key)}",
+                                 sweep, references, f"{scenario} — {group_label(key)}"))
+        best = tables.best_tile_per_layer(all_tiles, self.layers)
+        if not best.empty:
+            formats = {col: FMT_MS for col in best.columns if col.endswith("[ms]")}
+            section.add(self._table(["best_tile_per_layer", *key, scenario],
+                                    f"Best tile per layer, {scenario}, {group_label(key)}",
+                                    best, formats))
+        return findings.tile_findings(sweep)
+
+    def _energy(self, section, key, scenario, runs) -> list[str]:
+        if runs[[c.ENERGY_PER_INFERENCE_J, c.ENERGY_KWH, c.EMISSIONS_KG]].isna().all().all():
+            section.add(Paragraph(f"No energy metrics (`{c.ENERGY_PER_INFERENCE_J}`, "
+                                  f"`{c.ENERGY_KWH}`, `{c.EMISSIONS_KG}`) were logged for these "
+                                  f"runs: section left out."))
+            return []
+        table, notes = tables.energy(runs)
+        mode_text = energy_mode_text(runs["energy_mode"])
+        section.add(Paragraph(f"Energy {mode_text}. Per run = the fixed-duration energy loop of "
+                              f"that job; CO2 per inference = energy per inference × the run's "
+                              f"carbon intensity."))
+        formats = {col: "{:.3g}" for col in table.columns if "[" in col}
+        section.add(self._table(["energy", *key, scenario],
+                                f"Energy and CO2 per technique, {scenario}, {group_label(key)}",
+                                table, formats))
+        if notes:
+            section.add(Bullets(notes))
+        if tables.ENERGY_PER_INFERENCE in table:
+            modes = sorted({m for m in runs["energy_mode"] if m})
+            how = ", ".join(ENERGY_MODE_SHORT.get(m, m) for m in modes) or "mode unknown"
+            section.add(self._figure(figures.energy_bars, ["energy", *key, scenario],
+                                     f"Energy and CO2 per inference ({how}), {scenario} on "
+                                     f"{group_label(key)}",
+                                     table, f"{scenario} — {group_label(key)}\nenergy: {how}"))
+        return findings.energy_findings(table, mode_text)
+
+    def _roofline(self, section, key, points) -> list[str]:
+        points = [p for p in points if not p.empty]
+        if not points:
+            return []
+        points = pd.concat(points, ignore_index=True)
+        ceilings = ceilings_for(key[0], self.measured_ceilings)
+        if ceilings is None:
+            section.add(Paragraph(
+                f"No ceilings known for {key[0]}: points are drawn without a roof. Measure them on "
+                f"that machine with `python -m analysis.ceilings` (writes reports/ceilings.json)."))
+        else:
+            section.add(Paragraph(f"Ceilings of {key[0]}: {ceilings.describe()}."))
+        section.add(self._figure(figures.roofline, ["roofline", *key],
+                                 f"Roofline of {group_label(key)}: each point is one conv layer "
+                                 f"of one technique", points, ceilings,
+                                 f"Roofline — {group_label(key)}"))
+        return findings.roofline_findings(points, ceilings)
+
+    def _pruning(self, section, found, key, runs):
+        table = tables.pruning(runs)
+        if table.empty:
+            return
+        formats = {tables.MEDIAN_MS: FMT_MS, tables.SPEEDUP: FMT_X, "speedup vs dense [×]": FMT_X,
+                   "density": "{:.2f}", "max rel err": "{:.2g}"}
+        section.add(self._table(["pruning", *key], f"Pruned runs, {group_label(key)}", table, formats))
+        for model, own in table.groupby("model"):
+            own = tables.pruning_curves(own)
+            section.add(self._figure(figures.speedup_lines, ["pruning", *key, model],
+                                     f"Speedup against weight density, {model} on {group_label(key)}",
+                                     own, "density", "weight density (1 − pruned fraction)",
+                                     f"{model} — {group_label(key)}", True))
+            section.add(self._figure(figures.fidelity_scatter, ["pruning_fidelity", *key, model],
+                                     f"Fidelity against speedup, {model} on "
+                                     f"{group_label(key)}", own, "density",
+                                     f"{model} — {group_label(key)}"))
+        facts = findings.variant_findings(table, "density", "speedup vs dense [×]")
+        if facts:
+            found.child("Pruning").add(Bullets(facts))
+
+    def _quantization(self, section, found, key, runs):
+        table = tables.quantization(runs)
+        if table.empty:
+            return
+        formats = {tables.MEDIAN_MS: FMT_MS, tables.SPEEDUP: FMT_X, "speedup vs fp32 [×]": FMT_X,
+                   "max rel err": "{:.2g}"}
+        section.add(self._table(["quantization", *key], f"Quantized runs, {group_label(key)}",
+                                table, formats))
+        for model, own in table.groupby("model"):
+            section.add(self._figure(figures.speedup_lines, ["quantization", *key, model],
+                                     f"Speedup against bit width, {model} on {group_label(key)}",
+                                     own, "bits", "bit width of weights and activations",
+                                     f"{model} — {group_label(key)}", True))
+            section.add(self._figure(figures.fidelity_scatter, ["quantization_fidelity", *key, model],
+                                     f"Fidelity against speedup, {model} on "
+                                     f"{group_label(key)}", own, "precision",
+                                     f"{model} — {group_label(key)}"))
+        facts = findings.variant_findings(table, "precision", "speedup vs fp32 [×]")
+        if facts:
+            found.child("Quantization").add(Bullets(facts))
+
+    # --- runs that are not compared ---------------------------------------------------
+
+    def _emulated(self, emulated: pd.DataFrame) -> Section:
+        section = Section("Emulated runs (correctness only, not performance)")
+        if emulated.empty:
+            return section
+        section.add(Paragraph("These runs executed the kernels on the CPU emulator. They show "
+                              "that each technique computes the right result; their timings are "
+                              "deliberately not shown."))
+        section.add(self._table(["emulated"], "Emulated runs", tables.emulated_runs(emulated),
+                                {"max rel err": "{:.2g}", tables.TILE: _tile_format}))
+        return section
+
+    def _failed(self) -> Section:
+        section = Section("Failed runs")
+        failed = tables.failed_runs(self.jobs)
+        if failed.empty:
+            return section
+        section.add(Paragraph(f"{len(failed)} job(s) failed; they are in no comparison."))
+        section.add(self._table(["failed_runs"], "Failed runs and their errors", failed,
+                                {"error": _error_format, tables.TILE: _tile_format}))
+        return section
+
+    def _data_notes(self) -> Section:
+        section = Section("Notes on the data")
+        if self.data_notes:
+            section.add(Bullets(self.data_notes))
+        return section

@@ -1,0 +1,101 @@
+"""Which runs are compared with which.
+
+Rules, in the order they apply:
+- only finished, successful runs are compared (failed ones go to their own table);
+- a comparison never mixes devices, backends or cache modes (the *group*), nor models,
+  batch sizes or input sizes (the *scenario*);
+- emulated timings are kept apart and never compared as performance;
+- when several runs measured the same configuration (repeated sweeps; scalar or pytorch
+  crossed with GEMM tiles that do not apply to them), the most recent one counts;
+- the blocked GEMM is represented by its best tile (lowest median latency) per algorithm
+  and scenario.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pandas as pd
+
+from analysis.load import BLOCKED, PYTORCH, SCALAR, STATUS_OK
+from experiments.tracking import contract
+
+GROUP_KEYS = ["device", "backend", "cache_mode"]
+SCENARIO_KEYS = ["model", "batch", "input_size"]
+VARIANT_KEYS = ["quant", "prune", "prune_amount", "technique", "tile"]
+CONFIGURATION_KEYS = GROUP_KEYS + SCENARIO_KEYS + VARIANT_KEYS
+
+# Reading order of techniques in tables and legends: the baseline first, scalar last.
+_ALGO_ORDER = {PYTORCH: 0, "im2col": 1, "kn2row": 2, SCALAR: 9}
+
+
+def technique_sort_key(technique: str) -> tuple:
+    algo, _, gemm = technique.partition("+")
+    return (_ALGO_ORDER.get(algo, 5), algo, gemm != BLOCKED, gemm)
+
+
+def ordered_techniques(techniques) -> list[str]:
+    return sorted(set(techniques), key=technique_sort_key)
+
+
+def successful(jobs: pd.DataFrame) -> pd.DataFrame:
+    return jobs[jobs["status"] == STATUS_OK]
+
+
+def latest_per_configuration(jobs: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """The newest run of each configuration, and how many older duplicates were dropped."""
+    ordered = jobs.sort_values(["start_time", "run_id"])
+    latest = ordered.drop_duplicates(subset=CONFIGURATION_KEYS, keep="last")
+    return latest.sort_index(), len(jobs) - len(latest)
+
+
+def dense_fp32(jobs: pd.DataFrame) -> pd.DataFrame:
+    return jobs[(jobs["quant"] == "fp32") & (jobs["prune"] == "none")]
+
+
+def is_blocked(jobs: pd.DataFrame) -> pd.Series:
+    return jobs["tile"].notna()
+
+
+def best_tile_runs(jobs: pd.DataFrame) -> pd.DataFrame:
+    """Per blocked technique and scenario, the run at the tile with the lowest median latency."""
+    blocked = jobs[is_blocked(jobs) & jobs[contract.LATENCY_MS].notna()]
+    if blocked.empty:
+        return blocked
+    keys = GROUP_KEYS + SCENARIO_KEYS + ["quant", "prune", "prune_amount", "technique"]
+    # Ties go to the smaller tile, so the choice does not depend on run order.
+    ranked = blocked.sort_values([contract.LATENCY_MS, "tile"])
+    return ranked.drop_duplicates(subset=keys, keep="first").sort_index()
+
+
+def comparison_runs(jobs: pd.DataFrame) -> pd.DataFrame:
+    """One run per technique and scenario: every non-blocked variant, blocked at its best tile."""
+    return pd.concat([jobs[~is_blocked(jobs)], best_tile_runs(jobs)]).sort_index()
+
+
+def iterate_groups(jobs: pd.DataFrame) -> Iterator[tuple[tuple, pd.DataFrame]]:
+    """(device, backend, cache_mode) and its runs, in a stable order."""
+    for key, frame in jobs.groupby(GROUP_KEYS, sort=True, dropna=False):
+        yield key, frame
+
+
+def iterate_scenarios(jobs: pd.DataFrame) -> Iterator[tuple[tuple, pd.DataFrame]]:
+    for key, frame in jobs.groupby(SCENARIO_KEYS, sort=True, dropna=False):
+        yield key, frame
+
+
+def group_label(key: tuple) -> str:
+    device, backend, cache_mode = key
+    label = f"{device} · {backend}"
+    return f"{label} · {cache_mode} cache" if cache_mode else label
+
+
+def scenario_label(key: tuple) -> str:
+    model, batch, input_size = key
+    details = [f"batch {batch}" if batch else "", f"{input_size} px" if input_size else ""]
+    details = [d for d in details if d]
+    return f"{model} ({', '.join(details)})" if details else str(model)
+
+
+def technique_label(technique: str, tile) -> str:
+    """What a reader sees: 'im2col+blocked (tile 16)' names the tile the numbers come from."""
+    return f"{technique} (tile {int(tile)})" if pd.notna(tile) else technique

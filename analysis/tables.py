@@ -1,0 +1,427 @@
+"""The report's tables, computed from job rows and layer rows (no MLflow, no plotting).
+
+Each builder returns a DataFrame whose column names carry their units, and a list of
+notes for the reader (a metric these runs did not log, a fallback that was used).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from analysis.load import ELEMENT_BYTES, PYTORCH, QUANT_BITS
+from analysis.selection import (
+    comparison_runs, dense_fp32, ordered_techniques, technique_label, technique_sort_key,
+)
+from experiments.tracking import contract as c
+
+NOISY_IQR_REL = 0.10  # DESIGN: IQR/median above 10% is flagged
+
+TECHNIQUE = "technique"
+TILE = "tile"
+MEDIAN_MS = "median [ms]"
+P10_MS = "p10 [ms]"
+P90_MS = "p90 [ms]"
+IQR_REL = "IQR/median"
+SPEEDUP = "speedup vs PyTorch [×]"
+PYTORCH_SAME_JOB_MS = "PyTorch same job [ms]"
+BASELINE_SOURCE = "PyTorch reference"
+RUN = "run"
+
+SAME_JOB = "same job"
+PYTORCH_RUN = "PyTorch run"
+
+
+def sort_by_technique(frame: pd.DataFrame, column: str = TECHNIQUE) -> pd.DataFrame:
+    keys = frame[column].map(technique_sort_key)
+    return frame.assign(_key=keys).sort_values(["_key"] + ([TILE] if TILE in frame else []),
+                                               kind="stable").drop(columns="_key")
+
+
+def drop_unlogged(frame: pd.DataFrame, columns: dict[str, str], notes: list[str]) -> pd.DataFrame:
+    """Leave out columns no run logged (older harness), with a note naming the metric."""
+    for column, metric in columns.items():
+        if column in frame and frame[column].isna().all():
+            frame = frame.drop(columns=column)
+            notes.append(f"`{metric}` was not logged by these runs: column '{column}' left out.")
+        elif column in frame and frame[column].isna().any():
+            missing = int(frame[column].isna().sum())
+            notes.append(f"`{metric}` is missing from {missing} run(s): shown as —.")
+    return frame
+
+
+def pytorch_latency(runs: pd.DataFrame) -> float:
+    rows = runs[runs["technique"] == PYTORCH]
+    return float(rows[c.LATENCY_MS].iloc[0]) if len(rows) else np.nan
+
+
+def speedups(runs: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """Speedup over PyTorch of each run, and where its PyTorch time came from.
+
+    The harness times PyTorch side by side in every job (baseline_latency_ms); that ratio is
+    immune to drift between jobs, so it is preferred. Runs without it fall back to the
+    separate PyTorch run of the same scenario.
+    """
+    separate = pytorch_latency(runs)
+    same_job = runs[c.BASELINE_LATENCY_MS] / runs[c.LATENCY_MS]
+    fallback = separate / runs[c.LATENCY_MS]
+    speedup = same_job.where(same_job.notna(), fallback)
+    source = pd.Series(np.where(same_job.notna(), SAME_JOB,
+                                np.where(fallback.notna(), PYTORCH_RUN, "")), index=runs.index)
+    is_pytorch = runs["technique"] == PYTORCH
+    speedup[is_pytorch] = 1.0
+    source[is_pytorch] = ""
+    return speedup, source
+
+
+def end_to_end(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """One scenario's comparison runs -> median, p10-p90 and speedup per technique."""
+    notes: list[str] = []
+    speedup, source = speedups(runs)
+    table = pd.DataFrame({
+        TECHNIQUE: runs["technique"],
+        TILE: runs["tile"],
+        MEDIAN_MS: runs[c.LATENCY_MS],
+        P10_MS: runs[c.LATENCY_P10_MS],
+        P90_MS: runs[c.LATENCY_P90_MS],
+        IQR_REL: runs[c.LATENCY_IQR_REL],
+        # Shown so every speedup can be checked: it is this column over the median.
+        PYTORCH_SAME_JOB_MS: runs[c.BASELINE_LATENCY_MS].where(runs["technique"] != PYTORCH),
+        SPEEDUP: speedup,
+        BASELINE_SOURCE: source,
+        RUN: runs["run_name"],
+    })
+    table = sort_by_technique(table).reset_index(drop=True)
+    table = drop_unlogged(table, {P10_MS: c.LATENCY_P10_MS, P90_MS: c.LATENCY_P90_MS,
+                                  IQR_REL: c.LATENCY_IQR_REL}, notes)
+    if table[PYTORCH_SAME_JOB_MS].isna().all():
+        table = table.drop(columns=PYTORCH_SAME_JOB_MS)
+    if IQR_REL in table and (table[IQR_REL] > NOISY_IQR_REL).any():
+        noisy = ", ".join(table.loc[table[IQR_REL] > NOISY_IQR_REL, TECHNIQUE])
+        notes.append(f"Noisy (IQR/median > {NOISY_IQR_REL:.0%}): {noisy}.")
+    if (table[BASELINE_SOURCE] == PYTORCH_RUN).any():
+        notes.append("Some jobs logged no side-by-side PyTorch time: their speedup uses the "
+                     "separate PyTorch run of this scenario (column 'PyTorch reference').")
+    elif BASELINE_SOURCE in table:
+        table = table.drop(columns=BASELINE_SOURCE)
+    if table[TILE].isna().all():
+        table = table.drop(columns=TILE)
+    return table, notes
+
+
+# --- per layer ------------------------------------------------------------------------
+
+def _layers_of(layers: pd.DataFrame, run_id: str) -> pd.DataFrame:
+    return layers[layers["run_id"] == run_id].sort_values("layer_index")
+
+
+def layer_shapes(runs: pd.DataFrame, layers: pd.DataFrame) -> pd.DataFrame:
+    """Each conv layer's shape, from the first run of the scenario that logged layers.csv."""
+    for run_id in runs["run_id"]:
+        own = _layers_of(layers, run_id)
+        if len(own):
+            return own.set_index("layer")
+    return pd.DataFrame()
+
+
+def shape_text(row) -> str:
+    """'64→128 3×3/s2 56×56' : channels, kernel and stride, input plane."""
+    def num(x):  # stride/padding of non-square layers arrive as "2x1"
+        if pd.isna(x):
+            return "?"
+        try:
+            return str(int(float(x)))
+        except (TypeError, ValueError):
+            return str(x)
+    return (f"{num(row['in_channels'])}→{num(row['out_channels'])} "
+            f"{num(row['kernel_h'])}×{num(row['kernel_w'])}/s{num(row['stride'])} "
+            f"{num(row['in_h'])}×{num(row['in_w'])}")
+
+
+def layer_latency_matrix(runs: pd.DataFrame, layers: pd.DataFrame) -> pd.DataFrame:
+    """Layers (rows, model order) x technique labels (columns): per-layer median latency [ms]."""
+    columns = {}
+    for _, run in sort_by_technique(runs).iterrows():
+        own = _layers_of(layers, run["run_id"])
+        if own.empty:
+            continue
+        columns[technique_label(run["technique"], run["tile"])] = own.set_index("layer")[c.LATENCY_MS]
+    pytorch_missing = not any(label == PYTORCH for label in columns)
+    if pytorch_missing:
+        # No PyTorch run with layers: use the side-by-side baseline one job timed per layer.
+        for run_id in runs["run_id"]:
+            own = _layers_of(layers, run_id)
+            if own[c.BASELINE_LATENCY_MS].notna().any():
+                columns = {PYTORCH: own.set_index("layer")[c.BASELINE_LATENCY_MS], **columns}
+                break
+    if not columns:
+        return pd.DataFrame()
+    order = layer_shapes(runs, layers).index
+    return pd.DataFrame(columns).reindex(order)
+
+
+def per_layer(matrix: pd.DataFrame, shapes: pd.DataFrame) -> pd.DataFrame:
+    """Latency per layer and technique, the fastest, and its speedup over PyTorch."""
+    table = pd.DataFrame({"layer": matrix.index})
+    table["shape (Cin→Cout k×k/s H×W)"] = [shape_text(shapes.loc[name]) for name in matrix.index]
+    table["MFLOP"] = shapes.loc[matrix.index, "flops"].to_numpy() / 1e6
+    for label in matrix.columns:
+        table[f"{label} [ms]"] = matrix[label].to_numpy()
+    table["fastest"] = fastest_per_layer(matrix).to_numpy()
+    best = matrix.min(axis=1)
+    if PYTORCH in matrix:
+        table["fastest vs PyTorch [×]"] = (matrix[PYTORCH] / best).to_numpy()
+    return table
+
+
+def fastest_per_layer(matrix: pd.DataFrame) -> pd.Series:
+    complete = matrix.dropna(how="all")
+    winners = complete.idxmin(axis=1)
+    return winners.reindex(matrix.index)
+
+
+def byte_scale(values) -> tuple[float, str]:
+    """Divisor and unit that keep the largest value readable."""
+    largest = np.nanmax(np.asarray(values, dtype=float)) if len(values) else 0.0
+    for divisor, unit in ((2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
+        if largest >= divisor:
+            return divisor, unit
+    return 1.0, "B"
+
+
+def layer_anatomy(runs: pd.DataFrame, layers: pd.DataFrame) -> pd.DataFrame:
+    """Per layer and algorithm: GEMM dimensions, workspace and arithmetic intensity.
+
+    These do not depend on the GEMM back-end or tile, so one run per algorithm suffices.
+    They are the 'why' beside the latencies: im2col's workspace grows with k*k*C_in (input
+    inflation), kn2row's with k*k*C_out (output inflation), scalar has none but no reuse.
+    """
+    shapes = layer_shapes(runs, layers)
+    if shapes.empty:
+        return pd.DataFrame()
+    table = pd.DataFrame({"layer": shapes.index,
+                          "kernel": [f"{int(h)}×{int(w)}" if pd.notna(h) else "?"
+                                     for h, w in zip(shapes["kernel_h"], shapes["kernel_w"])]})
+    # Compulsory intensity: FLOPs over the traffic any algorithm pays (input, filter, output).
+    table["compulsory AI [FLOP/B]"] = (shapes["flops"] / shapes["min_bytes"]).to_numpy()
+    per_algo = {}
+    for _, run in sort_by_technique(runs).iterrows():
+        own = _layers_of(layers, run["run_id"])
+        # PyTorch's workspace is cuDNN's/oneDNN's own business: the accounting does not know it.
+        if run["algo"] != PYTORCH and run["algo"] not in per_algo and len(own):
+            per_algo[run["algo"]] = own.set_index("layer").reindex(shapes.index)
+    all_workspace = pd.concat([frame["workspace_bytes"] for frame in per_algo.values()]) \
+        if per_algo else pd.Series(dtype=float)
+    divisor, unit = byte_scale(all_workspace.dropna())
+    for algo, own in per_algo.items():
+        dims = own[["gemm_m", "gemm_n", "gemm_k"]].to_numpy(dtype=float)
+        has_gemm = np.isfinite(dims).all(axis=1) & (dims > 0).all(axis=1)  # scalar logs 0 x 0 x 0
+        if has_gemm.any():
+            table[f"{algo} GEMM M×N×K"] = ["×".join(str(int(v)) for v in row) if ok else "—"
+                                          for row, ok in zip(dims, has_gemm)]
+        if own["workspace_bytes"].notna().any():
+            table[f"{algo} workspace [{unit}]"] = own["workspace_bytes"].to_numpy() / divisor
+        if own["arithmetic_intensity"].notna().any():
+            table[f"{algo} AI [FLOP/B]"] = own["arithmetic_intensity"].to_numpy()
+    return table
+
+
+def inflation(runs: pd.DataFrame, layers: pd.DataFrame) -> pd.DataFrame:
+    """Per layer and algorithm: workspace relative to the layer's input and output tensors."""
+    rows = []
+    for _, run in runs.iterrows():
+        own = _layers_of(layers, run["run_id"])
+        element = ELEMENT_BYTES.get(run["quant"], 4)
+        for _, layer in own.iterrows():
+            in_bytes = layer["batch"] * layer["in_channels"] * layer["in_h"] * layer["in_w"] * element
+            out_bytes = layer["batch"] * layer["out_channels"] * layer["out_h"] * layer["out_w"] * element
+            rows.append({"algo": run["algo"], "layer": layer["layer"],
+                         "kernel": layer["kernel_h"] * layer["kernel_w"],
+                         "workspace_vs_input": layer["workspace_bytes"] / in_bytes,
+                         "workspace_vs_output": layer["workspace_bytes"] / out_bytes})
+    return pd.DataFrame(rows).drop_duplicates(subset=["algo", "layer"]) if rows else pd.DataFrame()
+
+
+# --- tile sweep -----------------------------------------------------------------------
+
+def tile_sweep(runs: pd.DataFrame) -> pd.DataFrame:
+    """Blocked runs of one scenario: model latency [ms] per tile (rows) and technique."""
+    blocked = runs[runs["tile"].notna()]
+    if blocked.empty:
+        return pd.DataFrame()
+    sweep = blocked.pivot_table(index="tile", columns="technique", values=c.LATENCY_MS,
+                                aggfunc="first")
+    sweep = sweep[ordered_techniques(sweep.columns)]
+    sweep.index = sweep.index.astype(int)
+    return sweep
+
+
+def tile_sweep_table(sweep: pd.DataFrame) -> pd.DataFrame:
+    table = sweep.copy()
+    table.columns = [f"{name} [ms]" for name in table.columns]
+    table = table.reset_index().rename(columns={"tile": TILE})
+    return table
+
+
+def best_tile_per_layer(runs: pd.DataFrame, layers: pd.DataFrame) -> pd.DataFrame:
+    """Per layer and blocked technique: the tile with the lowest layer latency, and that latency."""
+    blocked = runs[runs["tile"].notna()]
+    merged = layers.merge(blocked[["run_id", "technique", "tile"]], on="run_id")
+    merged = merged[merged[c.LATENCY_MS].notna()]
+    if merged.empty:
+        return pd.DataFrame()
+    order = merged.groupby("layer")["layer_index"].min().sort_values().index
+    best = merged.sort_values([c.LATENCY_MS, "tile"]).drop_duplicates(["layer", "technique"])
+    table = pd.DataFrame({"layer": order})
+    for technique in ordered_techniques(best["technique"]):
+        own = best[best["technique"] == technique].set_index("layer").reindex(order)
+        table[f"{technique} best tile"] = own["tile"].astype("Int64").to_numpy()
+        table[f"{technique} at best [ms]"] = own[c.LATENCY_MS].to_numpy()
+    return table
+
+
+# --- energy ---------------------------------------------------------------------------
+
+ENERGY_PER_INFERENCE = "energy per inference [J]"
+CO2_PER_INFERENCE = "CO2 per inference [mg CO2e]"
+ENERGY_PER_RUN = "energy per run [Wh]"
+CO2_PER_RUN = "CO2 per run [g CO2e]"
+
+
+def energy(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Energy and CO2 per inference and per energy run (the fixed-duration loop), per technique.
+
+    CO2 per inference = energy per inference x the run's carbon intensity
+    (emissions_kg / energy_kwh), so it inherits the run's country or grid setting.
+    """
+    notes: list[str] = []
+    kwh_per_joule = 1 / 3.6e6
+    intensity_kg_per_kwh = runs[c.EMISSIONS_KG] / runs[c.ENERGY_KWH].replace(0, np.nan)
+    table = pd.DataFrame({
+        TECHNIQUE: [technique_label(t, tile) for t, tile in zip(runs["technique"], runs["tile"])],
+        ENERGY_PER_INFERENCE: runs[c.ENERGY_PER_INFERENCE_J],
+        CO2_PER_INFERENCE: runs[c.ENERGY_PER_INFERENCE_J] * kwh_per_joule
+        * intensity_kg_per_kwh * 1e6,
+        ENERGY_PER_RUN: runs[c.ENERGY_KWH] * 1e3,
+        CO2_PER_RUN: runs[c.EMISSIONS_KG] * 1e3,
+        "energy mode": runs["energy_mode"].replace("", "unknown"),
+    })
+    table = table.assign(_key=runs["technique"].map(technique_sort_key)).sort_values(
+        "_key", kind="stable").drop(columns="_key").reset_index(drop=True)
+    table = drop_unlogged(table, {ENERGY_PER_INFERENCE: c.ENERGY_PER_INFERENCE_J,
+                                  ENERGY_PER_RUN: c.ENERGY_KWH, CO2_PER_RUN: c.EMISSIONS_KG}, notes)
+    if CO2_PER_INFERENCE in table and table[CO2_PER_INFERENCE].isna().all():
+        table = table.drop(columns=CO2_PER_INFERENCE)
+    return table, notes
+
+
+# --- roofline -------------------------------------------------------------------------
+
+def roofline_points(runs: pd.DataFrame, layers: pd.DataFrame) -> pd.DataFrame:
+    """Per layer and technique: arithmetic intensity [FLOP/B] and achieved GFLOP/s."""
+    merged = layers.merge(runs[["run_id", "technique", "tile", "model"]], on="run_id")
+    merged = merged[(merged[c.LATENCY_MS] > 0) & merged["flops"].notna()
+                    & (merged["arithmetic_intensity"] > 0)]
+    return pd.DataFrame({
+        "model": merged["model"], "layer": merged["layer"], TECHNIQUE: merged["technique"],
+        "arithmetic intensity [FLOP/B]": merged["arithmetic_intensity"],
+        "achieved [GFLOP/s]": merged["flops"] / (merged[c.LATENCY_MS] * 1e-3) / 1e9,
+    }).reset_index(drop=True)
+
+
+# --- pruning and quantization ---------------------------------------------------------
+
+def _dense_reference(runs_all: pd.DataFrame, run) -> float:
+    """Latency of the dense fp32 comparison run of the same technique and scenario."""
+    dense = comparison_runs(dense_fp32(runs_all))
+    same = dense[(dense["technique"] == run["technique"]) & (dense["model"] == run["model"])
+                 & (dense["batch"] == run["batch"]) & (dense["input_size"] == run["input_size"])]
+    return float(same[c.LATENCY_MS].iloc[0]) if len(same) else np.nan
+
+
+def pruning(group_runs: pd.DataFrame) -> pd.DataFrame:
+    """Pruned runs of one group: speedup against density, fidelity."""
+    pruned = comparison_runs(group_runs[group_runs["prune"] != "none"])
+    if pruned.empty:
+        return pd.DataFrame()
+    # The dense run of each pruned technique is the density-1 point of its curve.
+    dense = comparison_runs(dense_fp32(group_runs))
+    dense = dense[dense["technique"].isin(pruned["technique"]) & dense["model"].isin(pruned["model"])]
+    pruned = pd.concat([dense, pruned])
+    same_job = pruned[c.BASELINE_LATENCY_MS] / pruned[c.LATENCY_MS]
+    table = pd.DataFrame({
+        "model": pruned["model"],
+        TECHNIQUE: [technique_label(t, tile) for t, tile in zip(pruned["technique"], pruned["tile"])],
+        "pruning": pruned["prune"],
+        "density": (1.0 - pruned["prune_amount"]).round(6),
+        "precision": pruned["quant"],
+        MEDIAN_MS: pruned[c.LATENCY_MS],
+        SPEEDUP: same_job,
+        "speedup vs dense [×]": [_dense_reference(group_runs, run) / run[c.LATENCY_MS]
+                                 for _, run in pruned.iterrows()],
+        "max rel err": pruned[c.MAX_REL_ERR],
+        "_order": pruned["technique"].map(technique_sort_key),
+    })
+    table = table.sort_values(["model", "_order", "pruning", "density"]).drop(columns="_order")
+    if (table["precision"] == "fp32").all():
+        table = table.drop(columns="precision")
+    return table.reset_index(drop=True)
+
+
+def pruning_curves(table: pd.DataFrame) -> pd.DataFrame:
+    """One curve per technique and pruning method, each starting from the dense point."""
+    methods = sorted(set(table["pruning"]) - {"none"})
+    curves = []
+    for method in methods:
+        own = table[table["pruning"].isin([method, "none"])]
+        own = own[own[TECHNIQUE].isin(table.loc[table["pruning"] == method, TECHNIQUE])]
+        label = own[TECHNIQUE] + (f" ({method})" if len(methods) > 1 else "")
+        curves.append(own.assign(**{TECHNIQUE: label}))
+    return pd.concat(curves, ignore_index=True)
+
+
+def quantization(group_runs: pd.DataFrame) -> pd.DataFrame:
+    """Dense runs at reduced precision, with their fp32 references: speedup against bit width."""
+    dense = group_runs[group_runs["prune"] == "none"]
+    if (dense["quant"] == "fp32").all():
+        return pd.DataFrame()
+    chosen = comparison_runs(dense)
+    chosen = chosen[chosen["technique"].isin(chosen.loc[chosen["quant"] != "fp32", "technique"])]
+    same_job = chosen[c.BASELINE_LATENCY_MS] / chosen[c.LATENCY_MS]
+    table = pd.DataFrame({
+        "model": chosen["model"],
+        TECHNIQUE: [technique_label(t, tile) for t, tile in zip(chosen["technique"], chosen["tile"])],
+        "precision": chosen["quant"],
+        "bits": chosen["quant"].map(QUANT_BITS).astype("Int64"),
+        MEDIAN_MS: chosen[c.LATENCY_MS],
+        SPEEDUP: same_job,
+        "speedup vs fp32 [×]": [_dense_reference(group_runs, run) / run[c.LATENCY_MS]
+                                for _, run in chosen.iterrows()],
+        "max rel err": chosen[c.MAX_REL_ERR],
+        "_order": chosen["technique"].map(technique_sort_key),
+    })
+    table = table.sort_values(["model", "_order", "bits"], ascending=[True, True, False])
+    return table.drop(columns="_order").reset_index(drop=True)
+
+
+# --- runs that are not compared -------------------------------------------------------
+
+def failed_runs(jobs: pd.DataFrame) -> pd.DataFrame:
+    failed = jobs[jobs["status"] == "failed"].sort_values("start_time")
+    return pd.DataFrame({
+        RUN: failed["run_name"], "model": failed["model"], TECHNIQUE: failed["technique"],
+        TILE: failed["tile"], "precision": failed["quant"], "pruning": failed["prune"],
+        "device": failed["device"], "backend": failed["backend"],
+        "error": failed["error"].replace("", "(no error logged)"),
+    }).reset_index(drop=True)
+
+
+def emulated_runs(jobs: pd.DataFrame) -> pd.DataFrame:
+    """Emulated runs: what ran and whether it was correct; no timing columns on purpose."""
+    table = pd.DataFrame({
+        "device": jobs["device"], "model": jobs["model"], TECHNIQUE: jobs["technique"],
+        TILE: jobs["tile"], "precision": jobs["quant"], "pruning": jobs["prune"],
+        "status": jobs["status"], "max rel err": jobs[c.MAX_REL_ERR],
+    })
+    table = table.assign(_key=jobs["technique"].map(technique_sort_key)).sort_values(
+        ["device", "model", "_key", TILE], kind="stable").drop(columns="_key")
+    return table.reset_index(drop=True)
