@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: setup run test test-all compile-check bench-layers report ui clean
+.PHONY: setup run test test-all compile-check bench-layers report ceilings ui clean
 
 setup: $(STAMP)
 
@@ -34,6 +34,16 @@ compile-check:
 
 bench-layers: setup
 	$(PY) -m experiments.bench.layers $(ARGS)
+
+TRACKING_URI ?= sqlite:///mlflow.db
+EXPERIMENT ?=
+
+report: setup
+	$(PY) -m analysis.report --tracking-uri $(TRACKING_URI) $(if $(EXPERIMENT),--experiment $(EXPERIMENT)) --out reports
+
+# Peak compute and bandwidth of this machine, for the report's roofline.
+ceilings: setup
+	$(PY) -m analysis.ceilings --out reports/ceilings.json
 
 ui: setup
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db
