@@ -1,0 +1,145 @@
+"""A job's configuration, checked before any work: the composed Hydra config -> JobSpec.
+
+Errors (ConfigError, with the bad value and the valid ones) are the user's to fix: unknown
+model (with the close matches), unknown algorithm, unsupported tile, gpu backend without a GPU,
+blocked GEMM on the numpy backend, unimplemented quantization or pruning, bad protocol values.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from omegaconf import DictConfig, OmegaConf
+
+from experiments.conv import ALGORITHMS, GEMMS, TILES
+from experiments.conv import validate as validate_conv
+from experiments.conv.tolerance import RELATIVE_TOLERANCE
+
+from .errors import ConfigError
+from .models import check_model_name, input_hw, resolve_weights
+from .timing import CACHE_MODES, Protocol
+
+PYTORCH = "pytorch"
+ALGOS = (PYTORCH, *ALGORITHMS)
+NO_GEMM_ALGOS = (PYTORCH, "scalar")     # the gemm choice (and tile) does not change what runs
+ENERGY_TRACKERS = ("codecarbon", "off")
+QUANTS = ("fp32",)                      # implemented so far; RELATIVE_TOLERANCE holds their tolerances
+PRUNES = ("none",)
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """Everything a job needs, validated; ``runtime`` is the resolved backend."""
+
+    model: str
+    weights: object            # torchvision weights enum or None
+    batch_size: int
+    input_size: tuple[int, int]
+    algo: str
+    gemm: str
+    tile: int | None
+    backend: str               # as requested (auto, gpu, emulator, numpy)
+    runtime: object
+    quant: str
+    prune: str
+    prune_amount: float
+    seed: int
+    model_protocol: Protocol
+    layer_protocol: Protocol
+    cache_mode: str
+    flush_bytes: int
+    energy_s: float
+    progress_s: float
+    energy: str
+    country_iso_code: str | None
+    region: str | None
+    measure_power_secs: float
+    tracking_uri: str
+    experiment: str
+
+    @property
+    def tolerance(self) -> float:
+        return RELATIVE_TOLERANCE[self.quant]
+
+    @property
+    def uses_gemm(self) -> bool:
+        return self.algo not in NO_GEMM_ALGOS
+
+    @property
+    def gemm_label(self) -> str:
+        if not self.uses_gemm:
+            return ""
+        return f"blocked-t{self.tile}" if self.gemm == "blocked" else self.gemm
+
+    @property
+    def name(self) -> str:
+        """The run name: model/algo[/gemm]/quant/prune, e.g. resnet18/im2col/blocked-t16/fp32/dense."""
+        prune = "dense" if self.prune == "none" else f"{self.prune}{self.prune_amount:g}"
+        parts = [self.model, self.algo, self.gemm_label, self.quant, prune]
+        return "/".join(p for p in parts if p)
+
+    def identity(self) -> tuple:
+        """What the job measures: two jobs with equal identities in one sweep measure the same thing
+        (gemm and tile do not apply to pytorch and scalar, the tile not to the vendor GEMM)."""
+        return (self.model, str(self.weights), self.batch_size, self.input_size, self.algo, self.gemm_label,
+                self.runtime.name, self.quant, self.prune, self.prune_amount, self.seed, self.model_protocol,
+                self.layer_protocol, self.cache_mode, self.flush_bytes, self.energy_s, self.energy,
+                self.country_iso_code, self.region, self.tracking_uri, self.experiment)
+
+
+def _choice(kind: str, value, valid) -> str:
+    if value not in valid:
+        raise ConfigError(f"{kind}={value!r} is not supported; valid: {', '.join(map(str, valid))}")
+    return value
+
+
+def _protocol(node, where: str) -> Protocol:
+    try:
+        return Protocol(int(node.warmup), int(node.min_samples), float(node.min_time_s), float(node.max_time_s))
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def job_spec(cfg: DictConfig) -> JobSpec:
+    """Check a composed job config before any work; raises ConfigError naming the bad value."""
+    from experiments import runtime as runtimes
+
+    model, algo, gemm, bench, energy = cfg.model, cfg.algo, cfg.gemm, cfg.bench, cfg.energy
+    check_model_name(model.name)
+    weights = resolve_weights(model.name, model.weights)
+    size = input_hw(OmegaConf.to_object(model.input_size) if OmegaConf.is_config(model.input_size)
+                    else model.input_size)
+    if not isinstance(model.batch_size, int) or model.batch_size < 1:
+        raise ConfigError(f"model.batch_size={model.batch_size!r}: expected a positive int")
+    _choice("algo", algo.name, ALGOS)
+    _choice("gemm", gemm.name, GEMMS)
+    tile = gemm.get("tile")
+    if gemm.name == "blocked":
+        _choice("gemm.tile", tile, TILES)
+    _choice("backend", cfg.backend.name, runtimes.BACKENDS)
+    _choice("quant", cfg.quant.name, QUANTS)
+    _choice("prune", cfg.prune.name, PRUNES)
+    _choice("bench.cache_mode", bench.cache_mode, CACHE_MODES)
+    _choice("energy", energy.name, ENERGY_TRACKERS)
+    try:
+        if algo.name == PYTORCH:
+            runtime = runtimes.resolve(cfg.backend.name)
+        else:
+            runtime = validate_conv(algo.name, gemm.name, tile if gemm.name == "blocked" else 16, cfg.backend.name)
+    except (ValueError, RuntimeError) as exc:   # bad combination; GpuUnavailableError is a RuntimeError
+        raise ConfigError(f"{type(exc).__name__}: {exc}") from None
+    if runtime.is_gpu:
+        import torch
+        if not torch.cuda.is_available():
+            raise ConfigError("backend=gpu runs the model around the kernels with torch on the same device, "
+                              "but this torch build sees no CUDA/ROCm device; install a GPU build of torch")
+    return JobSpec(
+        model=model.name, weights=weights, batch_size=int(model.batch_size), input_size=size,
+        algo=algo.name, gemm=gemm.name, tile=int(tile) if gemm.name == "blocked" else None,
+        backend=cfg.backend.name, runtime=runtime, quant=cfg.quant.name, prune=cfg.prune.name,
+        prune_amount=float(cfg.prune.get("amount") or 0.0), seed=int(cfg.seed),
+        model_protocol=_protocol(bench.model, "bench.model"), layer_protocol=_protocol(bench.layer, "bench.layer"),
+        cache_mode=bench.cache_mode, flush_bytes=int(float(bench.flush_mb) * 2**20),
+        energy_s=float(bench.energy_s), progress_s=float(bench.get("progress_s", 3.0)),
+        energy=energy.name, country_iso_code=energy.get("country_iso_code"), region=energy.get("region"),
+        measure_power_secs=float(energy.get("measure_power_secs") or 1),
+        tracking_uri=str(cfg.tracking.uri), experiment=str(cfg.tracking.experiment))

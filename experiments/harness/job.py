@@ -1,0 +1,221 @@
+"""One job: build, check against float64 PyTorch, time, measure energy. No MLflow here.
+
+    setup    the model (eval, fixed seed) and its input on the runtime's device; our copy of the
+             model with every nn.Conv2d swapped; PyTorch's first call; each conv layer's input
+    check    float64 reference of the model and of every conv layer on the same inputs; the
+             first call of our model (compile_s) and of each layer alone, compared with it;
+             any error above the dtype's tolerance raises ToleranceError (errors are kept)
+    timing   by the protocol: our model, PyTorch's, then every layer alone, ours and PyTorch's
+    energy   a separate fixed-duration loop of our model under CodeCarbon
+
+``Job.run()`` fills ``Job.outcome`` as it goes, so a failed job still reports what it measured.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from experiments import swap_conv2d
+from experiments.conv import ConvGeometry, LayerCost, layer_cost
+from experiments.conv.api import resolve_padding
+from experiments.conv.tolerance import relative_error
+
+from .config import PYTORCH, JobSpec
+from .energy import EnergyMeter, EnergyResult
+from .errors import ToleranceError
+from .models import build_model, make_input
+from .timing import CacheFlusher, CpuClock, EventClock, Measurement, expected_seconds, measure
+
+
+@dataclass
+class LayerOutcome:
+    name: str
+    geometry: ConvGeometry
+    max_rel_err: float
+    cost: LayerCost | None = None          # ours after the timed calls (workspace of the last call)
+    ours: Measurement | None = None
+    baseline: Measurement | None = None
+
+
+@dataclass
+class JobOutcome:
+    device: str = ""
+    max_rel_err: float | None = None        # our model output vs the float64 reference
+    baseline_rel_err: float | None = None   # PyTorch float32 vs float64, for scale
+    compile_s: float | None = None
+    layers: list[LayerOutcome] = field(default_factory=list)
+    model: Measurement | None = None        # our whole forward (PyTorch's for algo=pytorch)
+    baseline: Measurement | None = None     # PyTorch's whole forward
+    energy: EnergyResult | None = None
+    energy_error: str | None = None
+    phases: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def conv_flops(self) -> int:
+        return sum(layer_cost(layer.geometry, "pytorch").flops for layer in self.layers)
+
+
+def conv_layers(model: nn.Module) -> list[tuple[str, nn.Conv2d]]:
+    """The layers swap_conv2d replaces, in model order."""
+    return [(name, m) for name, m in model.named_modules() if type(m) is nn.Conv2d]
+
+
+def conv_geometry(conv: nn.Conv2d, input_shape) -> ConvGeometry:
+    padding, _ = resolve_padding(conv.padding, tuple(conv.weight.shape), conv.stride, conv.dilation)
+    return ConvGeometry.from_shapes(input_shape, conv.weight.shape, conv.stride, padding, conv.dilation, conv.groups)
+
+
+class Job:
+    def __init__(self, spec: JobSpec, progress: Callable[..., object] | None = None):
+        self.spec = spec
+        self.runtime = spec.runtime
+        self.device = torch.device("cuda" if self.runtime.is_gpu else "cpu")
+        self.clock = EventClock("torch") if self.runtime.is_gpu else CpuClock(self.runtime.synchronize)
+        self.flush = CacheFlusher(spec.flush_bytes, self.device) if spec.cache_mode == "cold" else None
+        self.progress = progress
+        self.energy_meter = EnergyMeter(spec.country_iso_code, spec.region, spec.measure_power_secs) \
+            if spec.energy == "codecarbon" else None
+        self.outcome = JobOutcome()
+
+    @contextmanager
+    def phase(self, name: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.outcome.phases[name] = self.outcome.phases.get(name, 0.0) + time.perf_counter() - start
+
+    def run(self) -> JobOutcome:
+        if self.energy_meter is not None:
+            self.energy_meter.prewarm()
+        with torch.inference_mode():
+            with self.phase("setup_s"):
+                self._setup()
+            with self.phase("check_s"):
+                self._check()
+            if self.energy_meter is not None:
+                self.energy_meter.wait()        # no background thread during the timed loops
+            with self.phase("timing_s"):
+                self._time()
+            if self.energy_meter is not None and self.spec.energy_s > 0:
+                with self.phase("energy_s"):
+                    self._energy()
+        return self.outcome
+
+    # --- setup ---------------------------------------------------------------------------
+    def _setup(self) -> None:
+        spec, out = self.spec, self.outcome
+        out.device = self.runtime.device_name()
+        self.model = build_model(spec.model, spec.weights, spec.seed).to(self.device)
+        self.x = make_input(spec.batch_size, spec.input_size, spec.seed).to(self.device)
+        self.convs = conv_layers(self.model)
+        if spec.algo == PYTORCH:
+            self.ours = self.model
+        else:   # raises NotImplementedError naming a grouped layer, before any work on it
+            self.ours = swap_conv2d(copy.deepcopy(self.model), spec.algo, spec.gemm, spec.tile or 16,
+                                    backend=self.runtime)
+        self.baseline_first_s = self.clock.time(lambda: self._keep("y32", self.model(self.x)))
+        self.inputs: dict[str, torch.Tensor] = {}
+        hooks = [conv.register_forward_pre_hook(self._capture(name)) for name, conv in self.convs]
+        try:
+            self.model(self.x)
+        finally:
+            for hook in hooks:
+                hook.remove()
+
+    def _keep(self, name: str, value):
+        setattr(self, name, value)
+        return value
+
+    def _capture(self, name: str):
+        def hook(module, args):
+            self.inputs[name] = args[0].detach().clone()
+        return hook
+
+    # --- check ---------------------------------------------------------------------------
+    def _check(self) -> None:
+        spec, out = self.spec, self.outcome
+        model64 = copy.deepcopy(self.model).double()
+        y64 = model64(self.x.double())
+        out.baseline_rel_err = _rel_err(self.y32, y64)
+        if spec.algo == PYTORCH:
+            out.compile_s, y = self.baseline_first_s, self.y32
+        else:
+            out.compile_s = self.clock.time(lambda: self._keep("y_ours", self.ours(self.x)))
+            y = self.y_ours
+        out.max_rel_err = _rel_err(y, y64)
+        del y64
+        self.first_calls: dict[str, tuple[float, float]] = {}
+        for name, conv in self.convs:
+            x = self.inputs[name]
+            ref = model64.get_submodule(name)(x.double())
+            layer = self.ours.get_submodule(name)
+            ours_first = self.clock.time(lambda: self._keep("y_layer", layer(x)))
+            base_first = ours_first if spec.algo == PYTORCH else self.clock.time(lambda: conv(x))
+            self.first_calls[name] = (ours_first, base_first)
+            out.layers.append(LayerOutcome(name, conv_geometry(conv, x.shape), _rel_err(self.y_layer, ref)))
+        del model64
+        worst = max(out.layers, key=lambda layer: layer.max_rel_err, default=None)
+        if out.max_rel_err > spec.tolerance or (worst is not None and worst.max_rel_err > spec.tolerance):
+            raise ToleranceError(
+                f"{spec.algo} exceeds the {spec.quant} tolerance {spec.tolerance:g} against float64 PyTorch: "
+                f"model output max_rel_err {out.max_rel_err:.3g}"
+                + (f", worst layer {worst.name} {worst.max_rel_err:.3g}" if worst else ""))
+
+    # --- timing --------------------------------------------------------------------------
+    def _bar(self, total: int, desc: str):
+        if self.progress is None:
+            return None
+        return self.progress(total=total, desc=desc)
+
+    def _measure(self, fn, protocol, label: str, first_call_s: float, bar: bool = True) -> Measurement:
+        show = bar and expected_seconds(protocol, first_call_s) > self.spec.progress_s
+        return measure(fn, protocol, self.clock, label, first_call_s=first_call_s, flush=self.flush,
+                       progress=self._bar if show and self.progress else None)
+
+    def _time(self) -> None:
+        spec, out = self.spec, self.outcome
+        protocol = spec.model_protocol
+        out.baseline = self._measure(lambda: self.model(self.x), protocol, "pytorch/model", self.baseline_first_s)
+        out.model = out.baseline if spec.algo == PYTORCH else \
+            self._measure(lambda: self.ours(self.x), protocol, f"{spec.algo}/model", out.compile_s)
+        protocol = spec.layer_protocol
+        expected = sum(expected_seconds(protocol, a) + expected_seconds(protocol, b)
+                       for a, b in self.first_calls.values())
+        bar = self._bar(len(self.convs), "layers") if expected > spec.progress_s else None
+        try:
+            for (name, conv), layer_out in zip(self.convs, out.layers):
+                x, (ours_first, base_first) = self.inputs[name], self.first_calls[name]
+                layer = self.ours.get_submodule(name)
+                layer_out.baseline = self._measure(lambda: conv(x), protocol, f"pytorch/{name}", base_first, bar=False)
+                if spec.algo == PYTORCH:
+                    layer_out.ours = layer_out.baseline
+                    layer_out.cost = layer_cost(layer_out.geometry, PYTORCH)
+                else:
+                    layer_out.ours = self._measure(lambda: layer(x), protocol, f"{spec.algo}/{name}", ours_first,
+                                                   bar=False)
+                    layer_out.cost = layer.cost
+                if bar is not None:
+                    bar.update()
+        finally:
+            if bar is not None:
+                bar.close()
+
+    # --- energy --------------------------------------------------------------------------
+    def _energy(self) -> None:
+        try:
+            self.outcome.energy = self.energy_meter.measure(
+                lambda: self.ours(self.x), self.spec.energy_s, self.spec.batch_size, self.clock.synchronize)
+        except Exception as exc:   # energy is a side measurement: the job's timings stand without it
+            self.outcome.energy_error = f"{type(exc).__name__}: {exc}"
+
+
+def _rel_err(y: torch.Tensor, reference: torch.Tensor) -> float:
+    """The engine's relative error (max|y - ref| / max|ref|), on host copies."""
+    return relative_error(y.detach().cpu().numpy(), reference.detach().cpu().numpy())

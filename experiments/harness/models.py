@@ -1,0 +1,85 @@
+"""torchvision classification models by name, with a fixed seed, and their input.
+
+``model.weights`` null means random initialisation (offline, reproducible through the seed).
+A weights name must already be in the torch hub cache: convbench never downloads, so that a
+sweep on a machine without network fails before any work instead of hanging on a download.
+"""
+from __future__ import annotations
+
+import difflib
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from experiments.torchvision_compat import torchvision
+
+from .errors import ConfigError
+
+
+@lru_cache(maxsize=1)
+def classification_models() -> tuple[str, ...]:
+    """Names of torchvision's image classification models (torchvision.models, not detection etc.)."""
+    return tuple(torchvision.models.list_models(module=torchvision.models))
+
+
+def check_model_name(name: str) -> None:
+    models = classification_models()
+    if name in models:
+        return
+    close = difflib.get_close_matches(str(name), models, n=4, cutoff=0.5)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    raise ConfigError(
+        f"model.name={name!r} is not a torchvision classification model.{hint} "
+        f"Known names: `python -c \"from experiments.harness.models import classification_models as m; "
+        f"print(*m())\"` ({len(models)} models, e.g. resnet18, vgg16, densenet121).")
+
+
+def resolve_weights(name: str, weights: str | None):
+    """The torchvision weights enum for ``weights`` (None stays None); checks the hub cache."""
+    if weights in (None, "", "none", "None"):
+        return None
+    enum = torchvision.models.get_model_weights(name)
+    member = str(weights).split(".")[-1]
+    if "." in str(weights) and str(weights).split(".")[0] != enum.__name__:
+        raise ConfigError(f"model.weights={weights!r} are not weights of {name}; valid: "
+                          f"{', '.join(f'{enum.__name__}.{m}' for m in enum.__members__)} or null")
+    if member not in enum.__members__:
+        raise ConfigError(f"model.weights={weights!r}: unknown weights for {name}; valid: "
+                          f"{', '.join(enum.__members__)} (or {enum.__name__}.<name>), or null for random init")
+    resolved = enum[member]
+    cached = weights_cache_path(resolved)
+    if not cached.is_file():
+        raise ConfigError(
+            f"model.weights={weights!r}: {cached.name} is not in the torch hub cache ({cached.parent}); "
+            f"convbench does not download. Fetch it once on a machine with network "
+            f"(`python -c \"from experiments.torchvision_compat import torchvision; "
+            f"torchvision.models.get_model('{name}', weights='{resolved}')\"`) or use model.weights=null.")
+    return resolved
+
+
+def weights_cache_path(weights) -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+
+
+def input_hw(input_size) -> tuple[int, int]:
+    """``model.input_size`` (an int or [height, width]) as a pair of positive ints."""
+    size = [input_size] * 2 if isinstance(input_size, int) else list(input_size)
+    if len(size) != 2 or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in size):
+        raise ConfigError(f"model.input_size={input_size!r}: expected a positive int or [height, width]")
+    return size[0], size[1]
+
+
+def build_model(name: str, weights, seed: int) -> nn.Module:
+    """The model in eval mode; random weights drawn from ``seed`` unless ``weights`` is given."""
+    torch.manual_seed(seed)
+    model = torchvision.models.get_model(name, weights=weights)
+    return model.eval()
+
+
+def make_input(batch_size: int, input_size, seed: int) -> torch.Tensor:
+    """A standard-normal N x 3 x H x W float32 batch from its own seeded generator (CPU)."""
+    h, w = input_hw(input_size)
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(batch_size, 3, h, w, generator=generator)

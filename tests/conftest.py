@@ -1,0 +1,55 @@
+"""Shared fixtures. MLflow telemetry is off for every test (set before anything imports mlflow)."""
+import os
+import socket
+import sys
+
+import pytest
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+_LOCAL_HOSTS = {"127.0.0.1", "::1", "localhost", "0.0.0.0"}
+
+
+@pytest.fixture
+def network_attempts(monkeypatch):
+    """Refuses and records every connection or name lookup that would leave this machine."""
+    attempts: list = []
+    real_connect, real_getaddrinfo = socket.socket.connect, socket.getaddrinfo
+
+    def connect(self, address):
+        host = address[0] if isinstance(address, tuple) else address
+        if self.family != socket.AF_UNIX and host not in _LOCAL_HOSTS:
+            attempts.append(address)
+            raise ConnectionRefusedError(f"test refused a network connection to {address}")
+        return real_connect(self, address)
+
+    def getaddrinfo(host, *args, **kwargs):
+        if host not in _LOCAL_HOSTS and host is not None:
+            attempts.append(host)
+            raise socket.gaierror(f"test refused a name lookup of {host}")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return attempts
+
+
+@pytest.fixture
+def convbench(monkeypatch, tmp_path):
+    """Runs ``python run.py ARGS`` in this process, in tmp_path; returns the exit code."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    import run
+
+    monkeypatch.chdir(tmp_path)
+
+    def invoke(*args: str) -> int:
+        GlobalHydra.instance().clear()
+        monkeypatch.setattr(sys, "argv", ["run.py", *args])
+        try:
+            return run.main()
+        except SystemExit as exc:
+            return exc.code if isinstance(exc.code, int) else 1
+        finally:
+            GlobalHydra.instance().clear()
+    return invoke
