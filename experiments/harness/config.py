@@ -126,7 +126,8 @@ def job_spec(cfg: DictConfig) -> JobSpec:
         else:
             runtime = validate_conv(algo.name, gemm.name, tile if gemm.name == "blocked" else 16, cfg.backend.name)
     except (ValueError, RuntimeError) as exc:   # bad combination; GpuUnavailableError is a RuntimeError
-        raise ConfigError(f"{type(exc).__name__}: {exc}") from None
+        auto = " (backend=auto chose numpy: no GPU is visible)" if cfg.backend.name == "auto" else ""
+        raise ConfigError(f"{type(exc).__name__}: {exc}{auto}") from None
     if runtime.is_gpu:
         import torch
         if not torch.cuda.is_available():

@@ -156,20 +156,23 @@ def check_jobs(config: DictConfig, job_overrides: list[list[str]]) -> list[dict]
     from .config import job_spec
 
     loader = GlobalHydra.instance().config_loader()
-    plan, errors, seen = [], [], {}
+    plan, errors, seen = [], {}, {}
     for num, overrides in enumerate(job_overrides):
         job_cfg = loader.load_sweep_config(config, list(overrides))
         try:
             spec = job_spec(job_cfg)
         except ConfigError as exc:
-            errors.append(f"  #{num} {' '.join(overrides) or '(defaults)'}: {exc}")
+            errors.setdefault(str(exc), []).append(f"#{num} {' '.join(overrides) or '(defaults)'}")
             continue
         identity = spec.identity()
         plan.append({"overrides": list(overrides), "name": spec.name, "duplicate_of": seen.get(identity)})
         seen.setdefault(identity, num)
     if errors:
-        raise ConfigError(f"{len(errors)} of {len(job_overrides)} jobs of this sweep have invalid configs; "
-                          f"nothing was run:\n" + "\n".join(errors))
+        bad = sum(len(jobs) for jobs in errors.values())
+        lines = [f"  {jobs[0]}" + (f" (and {len(jobs) - 1} more jobs)" if len(jobs) > 1 else "") + f": {message}"
+                 for message, jobs in errors.items()]
+        raise ConfigError(f"{bad} of {len(job_overrides)} jobs of this sweep have invalid configs; "
+                          f"nothing was run:\n" + "\n".join(lines))
     return plan
 
 
