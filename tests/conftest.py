@@ -1,11 +1,11 @@
-"""Shared fixtures. MLflow telemetry is off for every test (set before anything imports mlflow)."""
-import os
+"""Shared fixtures. Tests run in run.py's process environment (MLflow telemetry off, short thread
+spins), set by importing it before anything loads mlflow, torch or numpy."""
 import socket
 import sys
 
 import pytest
 
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+import run  # noqa: F401  (sets os.environ first)
 
 _LOCAL_HOSTS = {"127.0.0.1", "::1", "localhost", "0.0.0.0"}
 
@@ -38,8 +38,6 @@ def network_attempts(monkeypatch):
 def convbench(monkeypatch, tmp_path):
     """Runs ``python run.py ARGS`` in this process, in tmp_path; returns the exit code."""
     from hydra.core.global_hydra import GlobalHydra
-
-    import run
 
     monkeypatch.chdir(tmp_path)
 

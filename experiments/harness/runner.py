@@ -106,6 +106,11 @@ def _progress(**kwargs):
     return tqdm(leave=False, file=sys.stderr, dynamic_ncols=True, mininterval=0.5, **kwargs)
 
 
+def _progress_factory():
+    """Progress bars on a terminal; none in a log file, where they would only interleave with the lines."""
+    return _progress if sys.stderr.isatty() else None
+
+
 def run_job(cfg: DictConfig) -> JobReport:
     global _last_job
     started = time.perf_counter()
@@ -158,23 +163,25 @@ def _run_logged(cfg, spec: JobSpec | None, config_error, name: str, context: Job
         return JobReport(name, STATUS_FAILED, error, None, context.num)
 
     job, error, trace = None, "", ""
+    open_run_s = time.perf_counter() - started   # config check, provenance, run creation, params
     try:
         if config_error is not None:
             raise config_error
-        job = Job(spec, progress=_progress)
+        job = Job(spec, progress=_progress_factory())
         job.run()
     except Exception as exc:
         error, trace = f"{type(exc).__name__}: {exc}", traceback.format_exc()
     outcome = job.outcome if job is not None else JobOutcome()
+    outcome.phases["open_run_s"] = open_run_s
     status = STATUS_FAILED if error else STATUS_OK
     metrics = contract_metrics(spec, outcome) if spec is not None else {}
     try:
-        outcome.phases["logging_s"] = _log_result(uri, run_id, cfg, spec, outcome, metrics, status, error, trace,
-                                                  fixed_so_far=time.perf_counter() - started)
+        _log_result(uri, run_id, cfg, spec, outcome, metrics, status, error, trace, started)
     except Exception as exc:
         status, error = STATUS_FAILED, error or f"logging the results failed: {type(exc).__name__}: {exc}"
     report = JobReport(name, status, error, run_id, context.num, metrics)
-    print(summary_text(report, spec, outcome, context, uri), file=sys.stderr if report.failed else sys.stdout,
+    cost = costs(outcome.phases, time.perf_counter() - started)
+    print(summary_text(report, spec, outcome, context, uri, cost), file=sys.stderr if report.failed else sys.stdout,
           flush=True)
     return report
 
@@ -271,9 +278,16 @@ def write_artifacts(directory: Path, cfg: DictConfig, spec: JobSpec | None, outc
         (directory / mlf.A_TRACEBACK).write_text(trace)
 
 
-def _log_result(uri, run_id, cfg, spec, outcome: JobOutcome, metrics, status, error, trace,
-                fixed_so_far: float) -> float:
-    start = time.perf_counter()
+def costs(phases: dict[str, float], job_s: float) -> dict[str, float]:
+    """Where a job's time went. fixed_cost_s: everything but the timing loops and the energy window;
+    harness_overhead_s: that, less the first calls (the correctness check's own compute)."""
+    fixed = job_s - phases.get("timing_s", 0.0) - phases.get("energy_s", 0.0)
+    return {**phases, "job_s": job_s, "fixed_cost_s": fixed,
+            "harness_overhead_s": fixed - phases.get("first_calls_s", 0.0)}
+
+
+def _log_result(uri, run_id, cfg, spec, outcome: JobOutcome, metrics, status, error, trace, started: float) -> None:
+    logging_started = time.perf_counter()
     tags = {c.T_STATUS: status}
     if error:
         tags[c.T_ERROR] = error
@@ -285,19 +299,15 @@ def _log_result(uri, run_id, cfg, spec, outcome: JobOutcome, metrics, status, er
             tags["energy_error"] = outcome.energy_error
     with tempfile.TemporaryDirectory(prefix="convbench-") as tmp:
         write_artifacts(Path(tmp), cfg, spec, outcome, trace)
-        phases = dict(outcome.phases)
-        measuring = phases.get("timing_s", 0.0) + phases.get("energy_s", 0.0)
-        phases["before_logging_s"] = fixed_so_far
-        phases["fixed_cost_s"] = fixed_so_far - measuring + (time.perf_counter() - start)
+        now = time.perf_counter()
+        phases = {**outcome.phases, "logging_s": now - logging_started}
         (Path(tmp) / mlf.A_HARNESS).write_text(json.dumps(
-            {**phases, "note": "fixed_cost_s: everything but the timing loops and the energy window, "
-                               "up to the artifact upload (excluded)"}, indent=1))
+            {"job": run_id, **costs(phases, now - started),
+             "note": "seconds; logging_s and job_s stop before the artifact upload"}, indent=1))
         mlf.log(uri, run_id, metrics=metrics, tags=tags)
         mlf.log_artifacts(uri, run_id, Path(tmp))
     mlf.finish(uri, run_id, status == STATUS_OK)
-    elapsed = time.perf_counter() - start
-    outcome.phases["fixed_cost_s"] = fixed_so_far - measuring + elapsed
-    return elapsed
+    outcome.phases["logging_s"] = time.perf_counter() - logging_started
 
 
 # --- what the user reads ------------------------------------------------------------------
@@ -307,7 +317,7 @@ def _ms(seconds: float) -> str:
 
 
 def summary_text(report: JobReport, spec: JobSpec | None, outcome: JobOutcome, context: JobContext,
-                 uri: str) -> str:
+                 uri: str, cost: dict[str, float]) -> str:
     head = f"[convbench] {context.label} {report.name}:"
     if report.failed:
         return f"{head} FAILED: {report.error}" + (f" (run {report.run_id})" if report.run_id else "")
@@ -321,13 +331,13 @@ def summary_text(report: JobReport, spec: JobSpec | None, outcome: JobOutcome, c
         parts.append(f"energy {outcome.energy.per_inference_j:.3g} J/image ({outcome.energy.mode})")
     elif outcome.energy_error:
         parts.append(f"energy failed: {outcome.energy_error}")
+    parts.append(f"fixed cost {cost['fixed_cost_s']:.2f} s")
     text = f"{head} " + "; ".join(parts)
     if not context.in_sweep:
-        phases = outcome.phases
-        text += (f"\n  on {outcome.device} ({spec.runtime.name}); harness fixed cost "
-                 f"{phases.get('fixed_cost_s', 0):.2f} s (setup {phases.get('setup_s', 0):.2f}, check "
-                 f"{phases.get('check_s', 0):.2f}, logging {phases.get('logging_s', 0):.2f}), timing loops "
-                 f"{phases.get('timing_s', 0):.1f} s, energy window {phases.get('energy_s', 0):.1f} s"
+        text += (f"\n  on {outcome.device} ({spec.runtime.name}); job {cost['job_s']:.1f} s: timing loops "
+                 f"{cost.get('timing_s', 0):.1f} s, energy window {cost.get('energy_s', 0):.1f} s, fixed cost "
+                 f"{cost['fixed_cost_s']:.2f} s (first calls {cost.get('first_calls_s', 0):.2f}, harness "
+                 f"{cost['harness_overhead_s']:.2f}: setup, float64 reference, logging)"
                  f"\n  MLflow run {report.run_id} in experiment '{spec.experiment}' at {mlf.resolve_uri(uri)}"
                  f"\n  Open the UI: {mlf.ui_command(uri)}")
     return text
