@@ -184,3 +184,38 @@ def test_duplicate_jobs_of_a_sweep_are_skipped(convbench, tmp_path, capsys):
     assert "2 of 2 jobs ok (2 duplicates skipped)" in out
     _, children = _split(_runs(uri))
     assert sorted(r.data.params[contract.P_ALGO] for r in children) == ["pytorch", "scalar"]
+
+
+def test_a_job_whose_task_raises_does_not_stop_the_sweep(convbench, tmp_path, monkeypatch, capsys):
+    from experiments.harness import runner
+
+    real = runner._run_logged
+
+    def run_logged(cfg, *args):
+        if cfg.algo.name == "scalar":
+            raise KeyError("bug in the harness")
+        return real(cfg, *args)
+
+    monkeypatch.setattr(runner, "_run_logged", run_logged)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    code = convbench("-m", "algo=scalar,pytorch", *SMALL, "energy=off", f"tracking.uri={uri}")
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 1 and "1 of 2 jobs ok" in last and "harness error: KeyError" in last
+    parents, children = _split(_runs(uri))
+    assert parents[0].info.status == "FAILED"
+    assert [r.data.params[contract.P_ALGO] for r in children] == ["pytorch"]
+    assert children[0].info.status == "FINISHED"
+
+
+def test_a_sweep_stopped_by_an_exception_closes_its_parent(convbench, tmp_path, monkeypatch):
+    from experiments.harness import runner
+
+    def interrupted(cfg):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "run_job", interrupted)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    with pytest.raises(KeyboardInterrupt):
+        convbench("-m", "algo=scalar,pytorch", *SMALL, "energy=off", f"tracking.uri={uri}")
+    (parent,) = _runs(uri)
+    assert parent.info.status == "KILLED" and parent.data.tags[contract.T_STATUS] == "failed"

@@ -112,6 +112,7 @@ def _progress_factory():
 
 
 def run_job(cfg: DictConfig) -> JobReport:
+    """Never raises but for bad input of a single run (SystemExit 2): a failure is a returned report."""
     global _last_job
     started = time.perf_counter()
     context = JobContext.current()
@@ -132,7 +133,12 @@ def run_job(cfg: DictConfig) -> JobReport:
         spec, config_error = None, exc
     name = spec.name if spec is not None else _fallback_name(cfg)
     print(f"[convbench] {context.label} {name}", flush=True)
-    report = _run_logged(cfg, spec, config_error, name, context, started)
+    try:
+        report = _run_logged(cfg, spec, config_error, name, context, started)
+    except Exception as exc:   # a bug of the harness itself: this job failed, the sweep goes on
+        report = JobReport(name, STATUS_FAILED, f"harness error: {type(exc).__name__}: {exc}", num=context.num)
+        traceback.print_exc()
+        print(f"[convbench] {context.label} {name}: FAILED: {report.error}", file=sys.stderr, flush=True)
     context.record(report)
     _last_job = report
     return report

@@ -241,7 +241,8 @@ def close_sweep(state: SweepState, interrupted: str | None = None) -> SweepSumma
     _open_sweeps.pop(state.parent_run_id, None)
     if os.environ.get(STATE_ENV) == state.path:
         del os.environ[STATE_ENV]
-    line = summary.line() if interrupted is None else f"{summary.line()} (interrupted: {interrupted})"
+    line = summary.line() if interrupted is None else f"{summary.line()} (stopped by {interrupted})"
+    print(f"[convbench] MLflow: parent run {state.parent_run_id}; open the UI: {mlf.ui_command(state.tracking_uri)}")
     print(line, file=sys.stderr if not summary.success or interrupted else sys.stdout, flush=True)
     try:
         uri, run_id = state.tracking_uri, state.parent_run_id
@@ -253,7 +254,7 @@ def close_sweep(state: SweepState, interrupted: str | None = None) -> SweepSumma
         multirun_yaml = Path(state.path).parent.parent / "multirun.yaml"
         if multirun_yaml.is_file():
             mlf.client(uri).log_artifact(run_id, str(multirun_yaml))
-        mlf.finish(uri, run_id, ok, status="KILLED" if interrupted else None)
+        mlf.finish(uri, run_id, ok, status="KILLED" if interrupted == "KeyboardInterrupt" else None)
     except Exception as exc:
         print(f"convbench: could not close the parent run {state.parent_run_id}: {type(exc).__name__}: {exc}",
               file=sys.stderr)
