@@ -123,7 +123,7 @@ class Job:
                                     backend=self.runtime)
         if self.runtime.is_gpu:   # fp32 means fp32: no TF32 in PyTorch's convolutions and matmuls
             torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-        self.baseline_first_s = self._first_call(lambda: self._keep("y32", self.model(self.x)))
+        self.baseline_first_s, self.y32 = self._first_call(lambda: self.model(self.x))
         self.inputs: dict[str, torch.Tensor] = {}
         hooks = [conv.register_forward_pre_hook(self._capture(name)) for name, conv in self.convs]
         try:
@@ -132,15 +132,12 @@ class Job:
             for hook in hooks:
                 hook.remove()
 
-    def _first_call(self, fn) -> float:
-        """Time a target's first call alone (the protocol's compile_s); totals go to phases."""
-        seconds = self.clock.time(fn)
+    def _first_call(self, fn) -> tuple[float, object]:
+        """Time a target's first call alone (the protocol's compile_s); returns (seconds, result)."""
+        result = []
+        seconds = self.clock.time(lambda: result.append(fn()))
         self.outcome.phases["first_calls_s"] = self.outcome.phases.get("first_calls_s", 0.0) + seconds
-        return seconds
-
-    def _keep(self, name: str, value):
-        setattr(self, name, value)
-        return value
+        return seconds, result[0]
 
     def _capture(self, name: str):
         def hook(module, args):
@@ -156,8 +153,7 @@ class Job:
         if spec.algo == PYTORCH:
             out.compile_s, y = self.baseline_first_s, self.y32
         else:
-            out.compile_s = self._first_call(lambda: self._keep("y_ours", self.ours(self.x)))
-            y = self.y_ours
+            out.compile_s, y = self._first_call(lambda: self.ours(self.x))
         out.max_rel_err = _rel_err(y, y64)
         del y64
         self.first_calls: dict[str, tuple[float, float]] = {}
@@ -165,10 +161,10 @@ class Job:
             x = self.inputs[name]
             ref = model64.get_submodule(name)(x.double())
             layer = self.ours.get_submodule(name)
-            ours_first = self._first_call(lambda: self._keep("y_layer", layer(x)))
-            base_first = ours_first if spec.algo == PYTORCH else self._first_call(lambda: conv(x))
+            ours_first, y = self._first_call(lambda: layer(x))
+            base_first = ours_first if spec.algo == PYTORCH else self._first_call(lambda: conv(x))[0]
             self.first_calls[name] = (ours_first, base_first)
-            out.layers.append(LayerOutcome(name, conv_geometry(conv, x.shape), _rel_err(self.y_layer, ref)))
+            out.layers.append(LayerOutcome(name, conv_geometry(conv, x.shape), _rel_err(y, ref)))
         del model64
         worst = max(out.layers, key=lambda layer: layer.max_rel_err, default=None)
         if out.max_rel_err > spec.tolerance or (worst is not None and worst.max_rel_err > spec.tolerance):
@@ -178,15 +174,10 @@ class Job:
                 + (f", worst layer {worst.name} {worst.max_rel_err:.3g}" if worst else ""))
 
     # --- timing --------------------------------------------------------------------------
-    def _bar(self, total: int, desc: str):
-        if self.progress is None:
-            return None
-        return self.progress(total=total, desc=desc)
-
     def _measure(self, fn, protocol, label: str, first_call_s: float, bar: bool = True) -> Measurement:
         show = bar and expected_seconds(protocol, first_call_s) > self.spec.progress_s
         return measure(fn, protocol, self.clock, label, first_call_s=first_call_s, flush=self.flush,
-                       progress=self._bar if show and self.progress else None)
+                       progress=self.progress if show else None)
 
     def _time(self) -> None:
         spec, out = self.spec, self.outcome
@@ -197,7 +188,8 @@ class Job:
         protocol = spec.layer_protocol
         expected = sum(expected_seconds(protocol, a) + expected_seconds(protocol, b)
                        for a, b in self.first_calls.values())
-        bar = self._bar(len(self.convs), "layers") if expected > spec.progress_s else None
+        bar = self.progress(total=len(self.convs), desc="layers") \
+            if self.progress and expected > spec.progress_s else None
         try:
             for (name, conv), layer_out in zip(self.convs, out.layers):
                 x, (ours_first, base_first) = self.inputs[name], self.first_calls[name]

@@ -22,10 +22,10 @@ from omegaconf import DictConfig, OmegaConf
 from experiments.tracking import contract as c
 from experiments.tracking import mlflow_log as mlf
 
+from . import sweep
 from .config import PYTORCH, JobSpec, job_spec
 from .errors import ConfigError
 from .job import Job, JobOutcome
-from . import sweep
 from .sweep import EXIT_CONFIG_ERROR, SweepState
 from .timing import Measurement
 
@@ -101,14 +101,9 @@ def exit_status() -> int:
     return 1 if _last_job is not None and _last_job.failed else 0
 
 
-def _progress(**kwargs):
+def _progress_bar(**kwargs):
     from tqdm import tqdm
     return tqdm(leave=False, file=sys.stderr, dynamic_ncols=True, mininterval=0.5, **kwargs)
-
-
-def _progress_factory():
-    """Progress bars on a terminal; none in a log file, where they would only interleave with the lines."""
-    return _progress if sys.stderr.isatty() else None
 
 
 def run_job(cfg: DictConfig) -> JobReport:
@@ -173,7 +168,8 @@ def _run_logged(cfg, spec: JobSpec | None, config_error, name: str, context: Job
     try:
         if config_error is not None:
             raise config_error
-        job = Job(spec, progress=_progress_factory())
+        # progress bars on a terminal only: in a log file they would interleave with the lines
+        job = Job(spec, progress=_progress_bar if sys.stderr.isatty() else None)
         job.run()
     except Exception as exc:
         error, trace = f"{type(exc).__name__}: {exc}", traceback.format_exc()
@@ -332,7 +328,8 @@ def summary_text(report: JobReport, spec: JobSpec | None, outcome: JobOutcome, c
              + (", NOISY" if model.noisy else "") + ")"]
     if spec.algo != PYTORCH:
         parts.append(f"PyTorch {_ms(baseline.median)}, speedup {baseline.median / model.median:.3g}x")
-    parts.append(f"max_rel_err {outcome.max_rel_err:.2g} (tol {spec.tolerance:g})")
+    parts.append(f"max_rel_err {outcome.max_rel_err:.2g} (PyTorch fp32 {outcome.baseline_rel_err:.2g}, "
+                 f"tolerance {spec.tolerance:g})")
     if outcome.energy is not None:
         parts.append(f"energy {outcome.energy.per_inference_j:.3g} J/image ({outcome.energy.mode})")
     elif outcome.energy_error:
