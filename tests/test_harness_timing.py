@@ -135,3 +135,12 @@ def test_expected_seconds():
 def test_protocol_rejects_bad_values(bad):
     with pytest.raises(ValueError):
         Protocol(**bad)
+
+
+def test_cold_cache_flush_writes_the_whole_buffer_each_time():
+    from experiments.harness.timing import CacheFlusher
+    flush = CacheFlusher(1 << 20)
+    flush()
+    first = int(flush._buffer[-1])
+    flush()
+    assert flush._buffer.nbytes == 1 << 20 and int(flush._buffer[0]) == int(flush._buffer[-1]) != first

@@ -324,8 +324,9 @@ def summary_text(report: JobReport, spec: JobSpec | None, outcome: JobOutcome, c
     if report.failed:
         return f"{head} FAILED: {report.error}" + (f" (run {report.run_id})" if report.run_id else "")
     model, baseline = outcome.model, outcome.baseline
+    emulated = ", emulated: not a performance number" if spec.runtime.name == "emulator" else ""
     parts = [f"latency {_ms(model.median)} (p10 {_ms(model.p10)}, p90 {_ms(model.p90)}, n={model.n}"
-             + (", NOISY" if model.noisy else "") + ")"]
+             + (", NOISY" if model.noisy else "") + emulated + ")"]
     if spec.algo != PYTORCH:
         parts.append(f"PyTorch {_ms(baseline.median)}, speedup {baseline.median / model.median:.3g}x")
     parts.append(f"max_rel_err {outcome.max_rel_err:.2g} (PyTorch fp32 {outcome.baseline_rel_err:.2g}, "
