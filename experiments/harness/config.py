@@ -120,6 +120,8 @@ def job_spec(cfg: DictConfig) -> JobSpec:
     _choice("prune", cfg.prune.name, PRUNES)
     _choice("bench.cache_mode", bench.cache_mode, CACHE_MODES)
     _choice("energy", energy.name, ENERGY_TRACKERS)
+    if float(bench.energy_s) < 0:
+        raise ConfigError(f"bench.energy_s={bench.energy_s!r}: the energy window must be >= 0 seconds")
     try:
         if algo.name == PYTORCH:
             runtime = runtimes.resolve(cfg.backend.name)

@@ -185,8 +185,9 @@ class SweepCallback(Callback):
         # Hydra turns exceptions of callbacks into warnings: a sweep that must not start exits here.
         try:
             self._start(config)
-        except ConfigError as exc:
-            print(f"convbench: {exc}", file=sys.stderr)
+        except Exception as exc:   # bad input, a composition error, an unreachable store
+            text = str(exc) if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}"
+            print(f"convbench: {text}", file=sys.stderr)
             raise SystemExit(EXIT_CONFIG_ERROR) from None
 
     def _start(self, config: DictConfig) -> None:
