@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: setup run test test-all compile-check bench-layers report ceilings ui clean
+.PHONY: setup run smoke test test-all compile-check bench-layers report ceilings ui clean
 
 setup: $(STAMP)
 
@@ -20,8 +20,13 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 
+# The product card's sweep: one MLflow parent run, one child job per algorithm.
 run: setup
-	$(PY) run.py $(ARGS)
+	$(PY) run.py -m algo=im2col,kn2row,scalar $(ARGS)
+
+# The same sweep with the shortest protocol (seconds per job).
+smoke: setup
+	$(PY) run.py -m algo=im2col,kn2row,scalar bench=smoke $(ARGS)
 
 test: setup compile-check
 	$(PY) -m pytest
@@ -49,4 +54,4 @@ ui: setup
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db
 
 clean:
-	rm -rf build reports .pytest_cache .hypothesis
+	rm -rf build reports outputs multirun .pytest_cache .hypothesis

@@ -14,13 +14,6 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")   # before anything imports mlflow
-# On the CPU backends a forward alternates torch ops (OpenMP threads) with numpy GEMMs (OpenBLAS
-# threads); by default each pool keeps spinning after its work and starves the other (resnet18 at
-# 224 with im2col: 216 ms instead of 45 ms on 2 cores; PyTorch alone unchanged, 27 ms). Both
-# spins are shortened here, before torch and numpy load; a value set by the user wins.
-os.environ.setdefault("GOMP_SPINCOUNT", "10000")
-os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
-
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
