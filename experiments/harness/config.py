@@ -19,8 +19,9 @@ from .models import check_model_name, input_hw, resolve_weights
 from .timing import CACHE_MODES, Protocol
 
 PYTORCH = "pytorch"
-ALGOS = (PYTORCH, *ALGORITHMS)
-NO_GEMM_ALGOS = (PYTORCH, "scalar")     # the gemm choice (and tile) does not change what runs
+AUTO = "auto"                           # per layer the fastest candidate, remembered (experiments/tuning)
+ALGOS = (PYTORCH, *ALGORITHMS, AUTO)
+NO_GEMM_ALGOS = (PYTORCH, "scalar", AUTO)   # the gemm choice (and tile) does not change what runs
 ENERGY_TRACKERS = ("codecarbon", "off")
 QUANTS = ("fp32",)                      # implemented so far; RELATIVE_TOLERANCE holds their tolerances
 PRUNES = ("none",)
@@ -55,6 +56,7 @@ class JobSpec:
     measure_power_secs: float
     tracking_uri: str
     experiment: str
+    tuning: object             # algo=auto: experiments.tuning.TuningSpec; None for other algorithms
 
     @property
     def tolerance(self) -> float:
@@ -83,7 +85,7 @@ class JobSpec:
         return (self.model, str(self.weights), self.batch_size, self.input_size, self.algo, self.gemm_label,
                 self.runtime.name, self.quant, self.prune, self.prune_amount, self.seed, self.model_protocol,
                 self.layer_protocol, self.cache_mode, self.flush_bytes, self.energy_s, self.energy,
-                self.country_iso_code, self.region, self.tracking_uri, self.experiment)
+                self.country_iso_code, self.region, self.tracking_uri, self.experiment, self.tuning)
 
 
 def _choice(kind: str, value, valid) -> str:
@@ -123,7 +125,7 @@ def job_spec(cfg: DictConfig) -> JobSpec:
     if float(bench.energy_s) < 0:
         raise ConfigError(f"bench.energy_s={bench.energy_s!r}: the energy window must be >= 0 seconds")
     try:
-        if algo.name == PYTORCH:
+        if algo.name in (PYTORCH, AUTO):
             runtime = runtimes.resolve(cfg.backend.name)
         else:
             runtime = validate_conv(algo.name, gemm.name, tile if gemm.name == "blocked" else 16, cfg.backend.name)
@@ -135,6 +137,7 @@ def job_spec(cfg: DictConfig) -> JobSpec:
         if not torch.cuda.is_available():
             raise ConfigError("backend=gpu runs the model around the kernels with torch on the same device, "
                               "but this torch build sees no CUDA/ROCm device; install a GPU build of torch")
+    tuning = _tuning(algo, runtime) if algo.name == AUTO else None
     return JobSpec(
         model=model.name, weights=weights, batch_size=int(model.batch_size), input_size=size,
         algo=algo.name, gemm=gemm.name, tile=int(tile) if gemm.name == "blocked" else None,
@@ -145,4 +148,16 @@ def job_spec(cfg: DictConfig) -> JobSpec:
         energy_s=float(bench.energy_s), progress_s=float(bench.get("progress_s", 3.0)),
         energy=energy.name, country_iso_code=energy.get("country_iso_code"), region=energy.get("region"),
         measure_power_secs=float(energy.get("measure_power_secs") or 1),
-        tracking_uri=str(cfg.tracking.uri), experiment=str(cfg.tracking.experiment))
+        tracking_uri=str(cfg.tracking.uri), experiment=str(cfg.tracking.experiment), tuning=tuning)
+
+
+def _tuning(algo, runtime):
+    """algo=auto's algo.tuning node -> TuningSpec, with at least one candidate on this runtime."""
+    from experiments.tuning import candidates_for, tuning_spec
+    try:
+        node = algo.get("tuning")
+        spec = tuning_spec(OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node)
+        candidates_for(runtime, spec)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return spec

@@ -26,7 +26,7 @@ from experiments.conv import ConvGeometry, LayerCost, layer_cost
 from experiments.conv.api import resolve_padding
 from experiments.conv.tolerance import relative_error
 
-from .config import PYTORCH, JobSpec
+from .config import AUTO, PYTORCH, JobSpec
 from .energy import EnergyMeter, EnergyResult
 from .errors import ToleranceError
 from .models import build_model, make_input
@@ -53,6 +53,8 @@ class JobOutcome:
     model: Measurement | None = None        # our whole forward (PyTorch's for algo=pytorch)
     baseline: Measurement | None = None     # PyTorch's whole forward
     energy: EnergyResult | None = None
+    tuning: object | None = None            # algo=auto: experiments.tuning.TuningOutcome
+    best_single: Measurement | None = None  # algo=auto: the whole forward on the best single candidate
     energy_error: str | None = None
     phases: dict[str, float] = field(default_factory=dict)
 
@@ -97,6 +99,12 @@ class Job:
         with torch.inference_mode():
             with self.phase("setup_s"):
                 self._setup()
+            if self.spec.algo == AUTO:   # tuning measures: no background thread meanwhile
+                if self.energy_meter is not None:
+                    with self.phase("energy_detect_wait_s"):
+                        self.energy_meter.wait()
+                with self.phase("tuning_s"):
+                    self._tune()
             with self.phase("check_s"):
                 self._check()
             if self.energy_meter is not None:
@@ -118,6 +126,8 @@ class Job:
         self.convs = conv_layers(self.model)
         if spec.algo == PYTORCH:
             self.ours = self.model
+        elif spec.algo == AUTO:
+            self.ours = None   # layer by layer, once their inputs are captured below (_tune)
         else:   # raises NotImplementedError naming a grouped layer, before any work on it
             self.ours = swap_conv2d(copy.deepcopy(self.model), spec.algo, spec.gemm, spec.tile or 16,
                                     backend=self.runtime)
@@ -131,6 +141,20 @@ class Job:
         finally:
             for hook in hooks:
                 hook.remove()
+
+    def _tune(self) -> None:
+        """algo=auto: each layer's choice (tuning database or measured), then the model on the choices and
+        the model on the best single candidate (timed beside it)."""
+        from experiments.tuning import build_tuned_model, tune_model
+        spec = self.spec
+        tuning = self.outcome.tuning = tune_model(self.model, self.convs, self.inputs, self.runtime, spec.tuning,
+                                                  spec.quant, self.clock, spec.tolerance, self.flush, self.progress)
+        self.ours = build_tuned_model(self.model, tuning, self.runtime)
+        best, self.best_single = tuning.best_single, None
+        if best is not None:
+            self.best_single = swap_conv2d(copy.deepcopy(self.model), best.algo, best.gemm or "vendor",
+                                           best.tile or 16, backend=self.runtime)
+            self.best_single_first_s, _ = self._first_call(lambda: self.best_single(self.x))
 
     def _first_call(self, fn) -> tuple[float, object]:
         """Time a target's first call alone (the protocol's compile_s); returns (seconds, result)."""
@@ -185,6 +209,9 @@ class Job:
         out.baseline = self._measure(lambda: self.model(self.x), protocol, "pytorch/model", self.baseline_first_s)
         out.model = out.baseline if spec.algo == PYTORCH else \
             self._measure(lambda: self.ours(self.x), protocol, f"{spec.algo}/model", out.compile_s)
+        if spec.algo == AUTO and self.best_single is not None:
+            out.best_single = self._measure(lambda: self.best_single(self.x), protocol, "best_single/model",
+                                            self.best_single_first_s)
         protocol = spec.layer_protocol
         expected = sum(expected_seconds(protocol, a) + expected_seconds(protocol, b)
                        for a, b in self.first_calls.values())

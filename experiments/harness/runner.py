@@ -213,6 +213,23 @@ def contract_metrics(spec: JobSpec, outcome: JobOutcome) -> dict[str, float]:
         e = outcome.energy
         m.update({c.ENERGY_KWH: e.energy_kwh, c.EMISSIONS_KG: e.emissions_kg,
                   c.ENERGY_PER_INFERENCE_J: e.per_inference_j})
+    m.update(_tuning_metrics(outcome))
+    return m
+
+
+def _tuning_metrics(outcome: JobOutcome) -> dict[str, float]:
+    """algo=auto: the counters that show whether this run measured or reused, and the best single candidate."""
+    tuning, m = outcome.tuning, {}
+    if tuning is not None:
+        m.update({c.TUNING_MEASURED: tuning.measured, c.TUNING_REUSED: tuning.reused, c.TUNING_S: tuning.seconds,
+                  c.TUNED_CONV_MS: tuning.tuned_conv_s * 1e3})
+        best = tuning.best_single
+        if best is not None:
+            m[c.BEST_SINGLE_CONV_MS] = tuning.single_conv_s()[best.label] * 1e3
+    if outcome.best_single is not None:
+        m[c.BEST_SINGLE_LATENCY_MS] = outcome.best_single.median * 1e3
+        if outcome.model is not None:
+            m[c.SPEEDUP_VS_BEST_SINGLE] = outcome.best_single.median / outcome.model.median
     return m
 
 
@@ -223,6 +240,7 @@ def _pair(value: tuple[int, int]):
 
 def layer_rows(spec: JobSpec, outcome: JobOutcome) -> list[dict]:
     rows = []
+    tuned = {choice.name: choice for choice in outcome.tuning.layers} if outcome.tuning is not None else {}
     for layer in outcome.layers:
         g, cost = layer.geometry, layer.cost
         row = {"layer": layer.name, "batch": g.batch, "in_channels": g.in_channels, "out_channels": g.out_channels,
@@ -240,12 +258,18 @@ def layer_rows(spec: JobSpec, outcome: JobOutcome) -> list[dict]:
                 row[f"{key}_ms"] = measured.median * 1e3
         if layer.ours is not None:
             row["latency_p10_ms"], row["latency_p90_ms"] = layer.ours.p10 * 1e3, layer.ours.p90 * 1e3
+        choice = tuned.get(layer.name)
+        if choice is not None:   # algo=auto
+            e = choice.entry
+            row.update({"choice": e.choice, "runner_up": e.runner_up or "", "choice_tuned_ms": e.choice_s * 1e3,
+                        "runner_up_tuned_ms": None if e.runner_up_s is None else e.runner_up_s * 1e3,
+                        "tuning": choice.source})
         rows.append(row)
     return rows
 
 
 def _measurements(outcome: JobOutcome) -> list[Measurement]:
-    found = [outcome.model, outcome.baseline]
+    found = [outcome.model, outcome.baseline, outcome.best_single]
     for layer in outcome.layers:
         found += [layer.ours, layer.baseline]
     unique: dict[str, Measurement] = {}
@@ -276,6 +300,10 @@ def write_artifacts(directory: Path, cfg: DictConfig, spec: JobSpec | None, outc
             writer = csv.DictWriter(f, fieldnames=list(measurements[0].stats()))
             writer.writeheader()
             writer.writerows(m.stats() for m in measurements)
+    if outcome.tuning is not None and outcome.tuning.db_path.is_file():
+        from experiments.tuning import TuningDatabase
+        with TuningDatabase(outcome.tuning.db_path) as db:   # a consistent copy, whoever writes meanwhile
+            db.snapshot(directory / c.A_TUNING_DB)
     if trace:
         (directory / mlf.A_TRACEBACK).write_text(trace)
 
@@ -299,6 +327,8 @@ def _log_result(uri, run_id, cfg, spec, outcome: JobOutcome, metrics, status, er
         tags[c.T_ENERGY_MODE] = outcome.energy.mode if outcome.energy is not None else "off"
         if outcome.energy_error:
             tags["energy_error"] = outcome.energy_error
+        if outcome.tuning is not None and outcome.tuning.best_single is not None:
+            tags[c.T_BEST_SINGLE] = outcome.tuning.best_single.label
     with tempfile.TemporaryDirectory(prefix="convbench-") as tmp:
         write_artifacts(Path(tmp), cfg, spec, outcome, trace)
         now = time.perf_counter()
@@ -331,6 +361,12 @@ def summary_text(report: JobReport, spec: JobSpec | None, outcome: JobOutcome, c
         parts.append(f"PyTorch {_ms(baseline.median)}, speedup {baseline.median / model.median:.3g}x")
     parts.append(f"max_rel_err {outcome.max_rel_err:.2g} (PyTorch fp32 {outcome.baseline_rel_err:.2g}, "
                  f"tolerance {spec.tolerance:g})")
+    if outcome.tuning is not None:
+        tuning = outcome.tuning
+        best = f"; best single {tuning.best_single.label} {_ms(outcome.best_single.median)}" \
+            if outcome.best_single is not None else ""
+        parts.append(f"tuning {tuning.measured} layers measured, {tuning.reused} reused from {tuning.db_path} "
+                     f"in {tuning.seconds:.1f} s{best}")
     if outcome.energy is not None:
         parts.append(f"energy {outcome.energy.per_inference_j:.3g} J/image ({outcome.energy.mode})")
     elif outcome.energy_error:

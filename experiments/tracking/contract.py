@@ -28,11 +28,24 @@ METRICS = (
     COMPILE_S, ENERGY_KWH, EMISSIONS_KG, ENERGY_PER_INFERENCE_J,
 )
 
+# algo=auto only (experiments/tuning): the tuned model beside the best single candidate.
+TUNING_MEASURED = "tuning_measured"           # layers measured by this run
+TUNING_REUSED = "tuning_reused"               # layers whose choice came from the tuning database
+TUNING_S = "tuning_s"                         # seconds spent choosing (lookups and measurements)
+BEST_SINGLE_LATENCY_MS = "best_single_latency_ms"  # median whole forward on the best single candidate
+SPEEDUP_VS_BEST_SINGLE = "speedup_vs_best_single"  # best_single_latency_ms / latency_ms
+TUNED_CONV_MS = "tuned_conv_ms"               # sum over layers of the chosen candidates' tuning medians
+BEST_SINGLE_CONV_MS = "best_single_conv_ms"   # the same sum for the best single candidate
+
+AUTO_METRICS = (TUNING_MEASURED, TUNING_REUSED, TUNING_S, BEST_SINGLE_LATENCY_MS, SPEEDUP_VS_BEST_SINGLE,
+                TUNED_CONV_MS, BEST_SINGLE_CONV_MS)
+
 # --- params: the resolved Hydra config, flattened with dots -------------------------
 P_MODEL = "model.name"
 P_BATCH = "model.batch_size"
 P_INPUT_SIZE = "model.input_size"
-P_ALGO = "algo.name"            # pytorch | im2col | kn2row | scalar
+P_ALGO = "algo.name"            # pytorch | im2col | kn2row | scalar | auto
+P_TUNING_DB = "algo.tuning.db"  # algo=auto: the tuning database
 P_GEMM = "gemm.name"            # blocked | vendor
 P_TILE = "gemm.tile"            # blocked GEMM tile (threads per block side)
 P_BACKEND = "backend.name"      # as requested: auto | gpu | emulator | numpy
@@ -56,11 +69,14 @@ T_SWEEP_ID = "sweep_id"
 T_ENERGY_MODE = "energy_mode"   # rapl | nvml | estimated | off
 T_VERSION_PREFIX = "version."   # version.torch, version.cupy, version.mlflow, ...
 T_RUN_KIND = "run_kind"         # parent | job
+T_BEST_SINGLE = "best_single"   # algo=auto: the best single candidate, e.g. im2col/blocked-t16
+T_VISIBLE_DEVICES = "visible_devices"  # the GPUs a job of a parallel launcher was given (CUDA_VISIBLE_DEVICES)
 
 # --- artifacts ----------------------------------------------------------------------
 A_CONFIG = "config.yaml"
 A_LAYERS = "layers.csv"
 A_SAMPLES_DIR = "samples"       # raw per-call timings, one CSV per measured target
+A_TUNING_DB = "tuning.db"       # algo=auto: a snapshot of the tuning database after the run's tuning
 
 # Columns of layers.csv (one row per conv layer of the model).
 LAYER_COLUMNS = (
@@ -69,4 +85,8 @@ LAYER_COLUMNS = (
     "flops", "gemm_m", "gemm_n", "gemm_k", "min_bytes", "workspace_bytes",
     "arithmetic_intensity",
     "latency_ms", "latency_p10_ms", "latency_p90_ms", "baseline_latency_ms", "max_rel_err",
+    # algo=auto: the layer's choice and runner-up (candidate labels: scalar, im2col/vendor,
+    # kn2row/blocked-t16, ...) with their tuning medians, and whether this run measured them
+    # or took them from the tuning database (measured | reused); empty for other algorithms
+    "choice", "runner_up", "choice_tuned_ms", "runner_up_tuned_ms", "tuning",
 )
