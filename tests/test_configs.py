@@ -32,7 +32,7 @@ def test_groups_of_the_design_are_there():
     assert {"model", "algo", "gemm", "backend", "bench", "tracking", "energy", "experiment", "quant", "prune"} <= set(GROUPS)
     assert {"resnet18", "resnet50", "vgg16", "mobilenet_v2", "shufflenet_v2_x1_0", "resnext50_32x4d",
             "squeezenet1_1", "densenet121"} <= {c for g, c in CHOICES if g == "model"}
-    assert {c for g, c in CHOICES if g == "algo"} == {"pytorch", "im2col", "kn2row", "scalar"}
+    assert {c for g, c in CHOICES if g == "algo"} == {"pytorch", "im2col", "kn2row", "scalar", "auto"}
     assert {c for g, c in CHOICES if g == "backend"} == {"auto", "gpu", "emulator", "numpy"}
     assert {c for g, c in CHOICES if g == "bench"} == {"smoke", "default", "paper"}
 

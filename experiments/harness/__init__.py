@@ -8,3 +8,13 @@
     runner.py   run.py's task function: a job -> its MLflow run, failures included
     sweep.py    the Hydra callback: one parent run per multirun, the sweep summary
 """
+
+import warnings
+
+# conf/hydra/launcher/ has presets named like the launcher plugins' own configs (joblib, submitit_local,
+# submitit_slurm, ray), so `hydra/launcher=joblib` picks ours; Hydra 1.3 then validates ours against the
+# plugin's schema (what we want: a misspelt key fails) and warns that this "automatic schema matching"
+# is deprecated. Installed here, the filter also reaches job processes (joblib, submitit) before their
+# config is composed: they import this package to unpickle the task function.
+warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/\w+' is validated against ConfigStore schema",
+                        category=UserWarning)

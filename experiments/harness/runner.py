@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from experiments.tracking import contract as c
 from experiments.tracking import mlflow_log as mlf
 
-from . import sweep
+from . import devices, sweep
 from .config import PYTORCH, JobSpec, job_spec
 from .errors import ConfigError
 from .job import Job, JobOutcome
@@ -58,6 +58,7 @@ class JobContext:
     state: SweepState | None = None
     num: int | None = None
     duplicate_of: int | None = None
+    device: str | None = None          # the GPU a parallel launcher's job was given (devices.py)
 
     @classmethod
     def current(cls) -> "JobContext":
@@ -111,6 +112,9 @@ def run_job(cfg: DictConfig) -> JobReport:
     global _last_job
     started = time.perf_counter()
     context = JobContext.current()
+    # before anything initialises CuPy or torch's GPU context: a parallel launcher's job sees one GPU
+    assigned = devices.isolate_job_device(context.in_sweep, sweep.runs_here())
+    context.device = assigned.device if assigned is not None else None
     _last_job = None
     if context.duplicate_of is not None:
         planned = context.state.jobs[context.num]
@@ -150,6 +154,8 @@ def _run_logged(cfg, spec: JobSpec | None, config_error, name: str, context: Job
     tags = {c.T_RUN_KIND: "job", c.T_STATUS: "running"}
     if state is not None:
         tags[c.T_SWEEP_ID] = state.sweep_id
+    if context.device is not None:
+        tags[c.T_VISIBLE_DEVICES] = context.device
     try:
         from experiments.tracking.provenance import provenance_tags
         tags.update(provenance_tags())

@@ -262,6 +262,12 @@ def close_sweep(state: SweepState, interrupted: str | None = None) -> SweepSumma
     return summary
 
 
+def runs_here() -> bool:
+    """True in the process that started a sweep and has not closed it: the basic launcher runs its
+    jobs here, one after another; other launchers run them in processes of their own."""
+    return bool(_open_sweeps)
+
+
 def abort_open_sweeps(reason: str = "interrupted") -> None:
     """Close every parent run this process opened and did not close (run.py, on an exception)."""
     for state in list(_open_sweeps.values()):

@@ -45,7 +45,7 @@ P_MODEL = "model.name"
 P_BATCH = "model.batch_size"
 P_INPUT_SIZE = "model.input_size"
 P_ALGO = "algo.name"            # pytorch | im2col | kn2row | scalar | auto
-P_TUNING_DB = "algo.tuning.db"  # algo=auto: the tuning database
+P_TUNING_DB = "tuning.db"       # algo=auto: the tuning database (conf/tuning/)
 P_GEMM = "gemm.name"            # blocked | vendor
 P_TILE = "gemm.tile"            # blocked GEMM tile (threads per block side)
 P_BACKEND = "backend.name"      # as requested: auto | gpu | emulator | numpy

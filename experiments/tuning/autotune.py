@@ -85,7 +85,7 @@ class Candidate:
 
 @dataclass(frozen=True)
 class TuningSpec:
-    """algo.tuning of conf/algo/auto.yaml, checked (see tuning_spec)."""
+    """tuning of conf/algo/auto.yaml, checked (see tuning_spec)."""
 
     db: str
     budget_s: float = 30.0
@@ -106,21 +106,21 @@ class TuningSpec:
 
 
 def tuning_spec(node) -> TuningSpec:
-    """algo.tuning (a mapping) -> TuningSpec; ValueError naming the bad value."""
-    node = dict(node or {})
+    """tuning (a mapping) -> TuningSpec; ValueError naming the bad value."""
+    node = {k: v for k, v in dict(node or {}).items() if k != "name"}   # name: the preset's (conf/tuning/)
     unknown = set(node) - set(TuningSpec.__dataclass_fields__)
     if unknown:
-        raise ValueError(f"algo.tuning has unknown keys {sorted(unknown)}; valid: "
+        raise ValueError(f"tuning has unknown keys {sorted(unknown)}; valid: "
                          f"{', '.join(TuningSpec.__dataclass_fields__)}")
     if not node.get("db"):
-        raise ValueError("algo.tuning.db: the tuning database path is empty")
+        raise ValueError("tuning.db: the tuning database path is empty")
 
     def subset(key, valid, cast=str):
         values = node.get(key, getattr(TuningSpec, key))
         values = (values,) if isinstance(values, (str, int)) else tuple(values)
         bad = [v for v in values if cast(v) not in valid] if values else ["(none)"]
         if bad:
-            raise ValueError(f"algo.tuning.{key}={list(values)!r}: {bad[0]!r} is not valid; "
+            raise ValueError(f"tuning.{key}={list(values)!r}: {bad[0]!r} is not valid; "
                              f"choose from {', '.join(map(str, valid))}")
         return tuple(dict.fromkeys(cast(v) for v in values))
 
@@ -134,14 +134,14 @@ def tuning_spec(node) -> TuningSpec:
             remeasure=bool(node.get("remeasure", False)),
             journal_mode=str(node.get("journal_mode", "auto")))
     except (TypeError, ValueError) as exc:
-        raise ValueError(str(exc) if str(exc).startswith("algo.tuning") else f"algo.tuning: {exc}") from None
+        raise ValueError(str(exc) if str(exc).startswith("tuning") else f"tuning: {exc}") from None
     if spec.budget_s <= 0:
-        raise ValueError(f"algo.tuning.budget_s={spec.budget_s!r}: expected seconds > 0")
+        raise ValueError(f"tuning.budget_s={spec.budget_s!r}: expected seconds > 0")
     if spec.warmup < 0 or spec.first_samples < 1 or spec.drop_margin < 0:
-        raise ValueError(f"algo.tuning: warmup must be >= 0, first_samples >= 1 and drop_margin >= 0 "
+        raise ValueError(f"tuning: warmup must be >= 0, first_samples >= 1 and drop_margin >= 0 "
                          f"(got {spec.warmup}, {spec.first_samples}, {spec.drop_margin})")
     if spec.journal_mode not in JOURNAL_MODES:
-        raise ValueError(f"algo.tuning.journal_mode={spec.journal_mode!r}; valid: {', '.join(JOURNAL_MODES)}")
+        raise ValueError(f"tuning.journal_mode={spec.journal_mode!r}; valid: {', '.join(JOURNAL_MODES)}")
     return spec
 
 
@@ -158,7 +158,7 @@ def candidates_for(runtime, spec: TuningSpec) -> list[Candidate]:
             elif runtime.has_kernels:
                 found += [Candidate(algo, "blocked", tile) for tile in spec.tiles]
     if not found:
-        raise ValueError(f"algo.tuning leaves no candidate on backend {runtime.name!r} (algos {list(spec.algos)}, "
+        raise ValueError(f"tuning leaves no candidate on backend {runtime.name!r} (algos {list(spec.algos)}, "
                          f"gemms {list(spec.gemms)}; the blocked GEMM needs backend gpu or emulator)")
     return found
 

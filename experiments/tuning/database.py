@@ -1,6 +1,6 @@
 """The tuning database: each conv layer's fastest candidate, remembered instead of re-measured.
 
-One SQLite file (``algo.tuning.db``) that concurrent jobs share: every job of a sweep (joblib
+One SQLite file (``tuning.db``) that concurrent jobs share: every job of a sweep (joblib
 workers, submitit processes) reads and writes it, each write one short transaction behind a
 busy timeout, so that no write is lost and no reader sees half an entry. On a local disk the
 file runs in WAL mode (readers never wait for the writer); on a network file system (NFS,
@@ -141,7 +141,7 @@ class TuningDatabase:
                 self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             elif version != SCHEMA_VERSION:
                 raise RuntimeError(f"{self.path}: tuning database schema version {version}, this convbench "
-                                   f"reads version {SCHEMA_VERSION}; point algo.tuning.db at a new file")
+                                   f"reads version {SCHEMA_VERSION}; point tuning.db at a new file")
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:
