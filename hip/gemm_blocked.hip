@@ -1,8 +1,13 @@
-// gemm_blocked: C[b] = A[b] * B[b], float32, row-major, for any M, N, K (b = blockIdx.z).
+// gemm_blocked: C[b] = A[b % groups] * B[b], float32, row-major, for any M, N, K (b = blockIdx.z).
 //
-//   A[b]: M x K   at A + b*strideA   (strideA = 0: one A shared by the batch, e.g. a filter)
+//   A[g]: M x K   at A + g*strideA, g = b % groups
 //   B[b]: K x N   at B + b*strideB
 //   C[b]: M x N   at C + b*strideC
+//
+// groups = 1 (strideA unused): one A shared by the whole batch, e.g. the filter of a convolution.
+// groups = G: a grouped convolution, batch index b = image*G + group, so the G GEMMs of every
+// image (each group's filter A[g] times that group's rows of the unfolded input) run in one
+// launch; B[b] and C[b] are consecutive row blocks of each image's operand and output.
 //
 // The parallelism parameter TILE (8, 16 or 32) is the side of the thread block: TILE x TILE
 // threads. Each thread keeps a WPT x WPT micro-tile of C in registers, so one block owns a
@@ -37,14 +42,14 @@
 
 KERNEL void __launch_bounds__(TILE * TILE)
 gemm_blocked(const float* __restrict__ A, const float* __restrict__ B, float* __restrict__ C,
-             int M, int N, int K, long long strideA, long long strideB, long long strideC)
+             int M, int N, int K, int groups, long long strideA, long long strideB, long long strideC)
 {
     __shared__ float As[BK][BM + 1];  // A slice, transposed; +1 breaks the bank stride of the store
     __shared__ float Bs[BK][BM];
 
     const int tx = threadIdx.x, ty = threadIdx.y;
     const int row0 = blockIdx.y * BM, col0 = blockIdx.x * BM;
-    A += blockIdx.z * strideA;
+    A += (blockIdx.z % groups) * strideA;
     B += blockIdx.z * strideB;
     C += blockIdx.z * strideC;
 

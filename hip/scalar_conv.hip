@@ -1,6 +1,6 @@
 // scalar_conv: convolution by scalar matrix multiplication (scale-and-add), no workspace.
 //
-//   x   : N x C x H x W          w : F x C x KH x KW  (read as F x TAPS, TAPS = C*KH*KW)
+//   x   : N x C x H x W          w : F x C/G x KH x KW  (read as F x TAPS, TAPS = C/G*KH*KW)
 //   out : N x F x HO x WO
 //
 //   for each tap t = (c, kh, kw):  out[n][f][oh][ow] += w[f][t] * x[n][c][oh*SH-PH+kh*DH][ow*SW-PW+kw*DW]
@@ -13,7 +13,11 @@
 //   ws[STAGE][COB]   <- w[f0 .. f0+COB)[t0 .. t0+STAGE)
 //   thread p:  v = x(shifted by tap t, pixel p);  acc[0..COB) += ws[t][0..COB) * v
 //
-// Launch: block (PIXELS), grid (ceil(HO*WO/PIXELS), ceil(F/COB), N).
+// Groups (G > 1): output channel f belongs to group f / (F/G) and only sees that group's C/G input
+// channels, so the filter is F x (C/G*KH*KW) and a block's COB channels never straddle two groups:
+// blockIdx.y = group * ceil((F/G)/COB) + channel block within the group. G = 1 is the plain case.
+//
+// Launch: block (PIXELS), grid (ceil(HO*WO/PIXELS), G * ceil((F/G)/COB), N).
 #include "common.h"
 
 #ifndef COB
@@ -24,7 +28,7 @@
 
 KERNEL void __launch_bounds__(PIXELS)
 scalar_conv(const float* __restrict__ x, const float* __restrict__ w, float* __restrict__ out,
-            int C, int H, int W, int F, int KH, int KW, int SH, int SW, int PH, int PW,
+            int C, int H, int W, int F, int G, int KH, int KW, int SH, int SW, int PH, int PW,
             int DH, int DW, int HO, int WO)
 {
     __shared__ float ws[STAGE][COB];
@@ -32,9 +36,12 @@ scalar_conv(const float* __restrict__ x, const float* __restrict__ w, float* __r
     const int p = blockIdx.x * PIXELS + threadIdx.x;
     const bool active = p < HO * WO;  // inactive threads still stage weights and meet the barriers
     const int oh = active ? p / WO : 0, ow = active ? p % WO : 0;
-    const int f0 = blockIdx.y * COB;
-    const int taps_per_channel = KH * KW, taps = C * taps_per_channel;
-    const float* image = x + (long long)blockIdx.z * C * H * W;
+    const int group_in = C / G, group_out = F / G, blocks_per_group = (group_out + COB - 1) / COB;
+    const int group = blockIdx.y / blocks_per_group;
+    const int f0 = group * group_out + (blockIdx.y % blocks_per_group) * COB;
+    const int f_end = (group + 1) * group_out;  // first channel of the next group
+    const int taps_per_channel = KH * KW, taps = group_in * taps_per_channel;
+    const float* image = x + ((long long)blockIdx.z * C + (long long)group * group_in) * H * W;
 
     float acc[COB];
     for (int j = 0; j < COB; ++j) acc[j] = 0.0f;
@@ -43,7 +50,7 @@ scalar_conv(const float* __restrict__ x, const float* __restrict__ w, float* __r
         for (int i = threadIdx.x; i < STAGE * COB; i += PIXELS) {
             const int j = i / STAGE, s = i % STAGE;  // consecutive threads read consecutive taps
             const int f = f0 + j, t = t0 + s;
-            ws[s][j] = (f < F && t < taps) ? w[(long long)f * taps + t] : 0.0f;
+            ws[s][j] = (f < f_end && t < taps) ? w[(long long)f * taps + t] : 0.0f;
         }
         __syncthreads();
 
@@ -63,5 +70,5 @@ scalar_conv(const float* __restrict__ x, const float* __restrict__ w, float* __r
 
     if (!active) return;
     float* image_out = out + (long long)blockIdx.z * F * HO * WO;
-    for (int j = 0; j < COB && f0 + j < F; ++j) image_out[(long long)(f0 + j) * HO * WO + p] = acc[j];
+    for (int j = 0; j < COB && f0 + j < f_end; ++j) image_out[(long long)(f0 + j) * HO * WO + p] = acc[j];
 }

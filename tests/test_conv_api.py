@@ -64,13 +64,17 @@ def test_gpu_backend_without_a_gpu_is_a_clear_error():
         conv2d(torch.randn(1, 2, 5, 5), torch.randn(3, 2, 3, 3), backend="gpu")
 
 
-def test_grouped_convolution_is_not_implemented_yet():
-    with pytest.raises(NotImplementedError, match="groups=2"):
-        conv2d(torch.randn(1, 4, 5, 5), torch.randn(4, 2, 3, 3), groups=2, gemm="vendor", backend="numpy")
+def test_grouped_and_depthwise_layers_are_swapped_too():
+    x, w = torch.randn(1, 4, 5, 5), torch.randn(6, 2, 3, 3)
+    y = conv2d(x, w, groups=2, gemm="vendor", backend="numpy")
+    assert relative_error(y.numpy(), torch.nn.functional.conv2d(x, w, groups=2).numpy()) < 1e-5
     model = torchvision.models.mobilenet_v2()
-    with pytest.raises(NotImplementedError, match=r"layer 'features\.1\.conv\.0\.0' has groups=32"):
-        swap_conv2d(model, algo="im2col", gemm="vendor", backend="numpy")
-    assert not any(isinstance(m, ConvbenchConv2d) for m in model.modules())  # nothing half-swapped
+    swap_conv2d(model, algo="im2col", gemm="vendor", backend="numpy")
+    assert not any(type(m) is nn.Conv2d for m in model.modules())
+    depthwise = model.get_submodule("features.1.conv.0.0")
+    assert isinstance(depthwise, ConvbenchConv2d) and depthwise.groups == 32 and depthwise.plan.depthwise
+    with pytest.raises(ValueError, match=r"weight of shape \(4, 1, 3, 3\) with groups=2 expects 2 input channels"):
+        conv2d(torch.randn(1, 3, 5, 5), torch.randn(4, 1, 3, 3), groups=2, gemm="vendor", backend="numpy")
 
 
 @pytest.mark.parametrize("algo", ["im2col", "kn2row", "scalar"])

@@ -7,7 +7,7 @@ rejects. (nvcc and hipcc builds run in `make compile-check`.)
 import pytest
 from cupy.cuda import nvrtc  # pinned with nvidia-cuda-nvrtc 13.0 (matches the lent GPUs' driver)
 
-from experiments.conv.kernel_launch import GEMM_WPT, SCALAR_COB
+from experiments.conv.kernel_launch import GEMM_WPT, SCALAR_COB, SCALAR_COBS
 from experiments.runtime.gpu import compile_options
 from experiments.runtime.sources import HIP_DIR, source_path
 
@@ -18,6 +18,9 @@ BUILDS = [
     ("im2col.hip", "im2col", {}),
     ("kn2row_shift_add.hip", "kn2row_shift_add", {}),
     ("scalar_conv.hip", "scalar_conv", {"COB": SCALAR_COB}),
+    *[("scalar_conv.hip", "scalar_conv", {"COB": cob}) for cob in SCALAR_COBS if cob != SCALAR_COB],
+    ("depthwise_conv.hip", "depthwise_conv", {}),
+    ("spmm_csr.hip", "spmm_csr", {}),
 ]
 
 

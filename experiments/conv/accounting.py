@@ -10,6 +10,14 @@ k*k times, and scalar allocates nothing.
     im2col     C_out      x  N*H_o*W_o  x  C_in*k*k           N * C_in*k*k * H_o*W_o
     kn2row     C_out*k*k  x  N*H*W      x  C_in               N * C_out*k*k * H*W
     scalar     (no GEMM)                                      0
+
+With ``groups`` = G > 1 the GEMM dimensions are those of one group (C_in and C_out divided by
+G) and ``gemm_groups`` = G such GEMMs run, all in one launch; the workspace is the same as
+above (every group's columns or partial planes). A depthwise layer (groups == C_in) runs the
+dedicated direct kernel whatever the algorithm: no GEMM (``gemm_groups`` = 0), no workspace.
+``kernel`` names what ran: ``im2col/blocked``, ``kn2row/sparse``, ``scalar``, ``depthwise``...
+FLOPs are always the dense convolution's, also for a sparse GEMM (which skips the zeros):
+a sparse speedup is then a speedup on the same work.
 """
 from __future__ import annotations
 
@@ -28,6 +36,8 @@ class LayerCost:
     gemm_k: int
     min_bytes: int
     workspace_bytes: int
+    gemm_groups: int = 0    # GEMMs of gemm_m x gemm_n x gemm_k per layer (= groups), 0 without a GEMM
+    kernel: str = ""        # what ran: im2col/blocked, kn2row/sparse, scalar, depthwise, pytorch
 
     @property
     def arithmetic_intensity(self) -> float:
@@ -38,21 +48,24 @@ class LayerCost:
         return {**asdict(self), "arithmetic_intensity": self.arithmetic_intensity}
 
 
-def layer_cost(g: ConvGeometry, algo: str) -> LayerCost:
-    per_group_in = g.in_channels // g.groups
+def layer_cost(g: ConvGeometry, algo: str, gemm: str = "vendor") -> LayerCost:
+    """The accounting of ``algo`` (with the GEMM back-end ``gemm``, which names the kernel) on ``g``."""
+    per_group_in, per_group_out, groups = g.group_in_channels, g.group_out_channels, g.groups
     flops = 2 * g.batch * g.out_channels * g.out_h * g.out_w * per_group_in * g.taps
     min_bytes = FLOAT32_BYTES * (
         g.batch * g.in_channels * g.in_h * g.in_w
         + g.out_channels * per_group_in * g.taps
         + g.batch * g.out_channels * g.out_h * g.out_w)
-    if algo == "im2col":
-        m, n, k = g.out_channels, g.batch * g.out_h * g.out_w, g.in_channels * g.taps
-        workspace = 0 if g.is_pointwise else g.batch * g.in_channels * g.taps * g.out_h * g.out_w
-    elif algo == "kn2row":
-        m, n, k = g.out_channels * g.taps, g.batch * g.in_h * g.in_w, g.in_channels
-        workspace = 0 if g.is_pointwise else g.batch * g.out_channels * g.taps * g.in_h * g.in_w
-    elif algo in ("scalar", "pytorch"):
-        m = n = k = workspace = 0
-    else:
+    gemm_groups, kernel = groups, f"{algo}/{gemm}"
+    if algo not in ("im2col", "kn2row", "scalar", "pytorch"):
         raise ValueError(f"unknown algorithm {algo!r}; valid: im2col, kn2row, scalar, pytorch")
-    return LayerCost(flops, m, n, k, min_bytes, FLOAT32_BYTES * workspace)
+    if algo in ("scalar", "pytorch") or g.is_depthwise:
+        m = n = k = workspace = gemm_groups = 0
+        kernel = "depthwise" if g.is_depthwise and algo != "pytorch" else algo
+    elif algo == "im2col":
+        m, n, k = per_group_out, g.batch * g.out_h * g.out_w, per_group_in * g.taps
+        workspace = 0 if g.is_pointwise else g.batch * g.in_channels * g.taps * g.out_h * g.out_w
+    else:  # kn2row
+        m, n, k = per_group_out * g.taps, g.batch * g.in_h * g.in_w, per_group_in
+        workspace = 0 if g.is_pointwise else g.batch * g.out_channels * g.taps * g.in_h * g.in_w
+    return LayerCost(flops, m, n, k, min_bytes, FLOAT32_BYTES * workspace, gemm_groups, kernel)

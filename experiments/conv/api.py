@@ -9,7 +9,7 @@ from .geometry import as_pair
 from .plan import ConvPlan
 
 ALGORITHMS = ("im2col", "kn2row", "scalar")
-GEMMS = ("blocked", "vendor")
+GEMMS = ("blocked", "vendor", "sparse", "auto_sparse")   # sparse: CSR SpMM (experiments/conv/sparse.py)
 TILES = (8, 16, 32)
 
 
@@ -37,7 +37,8 @@ def validate(algo: str, gemm: str, tile: int, backend="auto"):
     if gemm == "blocked" and algo != "scalar" and not runtime.has_kernels:
         raise ValueError(
             f"gemm='blocked' is a hip/ kernel and backend {runtime.name!r} runs no kernels; "
-            f"use gemm='vendor' (BLAS) on the numpy backend, or backend='gpu' or 'emulator' for the blocked GEMM")
+            f"use gemm='vendor' (BLAS) or 'sparse' (scipy CSR) on the numpy backend, or backend='gpu' or "
+            f"'emulator' for the blocked GEMM")
     return runtime
 
 
@@ -65,6 +66,13 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
 
     x, weight and bias may be torch tensors (any layout or device), numpy or cupy arrays; the
     result has the kind (and torch device) of ``x``. Computation is float32.
+
+    ``groups`` > 1 runs every group's GEMM in one batched launch (scalar: channel blocks within
+    a group); a depthwise layer (groups == C_in) runs the direct depthwise kernel whatever
+    ``algo``. ``gemm='sparse'`` multiplies the filter as a CSR matrix (the SpMM kernel, or
+    scipy on the numpy backend); ``gemm='auto_sparse'`` does so only when the filter's density
+    is at or below the runtime's measured threshold (experiments.conv.sparse), else uses the
+    vendor GEMM.
     """
     runtime = validate(algo, gemm, tile, backend)
     symmetric, extra = resolve_padding(padding, tuple(weight.shape), stride, dilation)

@@ -80,6 +80,22 @@ class ConvGeometry:
         return self.taps == 1 and self.stride == (1, 1) and self.padding == (0, 0)
 
     @property
+    def group_in_channels(self) -> int:
+        """Input channels each group sees (C_in / groups)."""
+        return self.in_channels // self.groups
+
+    @property
+    def group_out_channels(self) -> int:
+        """Output channels each group produces (C_out / groups)."""
+        return self.out_channels // self.groups
+
+    @property
+    def is_depthwise(self) -> bool:
+        """One input channel per group (groups == C_in > 1), C_out a multiple of C_in: the
+        depthwise kernel's case (MobileNet, ShuffleNet); every algorithm runs it directly."""
+        return self.groups > 1 and self.groups == self.in_channels
+
+    @property
     def output_shape(self) -> tuple[int, int, int, int]:
         return (self.batch, self.out_channels, self.out_h, self.out_w)
 

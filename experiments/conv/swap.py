@@ -72,16 +72,12 @@ def swap_conv2d(model: nn.Module, algo: str = "im2col", gemm: str = "blocked", t
                 backend="auto") -> nn.Module:
     """Replace every ``nn.Conv2d`` of ``model`` in place; returns the model.
 
-    Raises before changing anything if the choice is invalid or a layer is not supported
-    (e.g. groups > 1), naming the layer.
+    Raises before changing anything if the choice is invalid. Grouped layers run all groups in
+    one launch; depthwise layers (groups == C_in) run the depthwise kernel for every ``algo``,
+    so a depthwise-separable block becomes depthwise + pointwise (a plain GEMM).
     """
     runtime = validate(algo, gemm, tile, backend)
     convs = [(name, m) for name, m in model.named_modules() if type(m) is nn.Conv2d]
-    for name, conv in convs:
-        if conv.groups != 1:
-            raise NotImplementedError(
-                f"layer {name!r} has groups={conv.groups}: grouped and depthwise convolutions are not "
-                f"implemented by convbench's algorithms yet (only groups=1); use algo='pytorch' for this model")
     for name, conv in convs:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
