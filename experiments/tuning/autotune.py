@@ -153,8 +153,8 @@ def candidates_for(runtime, spec: TuningSpec) -> list[Candidate]:
             found.append(Candidate("scalar"))
             continue
         for gemm in spec.gemms:
-            if gemm == "vendor":
-                found.append(Candidate(algo, "vendor"))
+            if gemm != "blocked":   # vendor, sparse, auto_sparse: one candidate each, on every backend
+                found.append(Candidate(algo, gemm))
             elif runtime.has_kernels:
                 found += [Candidate(algo, "blocked", tile) for tile in spec.tiles]
     if not found:
