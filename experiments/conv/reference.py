@@ -47,6 +47,8 @@ def _gemm(a, b: np.ndarray, groups: int) -> np.ndarray:
     """
     if isinstance(a, CsrFilter):
         return a.matmul(b)
+    if groups == 1:
+        return np.matmul(a, b)
     n, rows, p = b.shape
     return np.matmul(a, b.reshape(n, groups, rows // groups, p)).reshape(n, -1, p)
 
@@ -89,12 +91,14 @@ def scalar(x: np.ndarray, w: np.ndarray, g: ConvGeometry) -> tuple[np.ndarray, i
     """
     padded = _pad(x, g)
     n, groups = g.batch, g.groups
-    y = np.zeros((n, groups, g.group_out_channels, g.out_h * g.out_w), np.float32)
+    y = np.zeros((n, g.out_channels, g.out_h * g.out_w), np.float32)
     for kh in range(g.kernel_h):
         for kw in range(g.kernel_w):
             shifted = _shifted_planes(padded, g, kh, kw)              # N x C x H_o x W_o
-            taps = w[:, :, kh, kw].reshape(groups, g.group_out_channels, g.group_in_channels)
-            y += np.matmul(taps, shifted.reshape(n, groups, g.group_in_channels, -1))
+            taps = w[:, :, kh, kw]                                     # F x C/G
+            if groups > 1:
+                taps = taps.reshape(groups, g.group_out_channels, g.group_in_channels)
+            y += _gemm(taps, shifted.reshape(n, g.in_channels, -1), groups)
     return y.reshape(g.output_shape), 0
 
 
