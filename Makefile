@@ -40,6 +40,15 @@ compile-check:
 bench-layers: setup
 	$(PY) -m experiments.bench.layers $(ARGS)
 
+.PHONY: bench-sparsity bench-grouped
+# Density sweep 1.0 -> 0.05 on resnet18's layers: dense GEMM vs CSR SpMM, and the crossover density.
+bench-sparsity: setup
+	$(PY) -m experiments.bench.sparsity $(ARGS)
+
+# mobilenet_v2, shufflenet_v2_x1_0, resnext50_32x4d end to end and per grouped layer vs PyTorch eager.
+bench-grouped: setup
+	$(PY) -m experiments.bench.grouped $(ARGS)
+
 TRACKING_URI ?= sqlite:///mlflow.db
 EXPERIMENT ?=
 
