@@ -216,8 +216,11 @@ def layer_anatomy(runs: pd.DataFrame, layers: pd.DataFrame) -> pd.DataFrame:
         dims = own[["gemm_m", "gemm_n", "gemm_k"]].to_numpy(dtype=float)
         has_gemm = np.isfinite(dims).all(axis=1) & (dims > 0).all(axis=1)  # scalar logs 0 x 0 x 0
         if has_gemm.any():
-            table[f"{algo} GEMM M×N×K"] = ["×".join(str(int(v)) for v in row) if ok else "—"
-                                          for row, ok in zip(dims, has_gemm)]
+            groups = pd.to_numeric(own["gemm_groups"], errors="coerce").to_numpy() \
+                if "gemm_groups" in own else np.ones(len(own))
+            table[f"{algo} GEMM M×N×K"] = [
+                "×".join(str(int(v)) for v in row) + (f" (×{int(n)} groups)" if n > 1 else "") if ok else "—"
+                for row, ok, n in zip(dims, has_gemm, groups)]   # grouped layers: per-group dims
         if own["workspace_bytes"].notna().any():
             table[f"{algo} workspace [{unit}]"] = own["workspace_bytes"].to_numpy() / divisor
         if own["arithmetic_intensity"].notna().any():

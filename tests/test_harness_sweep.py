@@ -163,6 +163,13 @@ def test_grouped_and_depthwise_conv_model_runs_as_a_job(convbench, tmp_path, cap
     for child in children:
         assert child.data.metrics[contract.MAX_REL_ERR] <= RELATIVE_TOLERANCE["fp32"]
     assert parents[0].info.status == "FINISHED"
+    (shufflenet,) = [r for r in children if r.data.params[contract.P_MODEL] == "shufflenet_v2_x1_0"]
+    import pandas as pd
+    frame = pd.read_csv(_client(uri).download_artifacts(shufflenet.info.run_id, contract.A_LAYERS, str(tmp_path)))
+    depthwise = frame["groups"] > 1
+    assert depthwise.sum() == 19 and (frame[depthwise]["kernel"] == "depthwise").all()
+    assert (frame[~depthwise]["kernel"] == "im2col/vendor").all() and (frame[depthwise]["gemm_groups"] == 0).all()
+    assert (frame["max_rel_err"] <= RELATIVE_TOLERANCE["fp32"]).all()
 
 
 def test_bad_input_stops_a_sweep_before_any_work(convbench, tmp_path, capsys):

@@ -258,7 +258,8 @@ def layer_rows(spec: JobSpec, outcome: JobOutcome) -> list[dict]:
                         "arithmetic_intensity": cost.arithmetic_intensity})
             if spec.algo != PYTORCH:   # PyTorch's GEMM shapes and workspace are its own business
                 row.update({"gemm_m": cost.gemm_m, "gemm_n": cost.gemm_n, "gemm_k": cost.gemm_k,
-                            "workspace_bytes": cost.workspace_bytes})
+                            "workspace_bytes": cost.workspace_bytes, "gemm_groups": cost.gemm_groups,
+                            "kernel": cost.kernel})
         for key, measured in (("latency", layer.ours), ("baseline_latency", layer.baseline)):
             if measured is not None:
                 row[f"{key}_ms"] = measured.median * 1e3

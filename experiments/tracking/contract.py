@@ -84,6 +84,9 @@ LAYER_COLUMNS = (
     "stride", "padding", "dilation", "groups", "in_h", "in_w", "out_h", "out_w",
     "flops", "gemm_m", "gemm_n", "gemm_k", "min_bytes", "workspace_bytes",
     "arithmetic_intensity",
+    # GEMM dimensions above are per group; gemm_groups of them run (0: no GEMM). kernel: what ran,
+    # e.g. im2col/blocked, kn2row/sparse, scalar, depthwise (empty for pytorch)
+    "gemm_groups", "kernel",
     "latency_ms", "latency_p10_ms", "latency_p90_ms", "baseline_latency_ms", "max_rel_err",
     # algo=auto: the layer's choice and runner-up (candidate labels: scalar, im2col/vendor,
     # kn2row/blocked-t16, ...) with their tuning medians, and whether this run measured them
