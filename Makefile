@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: setup run smoke test test-all compile-check bench-layers report ceilings ui clean
+.PHONY: setup run smoke test test-all compile-check bench-layers report ceilings ui server clean
 
 setup: $(STAMP)
 
@@ -61,6 +61,25 @@ ceilings: setup
 
 ui: setup
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db
+
+# A tracking server for sweeps on many processes or machines (README: "Sweeps on a cluster"); jobs log
+# to it with tracking.uri=http://SERVER_HOST:SERVER_PORT. The store: BACKEND_STORE_URI, this repository's
+# sqlite file by default, or PostgreSQL for many writers, e.g.
+#   make server BACKEND_STORE_URI=postgresql://mlflow:secret@dbhost:5432/mlflow SERVER_HOST=0.0.0.0 ALLOWED_HOSTS='head,head:*'
+# Artifacts are uploaded through the server to ARTIFACTS_DESTINATION. ALLOWED_HOSTS: the host names
+# jobs use to reach it (MLflow refuses other Host headers than localhost and private IPs).
+# MLflow's own job runner (GenAI jobs, two more processes) is off unless MLFLOW_SERVER_ENABLE_JOB_EXECUTION=true.
+BACKEND_STORE_URI ?= sqlite:///mlflow.db
+ARTIFACTS_DESTINATION ?= mlartifacts
+SERVER_HOST ?= 127.0.0.1
+SERVER_PORT ?= 5000
+SERVER_WORKERS ?= 4
+ALLOWED_HOSTS ?=
+
+server: setup
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=$${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false} $(VENV)/bin/mlflow server --backend-store-uri '$(BACKEND_STORE_URI)' --artifacts-destination '$(ARTIFACTS_DESTINATION)' \
+		--host $(SERVER_HOST) --port $(SERVER_PORT) --workers $(SERVER_WORKERS) \
+		$(if $(ALLOWED_HOSTS),--allowed-hosts '$(ALLOWED_HOSTS)')
 
 clean:
 	rm -rf build reports outputs multirun .pytest_cache .hypothesis
