@@ -17,3 +17,39 @@
 
 // Every kernel is extern "C" so that CuPy (and the emulator) find it by its plain name.
 #define KERNEL extern "C" __global__
+
+// Half-precision storage (__half), only for kernels that define CONVBENCH_HALF before including
+// this header, so that the float32 kernels see nothing of it. Each compiler gets __half,
+// __half2float and __float2half_rn (round to nearest even, as numpy's astype(float16)):
+//   emulator  hip_cpu.h (_Float16)
+//   hipcc     hip/hip_fp16.h; hiprtc predefines them
+//   nvcc      cuda_fp16.h; NVRTC has no include path for it by default (CuPy may add one), so
+//             without it a 16-bit storage type with the two PTX conversions is defined here
+#if defined(CONVBENCH_HALF) && !defined(CONVBENCH_EMULATOR)
+#if defined(__HIPCC__) || defined(__HIP_PLATFORM_AMD__) || defined(__HIPCC_RTC__)
+#if !defined(__HIPCC_RTC__)
+#include <hip/hip_fp16.h>
+#endif
+#elif defined(__has_include)
+#if __has_include(<cuda_fp16.h>)
+#include <cuda_fp16.h>
+#define CONVBENCH_CUDA_FP16_HEADER 1
+#endif
+#endif
+#if !defined(__HIPCC__) && !defined(__HIP_PLATFORM_AMD__) && !defined(__HIPCC_RTC__) \
+    && !defined(CONVBENCH_CUDA_FP16_HEADER)
+struct __align__(2) __half { unsigned short x; };
+__device__ __forceinline__ float __half2float(const __half h)
+{
+    float f;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h.x));
+    return f;
+}
+__device__ __forceinline__ __half __float2half_rn(const float f)
+{
+    __half h;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h.x) : "f"(f));
+    return h;
+}
+#endif
+#endif

@@ -7,8 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")"
 out=../build/compile
 mkdir -p "$out"
-# Only the blocked GEMM takes TILE; every other kernel is built once.
-tiles_of() { if [ "$1" = gemm_blocked.hip ]; then echo "8 16 32"; else echo 16; fi; }
+# Only the blocked GEMMs (float32 and low precision) take TILE; every other kernel is built once.
+tiles_of() { case "$1" in gemm_blocked.hip|gemm_lowp.hip) echo "8 16 32";; *) echo 16;; esac; }
 status=0
 
 require() {

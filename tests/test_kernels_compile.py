@@ -21,6 +21,16 @@ BUILDS = [
     *[("scalar_conv.hip", "scalar_conv", {"COB": cob}) for cob in SCALAR_COBS if cob != SCALAR_COB],
     ("depthwise_conv.hip", "depthwise_conv", {}),
     ("spmm_csr.hip", "spmm_csr", {}),
+    # reduced precision (experiments/conv/lowp.py): NVRTC has no cuda_fp16.h here, so common.h's own __half
+    *[("gemm_lowp.hip", kernel, {"TILE": tile, "WPT": GEMM_WPT})
+      for kernel in ("gemm_blocked_fp16", "gemm_blocked_int8") for tile in (8, 16, 32)],
+    ("im2col_lowp.hip", "im2col_fp16", {}),
+    ("im2col_lowp.hip", "im2col_int8", {}),
+    *[("scalar_conv_lowp.hip", kernel, {"COB": cob})
+      for kernel in ("scalar_conv_fp16", "scalar_conv_int8") for cob in SCALAR_COBS],
+    ("quantize.hip", "to_half", {}),
+    ("quantize.hip", "quantize_int8", {}),
+    ("quantize.hip", "dequantize_int32", {}),
 ]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import difflib
 
 from .. import runtime as runtimes
+from . import lowp
 from .arrays import from_runtime, to_runtime
 from .geometry import as_pair
 from .plan import ConvPlan
@@ -61,7 +62,8 @@ def resolve_padding(padding, weight_shape, stride, dilation):
 
 
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
-           algo: str = "im2col", gemm: str = "blocked", tile: int = 16, backend="auto"):
+           algo: str = "im2col", gemm: str = "blocked", tile: int = 16, backend="auto",
+           dtype: str = "fp32", act_scale: float | None = None):
     """``torch.nn.functional.conv2d`` by one of convbench's algorithms.
 
     x, weight and bias may be torch tensors (any layout or device), numpy or cupy arrays; the
@@ -73,13 +75,19 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
     scipy on the numpy backend); ``gemm='auto_sparse'`` does so only when the filter's density
     is at or below the runtime's measured threshold (experiments.conv.sparse), else uses the
     vendor GEMM.
+
+    ``dtype`` 'fp16' stores input and filter in half precision and accumulates in float32; 'int8'
+    quantizes the filter per output channel and the input per tensor (scale ``act_scale``, or
+    max|x|/127 of this input), accumulates in int32 and dequantizes (experiments.conv.lowp).
+    The output is float32 in every case.
     """
     runtime = validate(algo, gemm, tile, backend)
+    lowp.check_dtype(dtype, gemm)
     symmetric, extra = resolve_padding(padding, tuple(weight.shape), stride, dilation)
     xd = to_runtime(x, runtime)
     if any(extra):
         xd = runtime.xp.pad(xd, ((0, 0), (0, 0), (0, extra[0]), (0, extra[1])))
     bd = None if bias is None else to_runtime(bias, runtime)
     plan = ConvPlan.build(to_runtime(weight, runtime), bd, stride, symmetric, dilation, groups,
-                          algo, gemm, tile, runtime)
+                          algo, gemm, tile, runtime, dtype, act_scale)
     return from_runtime(plan(xd), like=x)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from . import kernel_launch, reference
+from . import kernel_launch, lowp, reference
 from .accounting import LayerCost, layer_cost
 from .geometry import ConvGeometry, as_pair
 from .kernel_launch import KernelLauncher
@@ -57,6 +57,7 @@ class ConvPlan:
     groups: int = 1
     density: float = 1.0            # nonzeros / size of the filter
     kernel_gemm: str = ""           # the GEMM back-end that runs (auto_sparse resolved; "" without a GEMM)
+    dtype: str = "fp32"             # fp32, fp16 or int8 (experiments.conv.lowp: prepared_weight is a LowpFilter)
     last_cost: LayerCost | None = field(default=None, init=False)
 
     @property
@@ -65,7 +66,8 @@ class ConvPlan:
         return self.groups > 1 and self.weight_shape[1] == 1
 
     @classmethod
-    def build(cls, weight, bias, stride, padding, dilation, groups, algo, gemm, tile, runtime) -> "ConvPlan":
+    def build(cls, weight, bias, stride, padding, dilation, groups, algo, gemm, tile, runtime,
+              dtype: str = "fp32", act_scale: float | None = None) -> "ConvPlan":
         f = int(weight.shape[0])
         if groups < 1 or f % groups:
             raise ValueError(f"groups={groups} must be >= 1 and divide the {f} output channels of the weight")
@@ -76,9 +78,12 @@ class ConvPlan:
         prepared = prepare_weight(weight, "scalar" if depthwise else algo, runtime.xp, groups)
         if kernel_gemm == "sparse":
             prepared = CsrFilter.from_dense(prepared, runtime.xp)   # once: block-diagonal over the groups
+        if dtype != "fp32":   # fp16 / int8: the filter quantized once (act_scale: int8's calibrated input scale)
+            lowp.check_dtype(dtype, gemm)
+            prepared = lowp.prepare(weight, algo, groups, dtype, runtime.xp, act_scale, depthwise, runtime.has_kernels)
         return cls(algo, gemm, tile, runtime, tuple(weight.shape), prepared, bias,
                    as_pair(stride, "stride"), as_pair(padding, "padding"), as_pair(dilation, "dilation"), groups,
-                   fraction, kernel_gemm)
+                   fraction, kernel_gemm, dtype)
 
     def geometry(self, x_shape) -> ConvGeometry:
         return ConvGeometry.from_shapes(x_shape, self.weight_shape, self.stride, self.padding,
@@ -87,7 +92,9 @@ class ConvPlan:
     def __call__(self, x):
         """Convolve a C-contiguous float32 array of the runtime; records ``last_cost``."""
         g = self.geometry(x.shape)
-        if self.runtime.has_kernels:
+        if self.dtype != "fp32":
+            y, workspace = lowp.run(self, x, g)
+        elif self.runtime.has_kernels:
             launcher = KernelLauncher(self.runtime, self.kernel_gemm or self.gemm, self.tile)
             run = kernel_launch.depthwise if g.is_depthwise else kernel_launch.ALGORITHMS[self.algo]
             y, workspace = run(launcher, x, self.prepared_weight, g)
@@ -96,6 +103,6 @@ class ConvPlan:
             y, workspace = run(x, self.prepared_weight, g)
         if self.bias is not None:
             y += self.bias.reshape(1, -1, 1, 1)
-        cost = layer_cost(g, self.algo, self.kernel_gemm or self.gemm)
+        cost = lowp.layer_cost(layer_cost(g, self.algo, self.kernel_gemm or self.gemm), g, self.dtype)
         self.last_cost = replace(cost, workspace_bytes=workspace)
         return y

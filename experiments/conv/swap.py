@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import lowp
 from .accounting import LayerCost
 from .api import resolve_padding, validate
 from .arrays import from_runtime, to_runtime
@@ -19,9 +20,11 @@ class ConvbenchConv2d(nn.Module):
     ``refresh()`` after changing them. ``geometry`` and ``cost`` describe the last forward.
     """
 
-    def __init__(self, conv: nn.Conv2d, name: str, algo: str, gemm: str, tile: int, runtime):
+    def __init__(self, conv: nn.Conv2d, name: str, algo: str, gemm: str, tile: int, runtime,
+                 dtype: str = "fp32", act_scale: float | None = None):
         super().__init__()
         self.name, self.algo, self.gemm, self.tile, self.runtime = name, algo, gemm, tile, runtime
+        self.dtype, self.act_scale = dtype, act_scale   # fp16/int8: experiments.conv.lowp
         self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
         self.kernel_size, self.stride, self.dilation, self.groups = (
             conv.kernel_size, conv.stride, conv.dilation, conv.groups)
@@ -42,7 +45,8 @@ class ConvbenchConv2d(nn.Module):
         rt = self.runtime
         bias = None if self.bias is None else to_runtime(self.bias, rt)
         self.plan = ConvPlan.build(to_runtime(self.weight, rt), bias, self.stride, self._plan_padding,
-                                   self.dilation, self.groups, self.algo, self.gemm, self.tile, rt)
+                                   self.dilation, self.groups, self.algo, self.gemm, self.tile, rt,
+                                   self.dtype, self.act_scale)
 
     @property
     def cost(self) -> LayerCost | None:
@@ -65,21 +69,28 @@ class ConvbenchConv2d(nn.Module):
     def extra_repr(self) -> str:
         gemm = "" if self.algo == "scalar" else f", gemm={self.gemm}" + (f"-t{self.tile}" if self.gemm == "blocked" else "")
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
-                f"padding={self.padding}, algo={self.algo}{gemm}, backend={self.runtime.name}")
+                f"padding={self.padding}, algo={self.algo}{gemm}, backend={self.runtime.name}"
+                + ("" if self.dtype == "fp32" else f", dtype={self.dtype}"))
 
 
 def swap_conv2d(model: nn.Module, algo: str = "im2col", gemm: str = "blocked", tile: int = 16,
-                backend="auto") -> nn.Module:
+                backend="auto", dtype: str = "fp32", act_scales: dict[str, float] | None = None) -> nn.Module:
     """Replace every ``nn.Conv2d`` of ``model`` in place; returns the model.
 
     Raises before changing anything if the choice is invalid. Grouped layers run all groups in
     one launch; depthwise layers (groups == C_in) run the depthwise kernel for every ``algo``,
     so a depthwise-separable block becomes depthwise + pointwise (a plain GEMM).
+
+    ``dtype`` fp16 or int8 runs every layer at that precision (experiments.conv.lowp); int8 takes
+    each layer's input scale from ``act_scales`` (layer name -> scale, from
+    ``experiments.conv.lowp.calibrate``), or from each input as it comes where none is given.
     """
     runtime = validate(algo, gemm, tile, backend)
+    lowp.check_dtype(dtype, gemm)
+    act_scales = act_scales or {}
     convs = [(name, m) for name, m in model.named_modules() if type(m) is nn.Conv2d]
     for name, conv in convs:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, ConvbenchConv2d(conv, name, algo, gemm, tile, runtime))
+        setattr(parent, child, ConvbenchConv2d(conv, name, algo, gemm, tile, runtime, dtype, act_scales.get(name)))
     return model
