@@ -84,7 +84,7 @@ def test_submitit_local_sweep_completes_and_logs_its_runs(tmp_path):
                 contract.CONV_LATENCY_MS, contract.MAX_REL_ERR, contract.COMPILE_S} <= set(child.data.metrics)
 
 
-def test_slurm_preset_gives_each_job_one_gpu_in_a_job_array(tmp_path):
+def test_slurm_preset_gives_each_job_one_gpu_in_a_job_array(tmp_path, monkeypatch):
     """The submitit_slurm preset composes, submitit accepts every key, and its batch script asks for
     one GPU per job and an array (rendered, not submitted: no SLURM here)."""
     from hydra import compose, initialize_config_dir
@@ -92,6 +92,11 @@ def test_slurm_preset_gives_each_job_one_gpu_in_a_job_array(tmp_path):
     from submitit import AutoExecutor
     from submitit.slurm.slurm import SlurmExecutor
 
+    fake = tmp_path / "bin"                                   # submitit looks for srun before writing the script
+    fake.mkdir()
+    (fake / "srun").write_text("#!/bin/sh\nexit 1\n")
+    (fake / "srun").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}{os.pathsep}{os.environ['PATH']}")
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=["hydra/launcher=submitit_slurm", "hydra.launcher.partition=gpu",
                                            f"hydra.sweep.dir={tmp_path}"], return_hydra_config=True)
@@ -105,8 +110,9 @@ def test_slurm_preset_gives_each_job_one_gpu_in_a_job_array(tmp_path):
     executor = AutoExecutor(folder=tmp_path / "submitit", cluster="slurm")
     executor.update_parameters(**{k if k in base else f"slurm_{k}": v for k, v in params.items()})
     slurm: SlurmExecutor = executor._executor
-    slurm._array_parallelism = params["array_parallelism"]   # as map_array sets it (job array of 8 at once)
+    slurm.parameters["map_count"] = 20                      # as map_array does for a sweep of 20 jobs
     script = slurm._make_submission_file_text("python -m submitit.core._submit", "uid")
+    assert "#SBATCH --array=0-19%8" in script                 # one array, array_parallelism jobs at once
     assert "#SBATCH --gpus-per-task=1" in script
     assert "#SBATCH --partition=gpu" in script
     assert "#SBATCH --ntasks-per-node=1" in script and "#SBATCH --time=60" in script

@@ -137,7 +137,7 @@ def job_spec(cfg: DictConfig) -> JobSpec:
         if not torch.cuda.is_available():
             raise ConfigError("backend=gpu runs the model around the kernels with torch on the same device, "
                               "but this torch build sees no CUDA/ROCm device; install a GPU build of torch")
-    tuning = _tuning(cfg.get("tuning"), runtime) if algo.name == AUTO else None
+    tuning = _tuning(cfg.get("tuning"), runtime, cfg.quant.name) if algo.name == AUTO else None
     return JobSpec(
         model=model.name, weights=weights, batch_size=int(model.batch_size), input_size=size,
         algo=algo.name, gemm=gemm.name, tile=int(tile) if gemm.name == "blocked" else None,
@@ -151,9 +151,12 @@ def job_spec(cfg: DictConfig) -> JobSpec:
         tracking_uri=str(cfg.tracking.uri), experiment=str(cfg.tracking.experiment), tuning=tuning)
 
 
-def _tuning(node, runtime):
+def _tuning(node, runtime, quant: str):
     """algo=auto's tuning node (conf/tuning/) -> TuningSpec, with at least one candidate on this runtime."""
     from experiments.tuning import candidates_for, tuning_spec
+    if quant != "fp32":
+        raise ConfigError(f"algo=auto with quant={quant}: the tuner measures fp32 candidates only so far; "
+                          f"use quant=fp32, or a fixed algorithm for {quant}")
     try:
         spec = tuning_spec(OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node)
         candidates_for(runtime, spec)

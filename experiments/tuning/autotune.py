@@ -6,8 +6,9 @@
 
 Candidates are our algorithms crossed with the GEMM back-ends and tiles the runtime can run:
 the blocked GEMM only where the runtime runs the kernels of hip/ (gpu, emulator); on numpy the
-vendor (BLAS) variants and scalar. PyTorch is not a candidate: it is the baseline that the
-tuned model is compared with.
+vendor (BLAS) variants and scalar. Sparse (CSR) GEMMs are candidates for the layers whose filter
+has zeros (a pruned model): sparse against dense is measured there, not guessed. PyTorch is not
+a candidate: it is the baseline that the tuned model is compared with.
 
 Per layer (successive halving within the layer's share of the budget):
 
@@ -48,6 +49,9 @@ from experiments.harness.timing import Protocol, measure
 from .database import TuningDatabase, TuningEntry, TuningKey
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# auto_sparse is itself a rule (sparse below a density threshold): tuning measures sparse and dense instead
+TUNABLE_GEMMS = tuple(g for g in GEMMS if not g.startswith("auto"))
+SPARSE_GEMMS = tuple(g for g in TUNABLE_GEMMS if "sparse" in g)
 JOURNAL_MODES = ("auto", "wal", "delete")
 MEASURED, REUSED = "measured", "reused"
 
@@ -90,7 +94,7 @@ class TuningSpec:
     db: str
     budget_s: float = 30.0
     algos: tuple[str, ...] = ALGORITHMS
-    gemms: tuple[str, ...] = GEMMS
+    gemms: tuple[str, ...] = TUNABLE_GEMMS
     tiles: tuple[int, ...] = TILES
     warmup: int = 2
     first_samples: int = 3
@@ -127,7 +131,7 @@ def tuning_spec(node) -> TuningSpec:
     try:
         spec = TuningSpec(
             db=str(node["db"]), budget_s=float(node.get("budget_s", TuningSpec.budget_s)),
-            algos=subset("algos", ALGORITHMS), gemms=subset("gemms", GEMMS), tiles=subset("tiles", TILES, int),
+            algos=subset("algos", ALGORITHMS), gemms=subset("gemms", TUNABLE_GEMMS), tiles=subset("tiles", TILES, int),
             warmup=int(node.get("warmup", TuningSpec.warmup)),
             first_samples=int(node.get("first_samples", TuningSpec.first_samples)),
             drop_margin=float(node.get("drop_margin", TuningSpec.drop_margin)),
@@ -145,18 +149,20 @@ def tuning_spec(node) -> TuningSpec:
     return spec
 
 
-def candidates_for(runtime, spec: TuningSpec) -> list[Candidate]:
-    """The candidates of ``spec`` that ``runtime`` can run, in a fixed order."""
+def candidates_for(runtime, spec: TuningSpec, sparse: bool = True) -> list[Candidate]:
+    """The candidates of ``spec`` that ``runtime`` can run, in a fixed order; the sparse GEMMs (one
+    candidate each, on every backend) only with ``sparse``: for a layer whose filter has zeros."""
     found = []
     for algo in spec.algos:
         if algo == "scalar":
             found.append(Candidate("scalar"))
             continue
         for gemm in spec.gemms:
-            if gemm != "blocked":   # vendor, sparse, auto_sparse: one candidate each, on every backend
+            if gemm == "blocked":
+                if runtime.has_kernels:
+                    found += [Candidate(algo, "blocked", tile) for tile in spec.tiles]
+            elif gemm not in SPARSE_GEMMS or sparse:
                 found.append(Candidate(algo, gemm))
-            elif runtime.has_kernels:
-                found += [Candidate(algo, "blocked", tile) for tile in spec.tiles]
     if not found:
         raise ValueError(f"tuning leaves no candidate on backend {runtime.name!r} (algos {list(spec.algos)}, "
                          f"gemms {list(spec.gemms)}; the blocked GEMM needs backend gpu or emulator)")
@@ -189,8 +195,14 @@ def kernel_hash_for(runtime) -> str:
     return sources.kernel_source_hash()
 
 
+def density(conv: nn.Conv2d) -> float:
+    """The fraction of the filter's weights that are not zero (1.0 for a dense layer)."""
+    return float(torch.count_nonzero(conv.weight).item()) / conv.weight.numel()
+
+
 def shape_label(conv: nn.Conv2d, input_shape) -> str:
-    """The layer without its batch, e.g. c64-f128-56x56-k3x3-s2x2-p1x1-d1x1-g1-bias."""
+    """The layer without its batch, e.g. c64-f128-56x56-k3x3-s2x2-p1x1-d1x1-g1-bias; a pruned filter
+    adds its density (-density0.30), which decides sparse against dense."""
     _, c, h, w = (int(v) for v in input_shape)
     f, _, kh, kw = conv.weight.shape
     padding, extra = resolve_padding(conv.padding, tuple(conv.weight.shape), conv.stride, conv.dilation)
@@ -200,6 +212,9 @@ def shape_label(conv: nn.Conv2d, input_shape) -> str:
         label += f"-extra{extra[0]}x{extra[1]}"
     if conv.padding_mode != "zeros":
         label += f"-{conv.padding_mode}"
+    filled = density(conv)
+    if filled < 1.0:
+        label += f"-density{filled:.2f}"
     return label + ("-bias" if conv.bias is not None else "")
 
 
@@ -353,18 +368,18 @@ def tune_model(model: nn.Module, convs: list[tuple[str, nn.Conv2d]], inputs: dic
     """Choose a candidate for every layer of ``convs`` (their inputs captured in ``inputs``),
     from the tuning database where it has the layer, else by measuring it (then stored)."""
     started = time.perf_counter()
-    candidates = candidates_for(runtime, spec)
-    outcome = TuningOutcome(spec.db_path, candidates)
+    outcome = TuningOutcome(spec.db_path, candidates_for(runtime, spec))
     device, rt, kernel_hash = device_label(runtime), runtime_label(runtime), kernel_hash_for(runtime)
-    candidate_set = ",".join(c.label for c in candidates)
+    per_layer = [candidates_for(runtime, spec, sparse=density(conv) < 1.0) for _, conv in convs]
     keys = [TuningKey(device, rt, kernel_hash, shape_label(conv, inputs[name].shape), dtype,
-                      int(inputs[name].shape[0]), candidate_set) for name, conv in convs]
+                      int(inputs[name].shape[0]), ",".join(c.label for c in candidates))
+            for (name, conv), candidates in zip(convs, per_layer)]
     bar = progress(total=len(convs), desc="tuning") if progress else None
     with TuningDatabase(spec.db_path, spec.journal_mode) as db, torch.inference_mode():
         fresh = set()          # keys measured by this run (remeasure: measure each key once, then reuse)
         pending = {key for key in keys if spec.remeasure or db.get(key) is None}
         try:
-            for (name, conv), key in zip(convs, keys):
+            for (name, conv), key, candidates in zip(convs, keys, per_layer):
                 entry = None if key in pending and key not in fresh else db.get(key)
                 if entry is not None:
                     outcome.layers.append(LayerChoice(name, key, entry, REUSED))
