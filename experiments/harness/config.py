@@ -6,13 +6,15 @@ blocked GEMM on the numpy backend, unimplemented quantization or pruning, bad pr
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from omegaconf import DictConfig, OmegaConf
 
 from experiments.conv import ALGORITHMS, GEMMS, TILES
 from experiments.conv import validate as validate_conv
 from experiments.conv.tolerance import RELATIVE_TOLERANCE
+
+from experiments.compress.prune import KINDS as PRUNE_KINDS
 
 from .errors import ConfigError
 from .models import check_model_name, input_hw, resolve_weights
@@ -23,8 +25,8 @@ AUTO = "auto"                           # per layer the fastest candidate, remem
 ALGOS = (PYTORCH, *ALGORITHMS, AUTO)
 NO_GEMM_ALGOS = (PYTORCH, "scalar", AUTO)   # the gemm choice (and tile) does not change what runs
 ENERGY_TRACKERS = ("codecarbon", "off")
-QUANTS = ("fp32",)                      # implemented so far; RELATIVE_TOLERANCE holds their tolerances
-PRUNES = ("none",)
+QUANTS = ("fp32", "fp16", "int8")      # RELATIVE_TOLERANCE holds their tolerances (experiments/conv/lowp.py)
+PRUNES = PRUNE_KINDS                    # experiments/compress/prune.py
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,12 @@ class JobSpec:
     tracking_uri: str
     experiment: str
     tuning: object             # algo=auto: experiments.tuning.TuningSpec; None for other algorithms
+    compression: object = None  # experiments.compress.harness.CompressionSpec (prune and quant in detail)
+
+    @property
+    def compressed(self) -> bool:
+        """Pruned or not fp32: the job also measures the dense fp32 model and the accuracy cost."""
+        return self.compression is not None and self.compression.active
 
     @property
     def tolerance(self) -> float:
@@ -82,10 +90,16 @@ class JobSpec:
     def identity(self) -> tuple:
         """What the job measures: two jobs with equal identities in one sweep measure the same thing
         (gemm and tile do not apply to pytorch and scalar, the tile not to the vendor GEMM)."""
+        quant, compression = self.quant, self.compression
+        if self.algo == PYTORCH and not (quant == "fp16" and self.runtime.is_gpu) and compression is not None:
+            # PyTorch has no int8 convolution, and on the CPU float32 is its fp16 path's better: such a
+            # pytorch job measures PyTorch float32, the same as pytorch/fp32 (run once in a sweep)
+            quant, compression = "fp32", replace(compression, quant="fp32")
         return (self.model, str(self.weights), self.batch_size, self.input_size, self.algo, self.gemm_label,
-                self.runtime.name, self.quant, self.prune, self.prune_amount, self.seed, self.model_protocol,
+                self.runtime.name, quant, self.prune, self.prune_amount, self.seed, self.model_protocol,
                 self.layer_protocol, self.cache_mode, self.flush_bytes, self.energy_s, self.energy,
-                self.country_iso_code, self.region, self.tracking_uri, self.experiment, self.tuning)
+                self.country_iso_code, self.region, self.tracking_uri, self.experiment, self.tuning,
+                compression)
 
 
 def _choice(kind: str, value, valid) -> str:
@@ -120,6 +134,7 @@ def job_spec(cfg: DictConfig) -> JobSpec:
     _choice("backend", cfg.backend.name, runtimes.BACKENDS)
     _choice("quant", cfg.quant.name, QUANTS)
     _choice("prune", cfg.prune.name, PRUNES)
+    compression = _compression(cfg, model.name, size, gemm.name, algo.name)
     _choice("bench.cache_mode", bench.cache_mode, CACHE_MODES)
     _choice("energy", energy.name, ENERGY_TRACKERS)
     if float(bench.energy_s) < 0:
@@ -142,13 +157,14 @@ def job_spec(cfg: DictConfig) -> JobSpec:
         model=model.name, weights=weights, batch_size=int(model.batch_size), input_size=size,
         algo=algo.name, gemm=gemm.name, tile=int(tile) if gemm.name == "blocked" else None,
         backend=cfg.backend.name, runtime=runtime, quant=cfg.quant.name, prune=cfg.prune.name,
-        prune_amount=float(cfg.prune.get("amount") or 0.0), seed=int(cfg.seed),
+        prune_amount=compression.prune.amount, seed=int(cfg.seed),
         model_protocol=_protocol(bench.model, "bench.model"), layer_protocol=_protocol(bench.layer, "bench.layer"),
         cache_mode=bench.cache_mode, flush_bytes=int(float(bench.flush_mb) * 2**20),
         energy_s=float(bench.energy_s), progress_s=float(bench.get("progress_s", 3.0)),
         energy=energy.name, country_iso_code=energy.get("country_iso_code"), region=energy.get("region"),
         measure_power_secs=float(energy.get("measure_power_secs") or 1),
-        tracking_uri=str(cfg.tracking.uri), experiment=str(cfg.tracking.experiment), tuning=tuning)
+        tracking_uri=str(cfg.tracking.uri), experiment=str(cfg.tracking.experiment), tuning=tuning,
+        compression=compression)
 
 
 def _tuning(node, runtime, quant: str):
@@ -163,3 +179,44 @@ def _tuning(node, runtime, quant: str):
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     return spec
+
+
+def _compression(cfg, model_name: str, size: tuple[int, int], gemm: str, algo: str):
+    """prune, quant and accuracy nodes -> CompressionSpec (experiments/compress/harness.py)."""
+    from experiments.compress.digits import INPUT_SIZE, NAME as DIGITS
+    from experiments.compress.harness import CompressionSpec
+    from experiments.compress.prune import PruneSpec
+    from experiments.conv import lowp
+    prune, quant, accuracy = cfg.prune, cfg.quant, cfg.get("accuracy") or {}
+    if model_name == DIGITS and size != INPUT_SIZE:
+        raise ConfigError(f"model={DIGITS} takes 8x8 images; model.input_size={list(size)} (use 8)")
+    try:
+        kind = str(prune.name)
+        spec = PruneSpec(kind, float(prune.get("amount") or 0.0) if kind != "none" else 0.0,
+                         str(prune.get("importance", "l1")), str(prune.get("scope", "layer")),
+                         prune.get("steps", 1))
+        if quant.name != "fp32" and algo not in ("pytorch", "auto"):
+            lowp.check_dtype(quant.name, gemm)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    epochs = prune.get("finetune_epochs", 0) or 0
+    if not isinstance(epochs, int) or epochs < 0:
+        raise ConfigError(f"prune.finetune_epochs={epochs!r}: expected an int >= 0")
+    if epochs and model_name != DIGITS:
+        raise ConfigError(f"prune.finetune_epochs={epochs}: fine-tuning needs training data, which only "
+                          f"model={DIGITS} has (scikit-learn's digits); use 0 for {model_name}")
+    numbers = {"quant.calibration_images": quant.get("calibration_images", 8),
+               "accuracy.eval_images": accuracy.get("eval_images", 16),
+               "accuracy.max_images": accuracy.get("max_images", 256)}
+    for key, value in numbers.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"{key}={value!r}: expected a positive int")
+    folder = accuracy.get("image_folder")
+    if folder is not None:
+        from pathlib import Path
+        if not Path(str(folder)).is_dir():
+            raise ConfigError(f"accuracy.image_folder={folder!r} is not a directory (ImageFolder layout: one "
+                              f"sub-folder of images per class)")
+    return CompressionSpec(spec, str(quant.name), epochs, numbers["quant.calibration_images"],
+                           numbers["accuracy.eval_images"], None if folder is None else str(folder),
+                           numbers["accuracy.max_images"])

@@ -26,6 +26,9 @@ from experiments.conv import ConvGeometry, LayerCost, layer_cost
 from experiments.conv.api import resolve_padding
 from experiments.conv.tolerance import relative_error
 
+from experiments.compress import fidelity
+from experiments.compress import harness as compression
+
 from .config import AUTO, PYTORCH, JobSpec
 from .energy import EnergyMeter, EnergyResult
 from .errors import ToleranceError
@@ -55,6 +58,7 @@ class JobOutcome:
     energy: EnergyResult | None = None
     tuning: object | None = None            # algo=auto: experiments.tuning.TuningOutcome
     best_single: Measurement | None = None  # algo=auto: the whole forward on the best single candidate
+    compression: object | None = None       # pruned/quantized: experiments.compress.harness.CompressionOutcome
     energy_error: str | None = None
     phases: dict[str, float] = field(default_factory=dict)
 
@@ -122,18 +126,28 @@ class Job:
         spec, out = self.spec, self.outcome
         out.device = self.runtime.device_name()
         self.model = build_model(spec.model, spec.weights, spec.seed).to(self.device)
-        self.x = make_input(spec.batch_size, spec.input_size, spec.seed).to(self.device)
+        self.x = make_input(spec.batch_size, spec.input_size, spec.seed, spec.model).to(self.device)
+        self.compressed = self.dense = None
+        self.baseline_model = self.model
+        if spec.compressed:   # pruned and/or quantized: the dense fp32 model stays, timed in this job too
+            with self.phase("compress_s"):
+                self.compressed = compression.compress(spec.compression, spec.model, self.model, self.x,
+                                                       spec.input_size, spec.seed, self.device)
+            self.dense, self.model = self.model, self.compressed.model
+            self.baseline_model = self.compressed.baseline
+            out.compression = compression.CompressionOutcome(self.compressed.report, self.compressed.baseline_label)
         self.convs = conv_layers(self.model)
         if spec.algo == PYTORCH:
-            self.ours = self.model
+            self.ours = self.baseline_model
         elif spec.algo == AUTO:
             self.ours = None   # layer by layer, once their inputs are captured below (_tune)
         else:   # raises NotImplementedError naming a grouped layer, before any work on it
             self.ours = swap_conv2d(copy.deepcopy(self.model), spec.algo, spec.gemm, spec.tile or 16,
-                                    backend=self.runtime)
+                                    backend=self.runtime, dtype=spec.quant,
+                                    act_scales=self.compressed.act_scales if self.compressed else None)
         if self.runtime.is_gpu:   # fp32 means fp32: no TF32 in PyTorch's convolutions and matmuls
             torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-        self.baseline_first_s, self.y32 = self._first_call(lambda: self.model(self.x))
+        self.baseline_first_s, self.y32 = self._first_call(lambda: self.baseline_model(self.x))
         self.inputs: dict[str, torch.Tensor] = {}
         hooks = [conv.register_forward_pre_hook(self._capture(name)) for name, conv in self.convs]
         try:
@@ -186,7 +200,8 @@ class Job:
             ref = model64.get_submodule(name)(x.double())
             layer = self.ours.get_submodule(name)
             ours_first, y = self._first_call(lambda: layer(x))
-            base_first = ours_first if spec.algo == PYTORCH else self._first_call(lambda: conv(x))[0]
+            base = compression.baseline_layer(self.compressed, name, conv)
+            base_first = ours_first if spec.algo == PYTORCH else self._first_call(lambda: base(x))[0]
             self.first_calls[name] = (ours_first, base_first)
             out.layers.append(LayerOutcome(name, conv_geometry(conv, x.shape), _rel_err(y, ref)))
         del model64
@@ -196,6 +211,10 @@ class Job:
                 f"{spec.algo} exceeds the {spec.quant} tolerance {spec.tolerance:g} against float64 PyTorch: "
                 f"model output max_rel_err {out.max_rel_err:.3g}"
                 + (f", worst layer {worst.name} {worst.max_rel_err:.3g}" if worst else ""))
+        if self.compressed is not None:   # what the compression costs: against the dense fp32 model
+            with self.phase("fidelity_s"):
+                out.compression.fidelity = fidelity.measure(self.ours, self.dense, self.compressed.evaluation,
+                                                            self.device)
 
     # --- timing --------------------------------------------------------------------------
     def _measure(self, fn, protocol, label: str, first_call_s: float, bar: bool = True) -> Measurement:
@@ -206,12 +225,15 @@ class Job:
     def _time(self) -> None:
         spec, out = self.spec, self.outcome
         protocol = spec.model_protocol
-        out.baseline = self._measure(lambda: self.model(self.x), protocol, "pytorch/model", self.baseline_first_s)
+        out.baseline = self._measure(lambda: self.baseline_model(self.x), protocol, "pytorch/model",
+                                     self.baseline_first_s)
         out.model = out.baseline if spec.algo == PYTORCH else \
             self._measure(lambda: self.ours(self.x), protocol, f"{spec.algo}/model", out.compile_s)
         if spec.algo == AUTO and self.best_single is not None:
             out.best_single = self._measure(lambda: self.best_single(self.x), protocol, "best_single/model",
                                             self.best_single_first_s)
+        if self.compressed is not None:
+            self._time_dense(protocol)
         protocol = spec.layer_protocol
         expected = sum(expected_seconds(protocol, a) + expected_seconds(protocol, b)
                        for a, b in self.first_calls.values())
@@ -221,7 +243,8 @@ class Job:
             for (name, conv), layer_out in zip(self.convs, out.layers):
                 x, (ours_first, base_first) = self.inputs[name], self.first_calls[name]
                 layer = self.ours.get_submodule(name)
-                layer_out.baseline = self._measure(lambda: conv(x), protocol, f"pytorch/{name}", base_first, bar=False)
+                base = compression.baseline_layer(self.compressed, name, conv)
+                layer_out.baseline = self._measure(lambda: base(x), protocol, f"pytorch/{name}", base_first, bar=False)
                 if spec.algo == PYTORCH:
                     layer_out.ours = layer_out.baseline
                     layer_out.cost = layer_cost(layer_out.geometry, PYTORCH)
@@ -234,6 +257,24 @@ class Job:
         finally:
             if bar is not None:
                 bar.close()
+
+    def _time_dense(self, protocol) -> None:
+        """Pruned/quantized: the dense fp32 model in the same job, on PyTorch and on the same technique
+        (algo=auto: PyTorch only), and PyTorch fp16 beside an int8 model on a GPU."""
+        spec, c = self.spec, self.outcome.compression
+        first, _ = self._first_call(lambda: self.dense(self.x))
+        c.dense_baseline = self._measure(lambda: self.dense(self.x), protocol, "pytorch/dense_model", first)
+        if spec.algo == PYTORCH:
+            c.dense = c.dense_baseline
+        elif spec.algo != AUTO:
+            dense_ours = swap_conv2d(copy.deepcopy(self.dense), spec.algo, spec.gemm, spec.tile or 16,
+                                     backend=self.runtime)
+            first, _ = self._first_call(lambda: dense_ours(self.x))
+            c.dense = self._measure(lambda: dense_ours(self.x), protocol, f"{spec.algo}/dense_model", first)
+        fp16 = self.compressed.fp16_baseline
+        if fp16 is not None:
+            first, _ = self._first_call(lambda: fp16(self.x))
+            c.baseline_fp16 = self._measure(lambda: fp16(self.x), protocol, "pytorch_fp16/model", first)
 
     # --- energy --------------------------------------------------------------------------
     def _energy(self) -> None:

@@ -15,6 +15,8 @@ from torch import nn
 
 from experiments.torchvision_compat import torchvision
 
+from experiments.compress.digits import NAME as DIGITS
+
 from .errors import ConfigError
 
 
@@ -26,7 +28,7 @@ def classification_models() -> tuple[str, ...]:
 
 def check_model_name(name: str) -> None:
     models = classification_models()
-    if name in models:
+    if name in models or name == DIGITS:   # digits_cnn: convbench's own small trained CNN
         return
     close = difflib.get_close_matches(str(name), models, n=4, cutoff=0.5)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
@@ -40,6 +42,8 @@ def resolve_weights(name: str, weights: str | None):
     """The torchvision weights enum for ``weights`` (None stays None); checks the hub cache."""
     if weights in (None, "", "none", "None"):
         return None
+    if name == DIGITS:
+        raise ConfigError(f"model.weights={weights!r}: {DIGITS} always uses its own trained weights; use null")
     enum = torchvision.models.get_model_weights(name)
     member = str(weights).split(".")[-1]
     if "." in str(weights) and str(weights).split(".")[0] != enum.__name__:
@@ -72,14 +76,23 @@ def input_hw(input_size) -> tuple[int, int]:
 
 
 def build_model(name: str, weights, seed: int) -> nn.Module:
-    """The model in eval mode; random weights drawn from ``seed`` unless ``weights`` is given."""
+    """The model in eval mode; random weights drawn from ``seed`` unless ``weights`` is given.
+    digits_cnn: trained on scikit-learn's digits with ``seed`` (cached; experiments/compress/digits.py)."""
+    if name == DIGITS:
+        from experiments.compress.digits import digits_model
+        return digits_model(seed)
     torch.manual_seed(seed)
     model = torchvision.models.get_model(name, weights=weights)
     return model.eval()
 
 
-def make_input(batch_size: int, input_size, seed: int) -> torch.Tensor:
-    """A standard-normal N x 3 x H x W float32 batch from its own seeded generator (CPU)."""
+def make_input(batch_size: int, input_size, seed: int, model: str | None = None) -> torch.Tensor:
+    """A standard-normal N x 3 x H x W float32 batch from its own seeded generator (CPU); for
+    digits_cnn the first ``batch_size`` images of its test split (N x 1 x 8 x 8, cycled beyond 360)."""
+    if model == DIGITS:
+        from experiments.compress.digits import digits_split
+        images = digits_split("test")[0]
+        return images[torch.arange(batch_size) % len(images)].clone()
     h, w = input_hw(input_size)
     generator = torch.Generator().manual_seed(seed)
     return torch.randn(batch_size, 3, h, w, generator=generator)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from experiments.compress import harness as compression
 from experiments.tracking import contract as c
 from experiments.tracking import mlflow_log as mlf
 
@@ -220,6 +221,7 @@ def contract_metrics(spec: JobSpec, outcome: JobOutcome) -> dict[str, float]:
         m.update({c.ENERGY_KWH: e.energy_kwh, c.EMISSIONS_KG: e.emissions_kg,
                   c.ENERGY_PER_INFERENCE_J: e.per_inference_j})
     m.update(_tuning_metrics(outcome))
+    m.update(compression.metrics(outcome.compression, model.median if model is not None else None))
     return m
 
 
@@ -336,6 +338,7 @@ def _log_result(uri, run_id, cfg, spec, outcome: JobOutcome, metrics, status, er
             tags["energy_error"] = outcome.energy_error
         if outcome.tuning is not None and outcome.tuning.best_single is not None:
             tags[c.T_BEST_SINGLE] = outcome.tuning.best_single.label
+        tags.update(compression.tags(outcome.compression))
     with tempfile.TemporaryDirectory(prefix="convbench-") as tmp:
         write_artifacts(Path(tmp), cfg, spec, outcome, trace)
         now = time.perf_counter()
@@ -374,6 +377,7 @@ def summary_text(report: JobReport, spec: JobSpec | None, outcome: JobOutcome, c
             if outcome.best_single is not None else ""
         parts.append(f"tuning {tuning.measured} layers measured, {tuning.reused} reused from {tuning.db_path} "
                      f"in {tuning.seconds:.1f} s{best}")
+    parts += compression.summary(outcome.compression, model.median)
     if outcome.energy is not None:
         parts.append(f"energy {outcome.energy.per_inference_j:.3g} J/image ({outcome.energy.mode})")
     elif outcome.energy_error:

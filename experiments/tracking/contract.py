@@ -40,6 +40,27 @@ BEST_SINGLE_CONV_MS = "best_single_conv_ms"   # the same sum for the best single
 AUTO_METRICS = (TUNING_MEASURED, TUNING_REUSED, TUNING_S, BEST_SINGLE_LATENCY_MS, SPEEDUP_VS_BEST_SINGLE,
                 TUNED_CONV_MS, BEST_SINGLE_CONV_MS)
 
+# Pruned or quantized jobs only (experiments/compress): the same job also times the dense fp32 model,
+# so each speedup is wall-clock time on one machine, set beside the MAC ratio that pruning tools report.
+DENSE_LATENCY_MS = "dense_latency_ms"                    # the dense fp32 model on the same technique
+DENSE_BASELINE_LATENCY_MS = "dense_baseline_latency_ms"  # the dense fp32 model on PyTorch
+SPEEDUP_VS_DENSE = "speedup_vs_dense"                    # dense_latency_ms / latency_ms
+SPEEDUP_VS_DENSE_BASELINE = "speedup_vs_dense_baseline"  # dense_baseline_latency_ms / latency_ms
+BASELINE_FP16_LATENCY_MS = "baseline_fp16_latency_ms"    # int8 on a GPU: PyTorch fp16 of the same model
+MAC_RATIO = "mac_ratio"                # dense MACs of the original / MACs with non-zero weights after pruning
+DENSE_MAC_RATIO = "dense_mac_ratio"    # dense MACs before / dense MACs after (what smaller shapes can deliver)
+PRUNED_FRACTION = "pruned_fraction"    # fraction of prune's unit (weights, kernels, channels, blocks) removed
+PARAMS = "params"                      # conv and linear weights + biases after pruning
+TOP1_AGREEMENT = "top1_agreement"      # evaluation images whose top-1 class is the dense fp32 model's
+FIDELITY_REL_ERR = "fidelity_rel_err"  # max|y - y_dense| / max|y_dense| on the evaluation images
+ACCURACY_TOP1 = "accuracy_top1"        # on labelled images (digits_cnn, accuracy.image_folder)
+DENSE_ACCURACY_TOP1 = "dense_accuracy_top1"   # the dense fp32 model on the same labelled images
+EVAL_IMAGES = "eval_images"            # images of the fidelity/accuracy evaluation
+
+COMPRESSION_METRICS = (DENSE_LATENCY_MS, DENSE_BASELINE_LATENCY_MS, SPEEDUP_VS_DENSE, SPEEDUP_VS_DENSE_BASELINE,
+                       BASELINE_FP16_LATENCY_MS, MAC_RATIO, DENSE_MAC_RATIO, PRUNED_FRACTION, PARAMS,
+                       TOP1_AGREEMENT, FIDELITY_REL_ERR, ACCURACY_TOP1, DENSE_ACCURACY_TOP1, EVAL_IMAGES)
+
 # --- params: the resolved Hydra config, flattened with dots -------------------------
 P_MODEL = "model.name"
 P_BATCH = "model.batch_size"
@@ -51,7 +72,9 @@ P_TILE = "gemm.tile"            # blocked GEMM tile (threads per block side)
 P_BACKEND = "backend.name"      # as requested: auto | gpu | emulator | numpy
 P_QUANT = "quant.name"          # fp32 | fp16 | int8
 P_PRUNE = "prune.name"          # none | unstructured | output_channel | ...
-P_PRUNE_AMOUNT = "prune.amount"
+P_PRUNE_AMOUNT = "prune.amount"     # the requested fraction; the achieved one is the pruned_fraction metric
+P_PRUNE_IMPORTANCE = "prune.importance"  # l1 | l2
+P_PRUNE_SCOPE = "prune.scope"       # layer | global
 P_BENCH = "bench.name"          # smoke | default | paper
 P_CACHE_MODE = "bench.cache_mode"  # hot | cold
 
@@ -70,6 +93,8 @@ T_ENERGY_MODE = "energy_mode"   # rapl | nvml | estimated | off
 T_VERSION_PREFIX = "version."   # version.torch, version.cupy, version.mlflow, ...
 T_RUN_KIND = "run_kind"         # parent | job
 T_BEST_SINGLE = "best_single"   # algo=auto: the best single candidate, e.g. im2col/blocked-t16
+T_BASELINE = "baseline"         # what baseline_latency_ms measured: pytorch fp32 | pytorch fp16
+T_EVAL_DATA = "eval_data"       # the evaluation images of the fidelity metrics (digits test split, ...)
 T_VISIBLE_DEVICES = "visible_devices"  # the GPUs a job of a parallel launcher was given (CUDA_VISIBLE_DEVICES)
 
 # --- artifacts ----------------------------------------------------------------------
