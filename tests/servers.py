@@ -91,3 +91,13 @@ def tags_of(run: dict) -> dict:
 
 def metrics_of(run: dict) -> dict:
     return {m["key"]: m["value"] for m in run["data"].get("metrics", [])}
+
+
+@pytest.fixture
+def fresh_joblib_workers():
+    """joblib keeps its loky worker processes for the next Parallel call of this process; a sweep's
+    workers carry its working directory and environment, so each test gets its own and stops them."""
+    from joblib.externals.loky import get_reusable_executor
+    get_reusable_executor().shutdown(wait=True)
+    yield
+    get_reusable_executor().shutdown(wait=True)

@@ -2,19 +2,20 @@
 and the SLURM preset's batch script. Tiny jobs: resnet18 at 32x32, batch 1, smoke protocol, numpy."""
 import os
 import sqlite3
-import subprocess
-import sys
-from pathlib import Path
+
+import pytest
 
 from experiments.tracking import contract
 
-from .servers import REPO, make_server, metrics_of, runs_of, tags_of
+from .servers import REPO, fresh_joblib_workers, make_server, metrics_of, runs_of, tags_of  # noqa: F401 (fixture)
 
 TINY = ["model=resnet18", "model.input_size=32", "backend=numpy", "gemm=vendor", "bench=smoke",
         "bench.model.warmup=1", "bench.model.min_samples=3", "bench.layer.warmup=1", "bench.layer.min_samples=1"]
 
 
-def test_joblib_sweep_of_four_parallel_jobs_against_one_server(tmp_path, convbench, monkeypatch, capsys):
+@pytest.mark.slow   # about 40 s on 2 cores (four worker processes); CI runs test_postgres_server's 2-job joblib sweep
+def test_joblib_sweep_of_four_parallel_jobs_against_one_server(tmp_path, convbench, monkeypatch, capsys,
+                                                              fresh_joblib_workers):
     """Four jobs at once (algo=auto, so all four also share one tuning database) log to one server:
     no run lost, every metric there, one parent; each worker took a GPU slot of its own."""
     monkeypatch.setenv("CONVBENCH_GPUS", "0,1,2,3")                 # as on a 4-GPU machine
@@ -53,19 +54,15 @@ def test_joblib_sweep_of_four_parallel_jobs_against_one_server(tmp_path, convben
     assert len(shapes) == len(set(shapes)) == 11
 
 
-def _run(args, cwd, env=None, timeout=240):
-    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", **(env or {})}
-    return subprocess.run([sys.executable, str(REPO / "run.py"), *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=timeout)
-
-
-def test_submitit_local_sweep_completes_and_logs_its_runs(tmp_path):
+def test_submitit_local_sweep_completes_and_logs_its_runs(tmp_path, convbench, monkeypatch, capsys):
     """The submitit path (jobs pickled to a folder, each run by its own `python -m submitit...`)."""
+    monkeypatch.setenv("PYTHONPATH", str(REPO))      # the job processes unpickle run.task (run.py: not installed)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    done = _run(["-m", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=5", "algo=pytorch,scalar", *TINY,
-                 "energy=off", f"tracking.uri={uri}", f"hydra.sweep.dir={tmp_path / 'sweep'}"], tmp_path)
-    assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-2000:]
-    assert "2 of 2 jobs ok" in done.stdout
+    code = convbench("-m", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=5", "algo=pytorch,scalar",
+                     *TINY, "energy=off", f"tracking.uri={uri}", f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    out = capsys.readouterr()
+    assert code == 0, out.err[-3000:]
+    assert "2 of 2 jobs ok" in out.out
     logs = list((tmp_path / "sweep" / ".submitit").rglob("*_log.out"))
     assert len(logs) == 2                                                  # each job ran in submitit's process
     assert any("resnet18/scalar/fp32/dense: latency" in p.read_text() for p in logs)

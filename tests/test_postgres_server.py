@@ -18,7 +18,7 @@ import pytest
 
 from experiments.tracking import contract
 
-from .servers import free_port, make_server, metrics_of, runs_of, tags_of
+from .servers import free_port, fresh_joblib_workers, make_server, metrics_of, runs_of, tags_of  # noqa: F401
 from .test_cluster_sweeps import TINY
 
 
@@ -68,7 +68,8 @@ def postgres():
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def test_parallel_sweep_through_mlflow_server_on_postgresql(postgres, tmp_path, convbench, capsys):
+def test_parallel_sweep_through_mlflow_server_on_postgresql(postgres, tmp_path, convbench, capsys,
+                                                            fresh_joblib_workers):
     with make_server(tmp_path, postgres) as url:
         code = convbench("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "algo=pytorch,scalar", *TINY,
                          "energy=off", f"tracking.uri={url}", "tracking.experiment=postgres-test")

@@ -68,10 +68,12 @@ class SweepState:
 
     @classmethod
     def find(cls, sweep_dir: str | None) -> "SweepState | None":
-        """The state of the running sweep: $CONVBENCH_SWEEP_STATE, else the file in the sweep dir."""
-        candidates = [os.environ.get(STATE_ENV)]
-        if sweep_dir:
-            candidates.append(str(Path(sweep_dir) / STATE_DIR / "sweep.json"))
+        """The state of the running sweep: the file in the job's sweep dir, else $CONVBENCH_SWEEP_STATE.
+
+        The sweep dir first: a worker process that outlives one sweep (joblib's reusable loky
+        workers, when one process runs several sweeps) still has the first sweep's variable."""
+        candidates = [str(Path(sweep_dir) / STATE_DIR / "sweep.json")] if sweep_dir else []
+        candidates.append(os.environ.get(STATE_ENV))
         for candidate in candidates:
             if candidate and Path(candidate).is_file():
                 return cls.load(candidate)
