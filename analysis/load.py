@@ -32,8 +32,10 @@ JOB_COLUMNS = [
     "model", "batch", "input_size", "algo", "gemm", "tile", "technique",
     "device", "backend", "runtime", "timing", "emulated", "cache_mode", "bench",
     "quant", "prune", "prune_amount", "sweep_id", "git_sha", "git_dirty", "kernel_hash",
-    "energy_mode", "versions", "bench_params", *contract.METRICS,
+    "energy_mode", "versions", "bench_params", *contract.METRICS, *contract.COMPRESSION_METRICS,
 ]
+# Metrics loaded into the job frame: the contract's, and those of pruned/quantized jobs (NaN elsewhere).
+LOADED_METRICS = (*contract.METRICS, *contract.COMPRESSION_METRICS)
 
 
 def technique_of(algo: str, gemm: str | None) -> str:
@@ -125,7 +127,7 @@ def job_row(run, experiment_name: str = "") -> dict | None:
     }
     if row["prune"] == "none":
         row["prune_amount"] = 0.0
-    for name in contract.METRICS:
+    for name in LOADED_METRICS:
         row[name] = float(metrics[name]) if name in metrics else np.nan
     return row
 
@@ -137,7 +139,7 @@ def jobs_frame(runs, experiment_names: dict[str, str] | None = None) -> pd.DataF
     frame = pd.DataFrame([row for row in rows if row is not None], columns=JOB_COLUMNS)
     frame["tile"] = frame["tile"].astype("Int64")
     frame["emulated"] = frame["emulated"].astype(bool)
-    for name in contract.METRICS:
+    for name in LOADED_METRICS:
         frame[name] = frame[name].astype(float)
     return frame
 

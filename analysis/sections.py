@@ -65,6 +65,19 @@ def _error_format(value) -> str:
     return first if len(first) <= 160 else first[:157] + "..."
 
 
+
+# Columns of pruned/quantized jobs (experiments/compress; tables._compression_columns).
+COMPRESSION_FORMATS = {"speedup vs dense, same job [×]": "{:.2f}×", "MAC ratio": "{:.3g}", "pruned (achieved)": "{:.2f}",
+                       "top-1 agreement": "{:.3f}", "fidelity rel err": "{:.2g}", "top-1 accuracy": "{:.3f}",
+                       "dense top-1 accuracy": "{:.3f}"}
+COMPRESSION_NOTE = ("Speedups are wall-clock: \"speedup vs dense, same job\" divides the dense fp32 model's time "
+                    "on the same technique, measured in the same job, by the pruned model's; the MAC ratio beside it "
+                    "is what pruning tools report (dense MACs over MACs with non-zero weights), which dense kernels "
+                    "do not deliver for unstructured or filter pruning. Top-1 agreement and relative error are "
+                    "against the dense fp32 model on the job's evaluation images (random images for a randomly "
+                    "initialised model, a weak signal); top-1 accuracy where labels exist (digits_cnn, an image "
+                    "folder). PyTorch has no int8 convolution on GPUs: int8 runs are compared with fp32 (and fp16).")
+
 class ReportBuilder:
     def __init__(self, jobs: pd.DataFrame, layers: pd.DataFrame, out_dir: Path,
                  measured_ceilings: dict[str, Ceilings], source: dict, data_notes: list[str]):
@@ -323,8 +336,9 @@ class ReportBuilder:
         table = tables.pruning(runs)
         if table.empty:
             return
+        section.add(Paragraph(COMPRESSION_NOTE))
         formats = {tables.MEDIAN_MS: FMT_MS, tables.SPEEDUP: FMT_X, "speedup vs dense [×]": FMT_X,
-                   "density": "{:.2f}", "max rel err": "{:.2g}"}
+                   "density": "{:.2f}", "max rel err": "{:.2g}", **COMPRESSION_FORMATS}
         section.add(self._table(["pruning", *key], f"Pruned runs, {group_label(key)}", table, formats))
         for model, own in table.groupby("model"):
             own = tables.pruning_curves(own)
@@ -344,8 +358,10 @@ class ReportBuilder:
         table = tables.quantization(runs)
         if table.empty:
             return
+        if tables.pruning(runs).empty:
+            section.add(Paragraph(COMPRESSION_NOTE))
         formats = {tables.MEDIAN_MS: FMT_MS, tables.SPEEDUP: FMT_X, "speedup vs fp32 [×]": FMT_X,
-                   "max rel err": "{:.2g}"}
+                   "max rel err": "{:.2g}", **COMPRESSION_FORMATS}
         section.add(self._table(["quantization", *key], f"Quantized runs, {group_label(key)}",
                                 table, formats))
         for model, own in table.groupby("model"):

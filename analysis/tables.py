@@ -341,6 +341,19 @@ def _dense_reference(runs_all: pd.DataFrame, run) -> float:
     return float(same[c.LATENCY_MS].iloc[0]) if len(same) else np.nan
 
 
+def _compression_columns(runs: pd.DataFrame, ratio: bool) -> dict:
+    """What pruned/quantized jobs measured in the same job (experiments/compress): the dense fp32 model's
+    time there, the MAC ratio pruning tools report beside it, and the accuracy cost. The dense rows of a
+    table have none of these (NaN); columns no run has are dropped by the caller."""
+    columns = {"speedup vs dense, same job [×]": runs.get(c.SPEEDUP_VS_DENSE)}
+    if ratio:
+        columns["MAC ratio"] = runs.get(c.MAC_RATIO)
+        columns["pruned (achieved)"] = runs.get(c.PRUNED_FRACTION)
+    columns.update({"top-1 agreement": runs.get(c.TOP1_AGREEMENT), "fidelity rel err": runs.get(c.FIDELITY_REL_ERR),
+                    "top-1 accuracy": runs.get(c.ACCURACY_TOP1), "dense top-1 accuracy": runs.get(c.DENSE_ACCURACY_TOP1)})
+    return {k: (v if v is not None else pd.Series(np.nan, index=runs.index)) for k, v in columns.items()}
+
+
 def pruning(group_runs: pd.DataFrame) -> pd.DataFrame:
     """Pruned runs of one group: speedup against density, fidelity."""
     pruned = comparison_runs(group_runs[group_runs["prune"] != "none"])
@@ -362,9 +375,11 @@ def pruning(group_runs: pd.DataFrame) -> pd.DataFrame:
         "speedup vs dense [×]": [_dense_reference(group_runs, run) / run[c.LATENCY_MS]
                                  for _, run in pruned.iterrows()],
         "max rel err": pruned[c.MAX_REL_ERR],
+        **_compression_columns(pruned, ratio=True),
         "_order": pruned["technique"].map(technique_sort_key),
     })
     table = table.sort_values(["model", "_order", "pruning", "density"]).drop(columns="_order")
+    table = table.dropna(axis=1, how="all")
     if (table["precision"] == "fp32").all():
         table = table.drop(columns="precision")
     return table.reset_index(drop=True)
@@ -400,9 +415,11 @@ def quantization(group_runs: pd.DataFrame) -> pd.DataFrame:
         "speedup vs fp32 [×]": [_dense_reference(group_runs, run) / run[c.LATENCY_MS]
                                 for _, run in chosen.iterrows()],
         "max rel err": chosen[c.MAX_REL_ERR],
+        **_compression_columns(chosen, ratio=False),
         "_order": chosen["technique"].map(technique_sort_key),
     })
     table = table.sort_values(["model", "_order", "bits"], ascending=[True, True, False])
+    table = table.dropna(axis=1, how="all")
     return table.drop(columns="_order").reset_index(drop=True)
 
 

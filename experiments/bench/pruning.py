@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime
+import os
 import sys
 
 import numpy as np
@@ -188,6 +189,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", help="also write the tables as markdown to this file")
     args = parser.parse_args(argv)
     bench = Bench(args.backend)
+    load = os.getloadavg()[0]
     header = (f"# bench-pruning, {datetime.date.today()}\n\n"
               f"device: {bench.runtime.device_name()}; backend: {bench.runtime.name}; torch {torch.__version__}; "
               f"{args.model}, batch {args.batch}, input {args.input_size}x{args.input_size}; protocol {bench.protocol}; "
@@ -216,6 +218,8 @@ def main(argv=None) -> int:
         accuracy = accuracy_table(bench.runtime)
         sections += ["\n## Accuracy cost on digits_cnn (scikit-learn digits, 360 test images, our im2col kernels)\n",
                      accuracy.to_markdown(index=False, floatfmt=".3g")]
+    sections.append(f"\nLoad average (1 min) of this machine at the start and end: {load:.2f}, {os.getloadavg()[0]:.2f} "
+                    f"(on {os.cpu_count()} cores; CPU timings taken beside other work are noisy)")
     if bench.noisy:
         sections.append(f"\nNoisy measurements (IQR/median > 10%): {', '.join(bench.noisy)}")
     report = "\n".join(sections) + "\n"
