@@ -18,8 +18,8 @@ SCALAR = "scalar"
 BLOCKED = "blocked"
 VENDOR = "vendor"
 # Algorithms whose GEMM back-end and tile do not change what runs (pytorch calls conv2d,
-# scalar has no GEMM): one variant each, whatever gemm/tile a sweep crossed them with.
-NO_GEMM_ALGOS = (PYTORCH, SCALAR)
+# scalar has no GEMM, auto chooses per layer): one variant each, whatever gemm/tile a sweep crossed them with.
+NO_GEMM_ALGOS = (PYTORCH, SCALAR, "auto")
 
 STATUS_OK, STATUS_FAILED, STATUS_RUNNING = "ok", "failed", "running"
 

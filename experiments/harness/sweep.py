@@ -201,7 +201,7 @@ class SweepCallback(Callback):
         sweep_dir = Path(str(config.hydra.sweep.dir))
         sweep_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
         uri, experiment = str(config.tracking.uri), str(config.tracking.experiment)
-        state = SweepState(str(sweep_dir / STATE_DIR / "sweep.json"), sweep_id, None, uri, experiment,
+        state = SweepState(str((sweep_dir / STATE_DIR / "sweep.json").absolute()), sweep_id, None, uri, experiment,
                            plan, len(plan) if job_overrides is not None else None)
         from experiments.tracking.provenance import provenance_tags
         try:
