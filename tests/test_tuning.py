@@ -15,8 +15,8 @@ from torch import nn
 from experiments.harness.timing import CpuClock
 from experiments.runtime import resolve
 from experiments.tracking import contract
-from experiments.tuning import (Candidate, TuningDatabase, TuningEntry, TuningKey, candidates_for, tune_layer,
-                                tune_model, tuning_spec)
+from experiments.tuning import (Candidate, TuningDatabase, TuningEntry, TuningKey, build_tuned_model, candidates_for,
+                                tune_layer, tune_model, tuning_spec)
 from experiments.tuning.database import on_network_filesystem
 
 REPO = Path(__file__).resolve().parents[1]
@@ -290,3 +290,27 @@ def test_algo_auto_on_the_emulator_is_tagged_emulated(convbench, tmp_path):
     with TuningDatabase(tmp_path / "t.db") as database:
         assert {key.runtime for key, _ in database.entries()} == {"emulator/emulated"}
         assert {key.kernel_hash for key, _ in database.entries()} != {"none"}
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU")
+def test_tuning_on_the_gpu_measures_blocked_tiles_by_device_events(tmp_path):
+    from experiments.harness.timing import EventClock
+    from experiments.runtime import gpu_available
+    if not gpu_available():
+        pytest.skip("no GPU visible to CuPy")
+    model = _small_model().cuda()
+    convs, inputs = _inputs(model, torch.randn(2, 3, 32, 32, device="cuda"))
+    runtime = resolve("gpu")
+    spec = tuning_spec({"db": str(tmp_path / "t.db"), "budget_s": 5})
+    outcome = tune_model(model, convs, inputs, runtime, spec, "fp32", EventClock("torch"), TOL)
+    assert (outcome.measured, outcome.reused) == (2, 1)
+    results = outcome.layers[0].entry.results
+    assert {"im2col/blocked-t8", "im2col/blocked-t16", "im2col/blocked-t32", "scalar"} <= set(results)
+    assert all(r["status"] != "failed" for r in results.values()), results
+    key = outcome.layers[0].key
+    assert key.runtime.startswith("gpu/") and key.kernel_hash != "none" and key.batch == 2
+    tuned = build_tuned_model(model, outcome, runtime)
+    x = torch.randn(2, 3, 32, 32, device="cuda")
+    with torch.no_grad():
+        torch.testing.assert_close(tuned(x), model(x), rtol=1e-4, atol=1e-4)
