@@ -110,7 +110,7 @@ class LowpFilter:
 
     def output_scale(self, s_x: float, xp):
         """float32 s_x * s_w[f] per output channel (int8)."""
-        return (np.float32(s_x) * self.channel_scale).astype(xp.float32)
+        return (self.channel_scale * np.float32(s_x)).astype(xp.float32)   # the runtime's array first (cupy)
 
 
 def prepare(weight, algo: str, groups: int, dtype: str, xp, act_scale: float | None = None,
