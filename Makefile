@@ -79,7 +79,8 @@ BACKEND_STORE_URI ?= sqlite:///mlflow.db
 ARTIFACTS_DESTINATION ?= mlartifacts
 SERVER_HOST ?= 127.0.0.1
 SERVER_PORT ?= 5000
-SERVER_WORKERS ?= 4
+# sqlite takes one writer at a time anyway: one worker process; PostgreSQL: four
+SERVER_WORKERS ?= $(if $(findstring sqlite,$(BACKEND_STORE_URI)),1,4)
 ALLOWED_HOSTS ?=
 
 server: setup

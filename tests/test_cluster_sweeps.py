@@ -81,6 +81,16 @@ def test_submitit_local_sweep_completes_and_logs_its_runs(tmp_path, convbench, m
                 contract.CONV_LATENCY_MS, contract.MAX_REL_ERR, contract.COMPILE_S} <= set(child.data.metrics)
 
 
+@pytest.mark.parametrize("preset,target", [("joblib", "JoblibLauncher"), ("submitit_local", "LocalLauncher"),
+                                           ("submitit_slurm", "SlurmLauncher"), ("ray", "RayLauncher")])
+def test_every_launcher_preset_composes(preset, target, tmp_path):
+    from hydra import compose, initialize_config_dir
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=[f"hydra/launcher={preset}", f"hydra.sweep.dir={tmp_path}"],
+                      return_hydra_config=True)
+    assert cfg.hydra.launcher._target_.endswith(target)
+
+
 def test_slurm_preset_gives_each_job_one_gpu_in_a_job_array(tmp_path, monkeypatch):
     """The submitit_slurm preset composes, submitit accepts every key, and its batch script asks for
     one GPU per job and an array (rendered, not submitted: no SLURM here)."""
