@@ -300,9 +300,7 @@ def tune_layer(conv: nn.Conv2d, name: str, x: torch.Tensor, runtime, candidates:
     winner = alive[0]
     others = sorted((t for t in trials if t is not winner and t.samples), key=lambda t: t.median)
     winner.status = "chosen"
-    runner_up = others[0] if others else None
-    if runner_up is not None:
-        runner_up.status = "runner_up"
+    runner_up = others[0] if others else None   # its status says how far it got (dropped, kept)
     return TuningEntry(winner.candidate.label, winner.median, runner_up.candidate.label if runner_up else None,
                        runner_up.median if runner_up else None, {t.candidate.label: t.result() for t in trials})
 

@@ -80,8 +80,9 @@ class TuningKey:
 class TuningEntry:
     """A layer's tuning result. ``results`` maps each candidate label to what its measurement
     found: ``median_s``, ``n`` (timed samples), ``round`` (the last round it ran in), ``status``
-    (chosen, runner_up, dropped, kept: still running when the budget ran out, failed) and for a
-    failed candidate ``error``."""
+    (chosen; dropped; kept: still running when the budget ran out; failed) and for a failed
+    candidate ``error``. The runner-up is the fastest other candidate by its median, whatever its
+    status."""
 
     choice: str
     choice_s: float
