@@ -42,7 +42,7 @@ from experiments.harness.models import build_model, make_input
 from experiments.harness.timing import CpuClock, EventClock, Measurement, Protocol, measure
 from experiments.runtime import resolve
 
-PROTOCOL = Protocol(warmup=5, min_samples=10, min_time_s=0.5, max_time_s=10.0)
+PROTOCOL = Protocol(warmup=5, min_samples=10, min_time_s=0.5, max_time_s=10.0)   # per round of pruning_table
 GOAL_50 = 1.7
 
 
@@ -77,38 +77,45 @@ def _label(algo, gemm, tile):
     return f"{algo}/{gemm}" + (f"-t{tile}" if gemm == "blocked" else "")
 
 
-def pruning_table(bench: Bench, model_name: str, batch: int, size: int, amounts: list[float]) -> pd.DataFrame:
+def pruning_table(bench: Bench, model_name: str, batch: int, size: int, amounts: list[float],
+                  rounds: int = 3) -> pd.DataFrame:
+    """Every model (dense and each amount) on PyTorch and each variant, checked against float64 first, then
+    timed in ``rounds`` interleaved rounds (dense, 25%, 50%, ... each round): a speedup is the median over
+    rounds of the dense time over the pruned time of the same round, so that a machine whose load drifts
+    during the benchmark shifts both sides of each ratio alike."""
     dense = build_model(model_name, None, 0).to(bench.device)
     x = make_input(batch, size, 0).to(bench.device)
-    rows = []
     models = [("dense", 0.0, dense, None)]
     for amount in amounts:
         pruned = copy.deepcopy(dense).cpu()
         report = prune_model(pruned, PruneSpec("output_channel", amount), x.cpu())
         models.append((f"output_channel {amount:g}", amount, pruned.to(bench.device).eval(), report))
-    base: dict[str, float] = {}
-    for label, amount, model, report in models:
-        print(f"  {model_name} {label} ...", file=sys.stderr, flush=True)
-        with torch.no_grad():
+    rows, targets = [], []     # targets: (row index, column, fn)
+    with torch.no_grad():
+        for label, amount, model, report in models:
+            print(f"  {model_name} {label}: checking ...", file=sys.stderr, flush=True)
             reference = copy.deepcopy(model).double()(x.double()).cpu().numpy()
-            row = {"pruning": label, "channels kept": 1.0 - amount,
-                   "MACs [M]": (report.after.macs if report else _macs(model, x)) / 1e6,
-                   "MAC ratio": report.mac_ratio if report else 1.0,
-                   "pytorch [ms]": bench.time_ms(lambda: model(x), f"{label} pytorch")}
-            timings = {"pytorch": row["pytorch [ms]"]}
+            rows.append({"pruning": label, "channels kept": 1.0 - amount,
+                         "MACs [M]": (report.after.macs if report else _macs(model, x)) / 1e6,
+                         "MAC ratio": report.mac_ratio if report else 1.0})
+            targets.append((len(rows) - 1, "pytorch", lambda model=model: model(x)))
             for algo, gemm, tile in bench.variants:
                 name = _label(algo, gemm, tile)
                 ours = swap_conv2d(copy.deepcopy(model), algo, gemm, tile, backend=bench.runtime)
                 err = relative_error(ours(x).cpu().numpy(), reference)
                 if err > RELATIVE_TOLERANCE["fp32"]:
-                    row[f"{name} [ms]"] = f"FAILED err={err:.1e}"
+                    rows[-1][f"{name} [ms]"] = f"FAILED err={err:.1e}"
                     continue
-                timings[name] = row[f"{name} [ms]"] = bench.time_ms(lambda: ours(x), f"{label} {name}")
-        if report is None:
-            base = timings
-        for key, ms in timings.items():
-            row[f"{key} speedup"] = base[key] / ms if key in base else np.nan
-        rows.append(row)
+                targets.append((len(rows) - 1, name, lambda ours=ours: ours(x)))
+        samples: dict[tuple[int, str], list[float]] = {}
+        for r in range(rounds):
+            print(f"  timing round {r + 1}/{rounds} ...", file=sys.stderr, flush=True)
+            for i, name, fn in targets:
+                samples.setdefault((i, name), []).append(bench.time_ms(fn, f"{rows[i]['pruning']} {name}"))
+    for (i, name), times in samples.items():
+        rows[i][f"{name} [ms]"] = float(np.median(times))
+        if (0, name) in samples:
+            rows[i][f"{name} speedup"] = float(np.median(np.asarray(samples[(0, name)]) / np.asarray(times)))
     return pd.DataFrame(rows)
 
 
