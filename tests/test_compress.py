@@ -170,3 +170,12 @@ def test_compression_configs_are_checked(convbench, tmp_path):
     assert convbench("prune=output_channel", "prune.amount=1.5", f"tracking.uri={uri}", *SMALL) == 2
     assert convbench("quant=int8", "gemm=sparse", f"tracking.uri={uri}", *SMALL[:1], *SMALL[2:]) == 2
     assert convbench("model=digits_cnn", "model.input_size=16", f"tracking.uri={uri}", *SMALL) == 2
+
+
+@pytest.mark.slow
+def test_bench_pruning_end_to_end(tmp_path):
+    from experiments.bench import pruning
+    out = tmp_path / "bench.md"
+    assert pruning.main(["--backend", "numpy", "--input-size", "32", "--amounts", "0.5", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "MAC ratio" in text and "output_channel 0.5" in text and "int8" in text and "digits_cnn" in text
