@@ -33,8 +33,11 @@ def _frame():
 
 def test_crossover_and_tables():
     frame = _frame()
-    assert sparsity.crossover(frame[frame["algo"] == "im2col"]) == 0.2
-    assert np.isnan(sparsity.crossover(frame[frame["algo"] == "kn2row"]))
+    im2col, kn2row = frame[frame["algo"] == "im2col"], frame[frame["algo"] == "kn2row"]
+    assert sparsity.crossover(im2col["density"], im2col["sparse/dense"]) == 0.2
+    assert np.isnan(sparsity.crossover(kn2row["density"], kn2row["sparse/dense"]))
+    # a win at 0.8 between losses does not count: the crossover is where the SpMM keeps winning
+    assert sparsity.crossover([1.0, 0.8, 0.5, 0.2, 0.1], [1.2, 0.9, 1.1, 0.8, 0.5]) == 0.2
     ratio, cross, totals = sparsity.tables(frame)
     assert list(ratio.columns) == ["layer", "shape", "algo", "d=1", "d=0.5", "d=0.2", "d=0.05"]
     assert cross.set_index("algo")["crossover density"].loc["im2col"] == 0.2

@@ -72,14 +72,14 @@ class GroupedBench(Bench):
         row.update({"max err (ours)": max(errors), "best": best, "speedup (pytorch/best)": row["pytorch"] / numeric[best]})
         return row
 
-    def layer(self, g) -> dict:
+    def layer(self, g, name: str = "") -> dict:
         """Median ms of F.conv2d and of each variant on one grouped layer; the kernel each ran."""
         x = self.rng.standard_normal((g.batch, g.in_channels, g.in_h, g.in_w), dtype=np.float32)
         w = self.rng.standard_normal((g.out_channels, g.group_in_channels, g.kernel_h, g.kernel_w), dtype=np.float32)
         conv_args = dict(stride=g.stride, padding=g.padding, dilation=g.dilation, groups=g.groups)
         reference = F.conv2d(torch.from_numpy(x).double(), torch.from_numpy(w).double(), **conv_args).numpy()
         xt, wt = torch.from_numpy(x).to(self.torch_device), torch.from_numpy(w).to(self.torch_device)
-        row: dict[str, float | str] = {"pytorch": self._time(lambda: F.conv2d(xt, wt, **conv_args), "pytorch")}
+        row: dict[str, float | str] = {"pytorch": self._time(lambda: F.conv2d(xt, wt, **conv_args), f"{name}/pytorch")}
         xd, kernels, depthwise_ms = self.xp.asarray(x), [], None
         for v in self.variants:
             if g.is_depthwise and depthwise_ms is not None:   # every algorithm runs the same depthwise kernel
@@ -90,7 +90,7 @@ class GroupedBench(Bench):
             err = relative_error(_host(plan(xd)), reference)
             kernels.append(plan.last_cost.kernel)
             row[v.label] = (f"FAILED err={err:.1e}" if err > TOLERANCE
-                            else self._time(lambda: plan(xd), v.label))
+                            else self._time(lambda: plan(xd), f"{name}/{v.label}"))
             if g.is_depthwise and isinstance(row[v.label], float):
                 depthwise_ms = row[v.label]
         row["kernels"] = " ".join(dict.fromkeys(kernels))
@@ -105,7 +105,7 @@ def layer_table(bench: GroupedBench, models, batch: int, input_size: int) -> pd.
             if g.groups == 1:
                 continue
             print(f"  {model} {name} ...", file=sys.stderr, flush=True)
-            times = bench.layer(g)
+            times = bench.layer(g, f"{model}/{name}")
             numeric = {k: times[k] for k in labels if isinstance(times[k], float)}
             best = min(numeric, key=numeric.get)
             rows.append({

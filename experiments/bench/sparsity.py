@@ -60,7 +60,7 @@ class SparsityBench(Bench):
             self.noisy.append(label)
         return m.median * 1e3
 
-    def layer(self, g, densities) -> list[dict]:
+    def layer(self, g, densities, name: str = "") -> list[dict]:
         """One row per (algorithm, density): median ms of each dense GEMM and of the SpMM."""
         x = self.rng.standard_normal((g.batch, g.in_channels, g.in_h, g.in_w), dtype=np.float32)
         w_full = self.rng.standard_normal((g.out_channels, g.group_in_channels, g.kernel_h, g.kernel_w),
@@ -70,7 +70,7 @@ class SparsityBench(Bench):
         xt = torch.from_numpy(x).to(self.torch_device)
         rows = []
         pytorch = self._time(lambda: F.conv2d(xt, torch.from_numpy(w_full).to(self.torch_device), **conv_args),
-                             "pytorch")
+                             f"{name}/pytorch")
         for density in densities:
             w = prune(w_full, density, self.rng)
             reference = F.conv2d(torch.from_numpy(x).double(), torch.from_numpy(w).double(), **conv_args).numpy()
@@ -83,22 +83,28 @@ class SparsityBench(Bench):
                     y = plan(xd)
                     err = relative_error(y if isinstance(y, np.ndarray) else y.get(), reference)
                     row[label] = (f"FAILED err={err:.1e}" if err > TOLERANCE
-                                  else self._time(lambda: plan(xd), f"{algo}/{label}@{density}"))
+                                  else self._time(lambda: plan(xd), f"{name}/{algo}/{label}@{density}"))
                 rows.append(row)
         return rows
 
 
-def crossover(frame: pd.DataFrame) -> float:
-    """Highest density at which the SpMM beat the best dense GEMM (nan: never, down to the lowest density)."""
-    wins = frame[frame["sparse"] < frame["best dense"]]
-    return float(wins["density"].max()) if len(wins) else float("nan")
+def crossover(densities, ratios) -> float:
+    """The highest density of the sweep at which, and at every lower density, the SpMM beat the best
+    dense GEMM (ratio sparse/dense < 1); nan when it lost even at the lowest density. Requiring every
+    lower density to win too keeps one noisy win at a high density from moving the crossover."""
+    found = float("nan")
+    for density, ratio in sorted(zip(densities, ratios)):
+        if not ratio < 1:
+            break
+        found = float(density)
+    return found
 
 
 def run(bench: SparsityBench, model: str, batch: int, input_size: int, densities) -> pd.DataFrame:
     rows = []
     for name, g, count in distinct_conv_layers(model, batch, input_size):
         print(f"  {model} {name} ...", file=sys.stderr, flush=True)
-        for row in bench.layer(g, densities):
+        for row in bench.layer(g, densities, name):
             rows.append({"layer": name, "layers": count,
                          "shape": f"{g.in_channels}->{g.out_channels} {g.in_h}x{g.in_w} k{g.kernel_h} s{g.stride[0]}",
                          **row})
@@ -117,7 +123,8 @@ def tables(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFram
                               sort=False)
     ratio = ratio[sorted(ratio.columns, reverse=True)]
     ratio.columns = [f"d={d:g}" for d in ratio.columns]
-    cross = (frame.groupby(["layer", "shape", "algo"], sort=False).apply(crossover, include_groups=False)
+    cross = (frame.groupby(["layer", "shape", "algo"], sort=False)
+             .apply(lambda part: crossover(part["density"], part["sparse/dense"]), include_groups=False)
              .rename("crossover density").reset_index())
     weighted = frame.assign(dense_total=frame["best dense"] * frame["layers"],
                             sparse_total=frame["sparse"] * frame["layers"])
@@ -152,15 +159,14 @@ def main(argv=None) -> int:
     ratio, cross, totals = tables(frame)
     summary = []
     for algo, part in totals.groupby("algo", sort=False):
-        wins = part[part["sparse/dense"] < 1]
-        found = float(wins["density"].max()) if len(wins) else float("nan")
+        found = crossover(part["density"], part["sparse/dense"])
         summary.append(f"- {algo}: whole-model crossover density {found:g} "
                        f"(median of the layers' crossovers {cross[cross['algo'] == algo]['crossover density'].median():g}); "
                        f"gemm='auto_sparse' uses SPARSE_DENSITY_THRESHOLD[{kind!r}] = {SPARSE_DENSITY_THRESHOLD[kind]:g}")
     sections = [header, "## Summary\n", "\n".join(summary),
                 "\n## Sparse / best dense time per layer (below 1: the SpMM wins)\n",
                 ratio.to_markdown(index=False, floatfmt=".3g"),
-                "\n## Crossover density per layer (nan: the SpMM never won)\n", cross.to_markdown(index=False, floatfmt=".3g"),
+                "\n## Crossover density per layer: the SpMM won at it and every lower density (nan: not even at the lowest)\n", cross.to_markdown(index=False, floatfmt=".3g"),
                 "\n## Whole model (every conv layer, times the layers sharing its shape)\n",
                 totals.to_markdown(index=False, floatfmt=".4g"),
                 "\n## Raw medians (ms)\n", frame.drop(columns=["sparse/dense"]).to_markdown(index=False, floatfmt=".4g")]
