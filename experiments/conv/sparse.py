@@ -31,11 +31,14 @@ from dataclasses import dataclass
 import numpy as np
 
 # Density (nonzeros / size of the filter) at or below which gemm='auto_sparse' uses the SpMM, per
-# runtime kind. cpu: measured by make bench-sparsity on the numpy backend (scipy CSR vs BLAS,
-# results/*-bench-sparsity-cpu.md). gpu: not yet measured on a device; the value is the usual
-# figure for a CSR SpMM against a tuned SGEMM (sparse wins below ~10% density) until the
-# benchmark is run there (python -m experiments.bench.sparsity --backend gpu).
-SPARSE_DENSITY_THRESHOLD = {"cpu": 0.1, "gpu": 0.1}
+# runtime kind.
+#   cpu: measured by make bench-sparsity on the numpy backend (scipy's single-threaded CSR product
+#        against 2-core BLAS, resnet18 at 224x224, results/2026-11-27-bench-sparsity-cpu.md): summed
+#        over the model, im2col's SpMM was 1.03-1.18x slower than the dense GEMM at density 0.1 and
+#        1.5-1.7x faster at 0.05 (two runs); the layers' own crossovers were 0.05 to 0.2.
+#   gpu: not measured yet (no device was available); 0.1 is the usual figure for a CSR SpMM against
+#        a tuned SGEMM until `python -m experiments.bench.sparsity --backend gpu` replaces it.
+SPARSE_DENSITY_THRESHOLD = {"cpu": 0.05, "gpu": 0.1}
 
 
 def density_threshold(runtime) -> float:
