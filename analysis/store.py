@@ -9,6 +9,8 @@ import os
 from pathlib import Path
 
 from experiments.tracking import contract
+# The rule the harness wrote with: a relative sqlite path means <repo>/path, from any directory.
+from experiments.tracking.mlflow_log import REPO_ROOT, resolve_uri  # noqa: F401 (REPO_ROOT re-exported)
 
 # Make the commands that make runs easy to find from an error message.
 MAKE_RUNS_HINT = (
@@ -41,18 +43,7 @@ def _quiet_mlflow_environment() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 SQLITE_PREFIX = "sqlite:///"
-
-
-def resolve_uri(tracking_uri: str) -> str:
-    """A relative sqlite path means <repo>/path, as for the harness that wrote the runs
-    (experiments/tracking/mlflow_log.py), so `make report` finds the store from any directory."""
-    if tracking_uri.startswith(SQLITE_PREFIX):
-        path = Path(tracking_uri[len(SQLITE_PREFIX):])
-        if not path.is_absolute():
-            return SQLITE_PREFIX + str(REPO_ROOT / path)
-    return tracking_uri
 
 
 def sqlite_path(tracking_uri: str) -> Path | None:

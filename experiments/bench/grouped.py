@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import datetime
 import sys
 
 import numpy as np
@@ -27,6 +26,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from experiments.bench import document
 from experiments.bench.layers import Bench, distinct_conv_layers, variants_for
 from experiments.conv import layer_cost, swap_conv2d
 from experiments.conv.api import validate
@@ -145,11 +145,9 @@ def main(argv=None) -> int:
     bench = GroupedBench(args.backend, args.tile)
     if bench.runtime.is_gpu:   # fp32 means fp32 (as the harness): no TF32 in PyTorch's convolutions
         torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-    header = (f"# bench-grouped, {datetime.date.today()}\n\n"
-              f"device: {bench.runtime.device_name()}; backend: {bench.runtime.name}; torch {torch.__version__}; "
-              f"batch {args.batch}, input {args.input_size}x{args.input_size}; protocol as bench-layers; "
-              f"times are medians in ms; speedup = PyTorch eager / ours\n\n"
-              f"command: `python -m experiments.bench.grouped {' '.join(argv if argv is not None else sys.argv[1:])}`\n")
+    header = document.header("grouped", bench.runtime, argv,
+                             f"batch {args.batch}, input {args.input_size}x{args.input_size}; protocol as bench-layers; "
+                             f"times are medians in ms; speedup = PyTorch eager / ours")
     print(header)
     labels = [v.label for v in bench.variants]
     models = []
@@ -163,11 +161,7 @@ def main(argv=None) -> int:
                 "\n## Each distinct grouped layer\n", layers.to_markdown(index=False, floatfmt=".3g")]
     if bench.noisy:
         sections.append(f"\nNoisy measurements (IQR/median > 10%): {' '.join(bench.noisy)}")
-    report = "\n".join(sections) + "\n"
-    print(report)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(report)
+    document.emit(sections, args.out)
     return 0
 
 

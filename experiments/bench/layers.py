@@ -13,7 +13,6 @@ against the vendor GEMM (cuBLAS FP32, TF32 off) at 4096^3 and on the layers' im2
 from __future__ import annotations
 
 import argparse
-import datetime
 import sys
 from dataclasses import dataclass
 
@@ -22,6 +21,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from experiments.bench import document
 from experiments.conv import TILES, ConvGeometry, layer_cost
 from experiments.conv.api import validate
 from experiments.conv.kernel_launch import KernelLauncher
@@ -190,12 +190,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     validate("im2col", "vendor", 16, args.backend)
     bench = Bench(args.backend)
-    device = bench.runtime.device_name()
-    header = (f"# bench-layers, {datetime.date.today()}\n\n"
-              f"device: {device}; backend: {bench.runtime.name}; torch {torch.__version__}; "
-              f"batch {args.batch}, input {args.input_size}x{args.input_size}; protocol {PROTOCOL}; "
-              f"times are medians in ms\n\ncommand: `python -m experiments.bench.layers "
-              f"{' '.join(argv if argv is not None else sys.argv[1:])}`\n")
+    header = document.header("layers", bench.runtime, argv,
+                             f"batch {args.batch}, input {args.input_size}x{args.input_size}; protocol {PROTOCOL}; "
+                             f"times are medians in ms")
     print(header)
     layers = layer_table(bench, args.models, args.batch, args.input_size)
     sections = [header, "## Conv layers\n", layers.to_markdown(index=False, floatfmt=".3g")]
@@ -204,11 +201,7 @@ def main(argv=None) -> int:
         sections += ["\n## Blocked GEMM vs vendor GEMM (FP32, TF32 off)\n", gemms.to_markdown(index=False, floatfmt=".3g")]
     else:
         sections.append("\n(The blocked GEMM needs a kernel runtime: GEMM comparison skipped on the numpy backend.)")
-    report = "\n".join(sections) + "\n"
-    print(report)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(report)
+    document.emit(sections, args.out)
     return 0
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import datetime
 import os
 import sys
 
@@ -32,6 +31,7 @@ import pandas as pd
 import torch
 
 from experiments import swap_conv2d
+from experiments.bench import document
 from experiments.compress import PruneSpec, prune_model
 from experiments.compress import digits as digits_mod
 from experiments.compress import fidelity
@@ -197,11 +197,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     bench = Bench(args.backend)
     load = os.getloadavg()[0]
-    header = (f"# bench-pruning, {datetime.date.today()}\n\n"
-              f"device: {bench.runtime.device_name()}; backend: {bench.runtime.name}; torch {torch.__version__}; "
-              f"{args.model}, batch {args.batch}, input {args.input_size}x{args.input_size}; protocol {bench.protocol}; "
-              f"times are medians in ms; every speedup is against the dense model measured in the same process\n\n"
-              f"command: `python -m experiments.bench.pruning {' '.join(argv if argv is not None else sys.argv[1:])}`\n")
+    header = document.header("pruning", bench.runtime, argv,
+                             f"{args.model}, batch {args.batch}, input {args.input_size}x{args.input_size}; "
+                             f"protocol {bench.protocol}; times are medians in ms; every speedup is against the "
+                             f"dense model measured in the same process")
     print(header, flush=True)
     sections = [header]
     pruning = pruning_table(bench, args.model, args.batch, args.input_size, args.amounts)
@@ -229,11 +228,7 @@ def main(argv=None) -> int:
                     f"(on {os.cpu_count()} cores; CPU timings taken beside other work are noisy)")
     if bench.noisy:
         sections.append(f"\nNoisy measurements (IQR/median > 10%): {', '.join(bench.noisy)}")
-    report = "\n".join(sections) + "\n"
-    print(report)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(report)
+    document.emit(sections, args.out)
     return 0
 
 

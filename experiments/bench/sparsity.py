@@ -19,7 +19,6 @@ device (``SPARSE_DENSITY_THRESHOLD`` in experiments/conv/sparse.py).
 from __future__ import annotations
 
 import argparse
-import datetime
 import sys
 
 import numpy as np
@@ -27,6 +26,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from experiments.bench import document
 from experiments.bench.layers import Bench, distinct_conv_layers
 from experiments.conv.api import validate
 from experiments.conv.plan import ConvPlan
@@ -147,13 +147,12 @@ def main(argv=None) -> int:
     validate("im2col", "sparse", args.tile, args.backend)
     bench = SparsityBench(args.backend, args.tile)
     kind = "gpu" if bench.runtime.is_gpu else "cpu"
-    header = (f"# bench-sparsity, {datetime.date.today()}\n\n"
-              f"device: {bench.runtime.device_name()}; backend: {bench.runtime.name}; torch {torch.__version__}; "
-              f"model {args.model}, batch {args.batch}, input {args.input_size}x{args.input_size}; "
-              f"protocol {PROTOCOL}; times are medians in ms; sparse = "
-              + ("hip/spmm_csr.hip" if bench.runtime.has_kernels else "scipy.sparse CSR (single thread)")
-              + "; dense = " + ", ".join(g if g != "blocked" else f"blocked-t{t}" for g, t in bench.dense_gemms)
-              + f"\n\ncommand: `python -m experiments.bench.sparsity {' '.join(argv if argv is not None else sys.argv[1:])}`\n")
+    header = document.header(
+        "sparsity", bench.runtime, argv,
+        f"model {args.model}, batch {args.batch}, input {args.input_size}x{args.input_size}; "
+        f"protocol {PROTOCOL}; times are medians in ms; sparse = "
+        + ("hip/spmm_csr.hip" if bench.runtime.has_kernels else "scipy.sparse CSR (single thread)")
+        + "; dense = " + ", ".join(g if g != "blocked" else f"blocked-t{t}" for g, t in bench.dense_gemms))
     print(header)
     frame = run(bench, args.model, args.batch, args.input_size, args.densities)
     ratio, cross, totals = tables(frame)
@@ -172,11 +171,7 @@ def main(argv=None) -> int:
                 "\n## Raw medians (ms)\n", frame.drop(columns=["sparse/dense"]).to_markdown(index=False, floatfmt=".4g")]
     if bench.noisy:
         sections.append(f"\nNoisy measurements (IQR/median > 10%): {' '.join(bench.noisy)}")
-    report = "\n".join(sections) + "\n"
-    print(report)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(report)
+    document.emit(sections, args.out)
     return 0
 
 
