@@ -1,31 +1,43 @@
-"""Import torchvision beside the CPU build of torch.
+"""Import torchvision beside any torch build convbench installs.
 
-The only torchvision 0.28.0 wheel on PyPI is built for CUDA. With the CPU torch its
-import fails with ``operator torchvision::nms does not exist``, because its Python side
-registers fake kernels for two C++ ops the CPU torch never defined. Defining their
-schemas first makes the import (and ``torchvision.models``) work; nms itself does not,
-and convbench never calls it. On a GPU machine with a matching torchvision, the
-schemas already exist and nothing is defined.
+With a matching torch/torchvision pair (every GPU set-up, and PyTorch's CPU index) the import just
+works, and torchvision's compiled library registers its operators itself. Beside our CPU torch,
+PyPI's torchvision 0.28.0 (a CUDA build, the only one on PyPI) fails with ``operator
+torchvision::nms does not exist``: its Python side registers fake kernels for two operators that
+its compiled library could not define. Only then are the two schemas defined here and the import
+retried; defining them before a working library loads would abort the process (an operator
+registered twice). nms itself does not run then; convbench never calls it.
 """
 from __future__ import annotations
 
+import sys
+
 import torch
 
+_MISSING_NMS = "operator torchvision::nms does not exist"
 
-def _define_missing_schemas() -> None:
-    try:
-        torch._C._dispatch_find_schema_or_throw("torchvision::nms", "")
-        return  # a working torchvision build already registered them
-    except RuntimeError:
-        pass
+
+def _define_nms_schemas() -> None:
     lib = torch.library.Library("torchvision", "FRAGMENT")
     lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
     lib.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-    _define_missing_schemas.library = lib  # keep the registration alive
+    _define_nms_schemas.library = lib  # keep the registration alive
 
 
-_define_missing_schemas()
+def _import_torchvision():
+    try:
+        import torchvision
+        return torchvision
+    except RuntimeError as err:
+        if _MISSING_NMS not in str(err):
+            raise
+    for name in [name for name in sys.modules if name == "torchvision" or name.startswith("torchvision.")]:
+        del sys.modules[name]  # the failed import's half-initialised modules
+    _define_nms_schemas()
+    import torchvision
+    return torchvision
 
-import torchvision  # noqa: E402
+
+torchvision = _import_torchvision()
 
 __all__ = ["torchvision"]
