@@ -14,13 +14,14 @@ interface; the gpu and emulator runtimes differ only in the module loader.
     gpu        GpuRuntime       cupy    hip/ via NVRTC or hiprtc
     emulator   EmulatorRuntime  numpy   hip/ via g++ and a CPU port of the HIP runtime
     numpy      NumpyRuntime     numpy   none: the reference algorithms, BLAS for GEMMs
-    auto       gpu when CuPy sees a device, else numpy
+    auto       gpu when CuPy and torch both see the device, else numpy (one line on stderr says why)
 """
 from __future__ import annotations
 
+import sys
 from functools import lru_cache
 
-from .gpu import GpuRuntime, GpuUnavailableError, gpu_available
+from .gpu import GpuRuntime, GpuUnavailableError, auto_backend, gpu_available
 from .host import NumpyRuntime
 
 BACKENDS = ("auto", "gpu", "emulator", "numpy")
@@ -31,8 +32,16 @@ def resolve(backend: str = "auto"):
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
     if backend == "auto":
-        backend = "gpu" if gpu_available() else "numpy"
+        backend = _auto_choice()
     return _runtime(backend)
+
+
+@lru_cache(maxsize=None)
+def _auto_choice() -> str:
+    """Decided and said once per process."""
+    backend, why = auto_backend()
+    print(f"[convbench] backend=auto -> {backend}: {why}", file=sys.stderr, flush=True)
+    return backend
 
 
 @lru_cache(maxsize=None)

@@ -1,27 +1,79 @@
 """The gpu runtime: kernels of hip/ compiled at run time by CuPy (NVRTC on NVIDIA, hiprtc on AMD)."""
 from __future__ import annotations
 
+import importlib.util
 from functools import lru_cache
+from pathlib import Path
 
-from .sources import HIP_DIR, source_path
+from .sources import HIP_DIR, kernel_source_hash, source_path
 
-
-def gpu_available() -> bool:
-    """True when CuPy is installed and its driver sees at least one device."""
-    try:
-        import cupy
-        return cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:  # no CuPy, no driver, no device: all mean "no GPU here"
-        return False
+NO_DEVICE = 100            # cudaErrorNoDevice, hipErrorNoDevice
+INSUFFICIENT_DRIVER = 35   # cudaErrorInsufficientDriver: no driver at all, or one older than CuPy's CUDA
 
 
 class GpuUnavailableError(RuntimeError):
     pass
 
 
+def _driver_installed() -> bool:
+    return Path("/proc/driver/nvidia/version").exists() or Path("/dev/kfd").exists()
+
+
+def cupy_device() -> tuple[str | None, str | None]:
+    """The name of the device CuPy would use, else None and why: why is None when there simply is no
+    GPU here (no CuPy, no driver, no device), else the error that keeps CuPy from the GPU that is there
+    (a driver too old for CuPy's CUDA, a missing library), to be shown rather than taken for "no GPU"."""
+    if importlib.util.find_spec("cupy") is None:
+        return None, None
+    try:
+        import cupy
+        if cupy.cuda.runtime.getDeviceCount() == 0:
+            return None, None
+        props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
+    except Exception as err:
+        status = getattr(err, "status", None)
+        if status == NO_DEVICE or (status == INSUFFICIENT_DRIVER and not _driver_installed()):
+            return None, None
+        return None, f"CuPy cannot use the GPU: {type(err).__name__}: {err}"
+    name = props["name"]
+    return name.decode() if isinstance(name, bytes) else str(name), None
+
+
+def gpu_available() -> bool:
+    """True when CuPy is installed and its driver sees at least one device."""
+    return cupy_device()[0] is not None
+
+
+def torch_gpu_problem() -> str | None:
+    """Why torch cannot run on the GPU (a CPU build, or a GPU build that sees no device); None if it can."""
+    import torch
+    if torch.version.cuda is None and torch.version.hip is None:
+        return "torch is a CPU build"
+    if not torch.cuda.is_available():
+        build = f"CUDA {torch.version.cuda}" if torch.version.cuda else f"ROCm {torch.version.hip}"
+        return f"torch ({build} build) sees no device"
+    return None
+
+
+def auto_backend() -> tuple[str, str]:
+    """backend=auto: "gpu" when CuPy and torch both see the device (the harness needs both: our kernels
+    and the PyTorch baseline), else "numpy"; and one line saying why."""
+    device, error = cupy_device()
+    if device is None:
+        return "numpy", error or "no GPU visible to CuPy"
+    problem = torch_gpu_problem()
+    if problem is not None:
+        import cupy
+        platform = "rocm" if cupy.cuda.runtime.is_hip else "cuda"
+        return "numpy", f"CuPy sees {device} but {problem}: make setup PLATFORM={platform}"
+    return "gpu", f"CuPy and torch see {device}"
+
+
 def compile_options(defines: dict[str, int] | None) -> tuple[str, ...]:
-    """Options for NVRTC/hiprtc: the hip/ include path and the -D defines (e.g. TILE)."""
-    return (f"-I{HIP_DIR}", "--std=c++17",
+    """Options for NVRTC/hiprtc: the hip/ include path, the -D defines (e.g. TILE), and the hash of
+    hip/ as a define no kernel reads: CuPy's disk cache keys on source and options, not on the headers
+    a source includes, so an edit to any file of hip/ must change the options to recompile."""
+    return (f"-I{HIP_DIR}", "--std=c++17", f"-DCONVBENCH_HIP_HASH=0x{kernel_source_hash()}",
             *(f"-D{key}={value}" for key, value in sorted((defines or {}).items())))
 
 
@@ -31,9 +83,10 @@ class GpuRuntime:
     has_kernels = True
 
     def __init__(self) -> None:
-        if not gpu_available():
+        device, error = cupy_device()
+        if device is None:
             raise GpuUnavailableError(
-                "backend='gpu' needs a CUDA or ROCm device visible to CuPy, and none is; "
+                f"backend='gpu' needs a CUDA or ROCm device visible to CuPy, and none is ({error or 'no device'}); "
                 "use backend='numpy' (reference algorithms) or backend='emulator' (the kernels on the CPU)")
         import cupy
         self.xp = cupy
