@@ -1,22 +1,31 @@
 # convbench: `make run` and `make test` set everything up on a fresh machine first.
 PYTHON ?= python3
-VENV := .venv
+VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: setup run smoke test test-all compile-check bench-layers report ceilings ui server clean
+# Which requirement set: cuda (NVIDIA), rocm (AMD) or cpu, detected; PLATFORM=cpu|cuda|rocm forces one.
+PLATFORM ?= $(shell bash requirements/platform.sh detect)
+ifeq ($(filter $(PLATFORM),cpu cuda rocm),)
+$(error PLATFORM=$(PLATFORM) is not a platform; valid: cpu, cuda, rocm)
+endif
+STAMP := $(VENV)/.installed-$(PLATFORM)
+
+.PHONY: setup run smoke test test-all compile-check bench-layers report ceilings ui server clean gpu-check
 
 setup: $(STAMP)
 
-# torch first and pinned: the CPU build on disk. Anything that lets pip pick torch pulls GBs
-# of CUDA packages, hence the constraint for everything after. torchvision without its deps
-# for the same reason (experiments/torchvision_compat.py explains the import).
-$(STAMP): requirements.txt constraints.txt pyproject.toml
+# One pip call for the whole pinned set of the platform (requirements/$(PLATFORM).txt), so torch,
+# torchvision and CuPy come from one consistent resolution. A venv set up for another platform is
+# made afresh: pip keeps an installed torch that satisfies the pins (2.13.0+cpu satisfies ==2.13.0).
+$(STAMP): requirements/$(PLATFORM).txt requirements/common.txt constraints.txt pyproject.toml
+	@if ls $(VENV)/.installed-* >/dev/null 2>&1; then \
+		echo "$(VENV) holds another platform's set ($$(cd $(VENV) && ls .installed-*)); making it afresh for $(PLATFORM)"; \
+		rm -rf $(VENV); fi
+	$(if $(filter cuda,$(PLATFORM)),bash requirements/platform.sh check-driver)
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q --no-deps torchvision==0.28.0
-	$(PY) -m pip install -q -c constraints.txt -r requirements.txt
+	$(PY) -m pip install -q $(addprefix --extra-index-url ,$(shell bash requirements/platform.sh torch-index $(PLATFORM))) \
+		-c constraints.txt -r requirements/$(PLATFORM).txt
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 
