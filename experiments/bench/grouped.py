@@ -143,8 +143,6 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     validate("im2col", "vendor", args.tile, args.backend)
     bench = GroupedBench(args.backend, args.tile)
-    if bench.runtime.is_gpu:   # fp32 means fp32 (as the harness): no TF32 in PyTorch's convolutions
-        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     header = document.header("grouped", bench.runtime, argv,
                              f"batch {args.batch}, input {args.input_size}x{args.input_size}; protocol as bench-layers; "
                              f"times are medians in ms; speedup = PyTorch eager / ours")

@@ -55,8 +55,6 @@ class Bench:
         self.clock = EventClock("torch") if self.runtime.is_gpu else CpuClock(self.runtime.synchronize)
         self.protocol = protocol
         self.noisy: list[str] = []
-        if self.runtime.is_gpu:
-            torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
 
     @property
     def variants(self) -> list[tuple[str, str, int]]:

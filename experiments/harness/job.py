@@ -145,8 +145,6 @@ class Job:
             self.ours = swap_conv2d(copy.deepcopy(self.model), spec.algo, spec.gemm, spec.tile or 16,
                                     backend=self.runtime, dtype=spec.quant,
                                     act_scales=self.compressed.act_scales if self.compressed else None)
-        if self.runtime.is_gpu:   # fp32 means fp32: no TF32 in PyTorch's convolutions and matmuls
-            torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
         self.baseline_first_s, self.y32 = self._first_call(lambda: self.baseline_model(self.x))
         self.inputs: dict[str, torch.Tensor] = {}
         hooks = [conv.register_forward_pre_hook(self._capture(name)) for name, conv in self.convs]

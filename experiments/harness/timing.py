@@ -4,6 +4,10 @@
                                    `min_samples` and `min_time_s` are met, stopped at
                                    `max_time_s` whatever the count -> Measurement
 
+Every timed call runs fp32 as fp32: TF32 off in PyTorch's convolutions (cuDNN allows it by default,
+so on Ampere and later a PyTorch baseline would otherwise race our FP32 kernels in TF32) and matmuls.
+fp16 and int8 work is unaffected by the switch.
+
 The first call of a target is timed alone by the caller (``clock.time(fn)``: it is also the
 correctness check) and handed in as ``first_call_s``. A clock times one call:
 
@@ -120,6 +124,13 @@ class Measurement:
                 f"p90 {self.p90 * 1e3:.4g}, IQR/median {self.iqr_rel:.1%}, n={self.n}{flag}{cap}>")
 
 
+def fp32_without_tf32() -> None:
+    """Before any timed call (a clock's time() and measure() call it)."""
+    import torch
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+
+
 class CpuClock:
     """Wall time of a call with time.perf_counter_ns; the runtime is synchronized inside the interval."""
 
@@ -129,6 +140,7 @@ class CpuClock:
         self.synchronize = synchronize
 
     def time(self, fn: Callable[[], object]) -> float:
+        fp32_without_tf32()
         start = time.perf_counter_ns()
         fn()
         self.synchronize()
@@ -153,6 +165,7 @@ class EventClock:
         self._start, self._end = self._event(), self._event()
 
     def time(self, fn: Callable[[], object]) -> float:
+        fp32_without_tf32()
         self._start.record()
         fn()
         self._end.record()
@@ -185,6 +198,7 @@ def measure(fn: Callable[[], object], protocol: Protocol, clock, label: str, *,
     ``flush`` (cold cache mode) runs before every timed call, outside the timed interval.
     ``progress(total=..., desc=...)`` returns a tqdm-like bar (``update()``, ``close()``) or None.
     """
+    fp32_without_tf32()
     bar = progress(total=protocol.warmup + protocol.min_samples, desc=label) if progress else None
     try:
         for _ in range(protocol.warmup):
