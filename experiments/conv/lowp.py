@@ -20,9 +20,8 @@ Where each algorithm does it (hip/ kernels; the numpy backend follows the same s
     int8  x -> int8 (quantize_int8);  im2col_int8 | gemm_blocked_int8 or vendor | scalar_conv_int8
           -> int32 -> dequantize_int32 (kn2row: dequantize the partial planes, then shift-add)
 
-Vendor GEMMs: on a GPU, cuBLAS on half operands (float32 accumulation; cuBLAS rounds its result
-to half, which is then widened) and, for int8, ``torch._int_mm`` (cuBLASLt int8, int32 result)
-where its shape rules allow, else CuPy's integer matmul. On the CPU there is no half or int8 BLAS:
+Vendor GEMMs: on a GPU, experiments/conv/vendor_lowp.py (half in, float32 accumulation and
+output; int8 in, int32 out; one call per layer). On the CPU there is no half or int8 BLAS:
 half values are multiplied by float32 BLAS (products of two halves are exact in float32, so this
 is exactly half storage with float32 accumulation), int8 values by float64 BLAS (exact for these
 integers: the same result as int32 accumulation, faster than numpy's integer matmul). So on the
@@ -38,6 +37,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from . import vendor_lowp
 from .geometry import ConvGeometry
 from .kernel_launch import (ELEMENTWISE_BLOCK, GEMM_WPT, MAX_GRID_Y, MAX_GRID_Z, SCALAR_COB, SCALAR_COBS,
                             SCALAR_PIXELS, KernelLauncher)
@@ -262,16 +262,14 @@ class LowpLauncher(KernelLauncher):
         return c
 
     def _vendor(self, a, b, groups, m, k, int8):
-        xp, batch, n = self.xp, b.shape[0], b.shape[2]
+        if self.runtime.is_gpu:
+            return vendor_lowp.gemm(a, b)
+        batch, n = b.shape[0], b.shape[2]
         bg = b.reshape(batch, groups, k, n) if groups > 1 else b
-        if not self.runtime.is_gpu:   # no half or int8 BLAS on the CPU: exact emulation with float BLAS
-            wide = np.float64 if int8 else np.float32
-            out = np.matmul(a.astype(wide), bg.astype(wide))
-            out = out.astype(np.int32) if int8 else out
-        elif not int8:
-            out = xp.matmul(a, bg).astype(xp.float32)   # cuBLAS: float32 accumulation, half result
-        else:
-            out = _int8_matmul_gpu(a, bg)
+        # no half or int8 BLAS on the CPU: exact emulation with float BLAS
+        wide = np.float64 if int8 else np.float32
+        out = np.matmul(a.astype(wide), bg.astype(wide))
+        out = out.astype(np.int32) if int8 else out
         return out.reshape(batch, groups * m, n)
 
     def scalar(self, x, w, g: ConvGeometry):
@@ -294,25 +292,6 @@ class LowpLauncher(KernelLauncher):
             (_ceil_div(pixels, ELEMENTWISE_BLOCK), min(rows, MAX_GRID_Y), g.batch), (ELEMENTWISE_BLOCK,),
             (x, cols, *(np.int32(v) for v in (g.in_channels, g.in_h, g.in_w, *g.kernel_args()))))
         return cols
-
-
-def _int8_matmul_gpu(a, b):
-    """int8 M x K (one filter) or G x M x K times int8 batch x [G x] K x N -> int32, on a GPU: cuBLASLt
-    through torch._int_mm where its shape rules allow (one filter, M > 16, K and N multiples of 8),
-    else CuPy's integer matmul on int32 copies."""
-    import cupy
-    import torch
-    m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
-    if a.ndim == 2 and b.ndim == 3 and m > 16 and k % 8 == 0 and n % 8 == 0 and hasattr(torch, "_int_mm"):
-        out = cupy.empty((b.shape[0], m, n), dtype=cupy.int32)
-        try:
-            ta = torch.from_dlpack(a)
-            for i in range(b.shape[0]):
-                torch.from_dlpack(out[i]).copy_(torch._int_mm(ta, torch.from_dlpack(b[i])))
-            return out
-        except RuntimeError:   # a shape or layout cuBLASLt refuses: the generic path below
-            pass
-    return cupy.matmul(a.astype(cupy.int32), b.astype(cupy.int32))
 
 
 # --- calibration ----------------------------------------------------------------------------
