@@ -35,7 +35,7 @@ JOB_COLUMNS = [
     "energy_mode", "versions", "bench_params", *contract.METRICS, *contract.COMPRESSION_METRICS,
 ]
 # Metrics loaded into the job frame: the contract's, and those of pruned/quantized jobs (NaN elsewhere).
-LOADED_METRICS = (*contract.METRICS, *contract.COMPRESSION_METRICS)
+LOADED_METRICS = (*contract.METRICS, *contract.GPU_METRICS, *contract.COMPRESSION_METRICS)
 
 
 def technique_of(algo: str, gemm: str | None) -> str:

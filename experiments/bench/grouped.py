@@ -33,6 +33,7 @@ from experiments.conv.api import validate
 from experiments.conv.plan import ConvPlan
 from experiments.conv.tolerance import RELATIVE_TOLERANCE, relative_error
 from experiments.harness.models import build_model
+from experiments.runtime import device_memory
 
 MODELS = ("mobilenet_v2", "shufflenet_v2_x1_0", "resnext50_32x4d")
 TOLERANCE = RELATIVE_TOLERANCE["fp32"]
@@ -106,6 +107,7 @@ def layer_table(bench: GroupedBench, models, batch: int, input_size: int) -> pd.
                 continue
             print(f"  {model} {name} ...", file=sys.stderr, flush=True)
             times = bench.layer(g, f"{model}/{name}")
+            device_memory.release(bench.runtime)   # each layer starts from an empty pool
             numeric = {k: times[k] for k in labels if isinstance(times[k], float)}
             best = "depthwise (every algorithm)" if g.is_depthwise else min(numeric, key=numeric.get)
             best_ms = min(numeric.values())

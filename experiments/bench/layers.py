@@ -29,7 +29,7 @@ from experiments.conv.plan import ConvPlan
 from experiments.conv.tolerance import RELATIVE_TOLERANCE, relative_error
 from experiments.harness.models import build_model
 from experiments.harness.timing import CpuClock, EventClock, Measurement, Protocol, measure
-from experiments.runtime import resolve
+from experiments.runtime import device_memory, resolve
 
 PROTOCOL = Protocol(warmup=10, min_samples=10, min_time_s=0.3, max_time_s=5.0)
 TOLERANCE = RELATIVE_TOLERANCE["fp32"]
@@ -147,6 +147,7 @@ def layer_table(bench: Bench, models: list[str], batch: int, input_size: int) ->
             print(f"  {model} {name} ...", file=sys.stderr, flush=True)
             bench.noisy = []
             times = bench.layer(g)
+            device_memory.release(bench.runtime)   # each layer starts from an empty pool
             numeric = {k: v for k, v in times.items() if isinstance(v, float) and k != "pytorch"}
             best = min(numeric, key=numeric.get)
             rows.append({
@@ -172,6 +173,7 @@ def gemm_table(bench: Bench, models: list[str], batch: int, input_size: int) -> 
         print(f"  GEMM {label} ...", file=sys.stderr, flush=True)
         bench.noisy = []
         times = bench.gemm(m, n, k)
+        device_memory.release(bench.runtime)
         best_tile = min((t for t in times if t != "vendor"), key=times.get)
         rows.append({"gemm": label, "M": m, "N": n, "K": k, **times, "best blocked": best_tile,
                      "blocked/vendor throughput": times["vendor"] / times[best_tile],

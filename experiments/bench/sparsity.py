@@ -33,6 +33,7 @@ from experiments.conv.plan import ConvPlan
 from experiments.conv.sparse import SPARSE_DENSITY_THRESHOLD
 from experiments.conv.tolerance import RELATIVE_TOLERANCE, relative_error
 from experiments.harness.timing import Protocol, measure
+from experiments.runtime import device_memory
 
 DENSITIES = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05)
 # Shorter than bench-layers' protocol: this sweep times 2 algorithms x 2-3 GEMMs x 11 densities per layer.
@@ -107,6 +108,7 @@ def run(bench: SparsityBench, model: str, batch: int, input_size: int, densities
             rows.append({"layer": name, "layers": count,
                          "shape": f"{g.in_channels}->{g.out_channels} {g.in_h}x{g.in_w} k{g.kernel_h} s{g.stride[0]}",
                          **row})
+        device_memory.release(bench.runtime)   # each layer starts from an empty pool
     frame = pd.DataFrame(rows)
     dense_cols = [c for c in frame.columns if c in ("vendor",) or c.startswith("blocked")]
     numeric = frame[dense_cols + ["sparse"]].apply(pd.to_numeric, errors="coerce")

@@ -20,6 +20,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from experiments.compress import harness as compression
+from experiments.runtime import device_memory
 from experiments.tracking import contract as c
 from experiments.tracking import mlflow_log as mlf
 
@@ -175,6 +176,7 @@ def _run_logged(cfg, spec: JobSpec | None, config_error, name: str, context: Job
     try:
         if config_error is not None:
             raise config_error
+        device_memory.start(spec.runtime)
         # progress bars on a terminal only: in a log file they would interleave with the lines
         job = Job(spec, progress=_progress_bar if sys.stderr.isatty() else None)
         job.run()
@@ -184,6 +186,12 @@ def _run_logged(cfg, spec: JobSpec | None, config_error, name: str, context: Job
     outcome.phases["open_run_s"] = open_run_s
     status = STATUS_FAILED if error else STATUS_OK
     metrics = contract_metrics(spec, outcome) if spec is not None else {}
+    if spec is not None:
+        peak = device_memory.peak_bytes(spec.runtime)
+        if peak is not None:
+            metrics[c.PEAK_DEVICE_MEMORY_BYTES] = peak
+        job = None   # the job's arrays, before the caches go back to the driver
+        device_memory.release(spec.runtime)
     try:
         _log_result(uri, run_id, cfg, spec, outcome, metrics, status, error, trace, started)
     except Exception as exc:

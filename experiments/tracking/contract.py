@@ -28,6 +28,10 @@ METRICS = (
     COMPILE_S, ENERGY_KWH, EMISSIONS_KG, ENERGY_PER_INFERENCE_J,
 )
 
+# GPU jobs only (experiments/runtime/device_memory.py): CuPy's pool high-water mark + torch's peak reserved.
+PEAK_DEVICE_MEMORY_BYTES = "peak_device_memory_bytes"
+GPU_METRICS = (PEAK_DEVICE_MEMORY_BYTES,)
+
 # algo=auto only (experiments/tuning): the tuned model beside the best single candidate.
 TUNING_MEASURED = "tuning_measured"           # layers measured by this run
 TUNING_REUSED = "tuning_reused"               # layers whose choice came from the tuning database
