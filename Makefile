@@ -49,6 +49,18 @@ compile-check:
 bench-layers: setup
 	$(PY) -m experiments.bench.layers $(ARGS)
 
+# The first command on a GPU machine (experiments/bench/gpu_check.py): GPU tests, bench-layers, the card's
+# sweep, into results/<date>-gpu-check-<device>.md. PYTHON=/path/to/python: from that environment, installing
+# nothing. Without a GPU it stops at once, before any set-up.
+gpu-check:
+ifeq ($(origin PYTHON),command line)
+	$(PYTHON) -m experiments.bench.gpu_check $(ARGS)
+else
+	@if [ "$(PLATFORM)" = cpu ]; then echo "make gpu-check needs an NVIDIA GPU (a working nvidia-smi, driver >= 580) or an AMD GPU (ROCm 7); this machine has neither (PLATFORM=cpu)" >&2; exit 2; fi
+	$(MAKE) --no-print-directory setup
+	$(PY) -m experiments.bench.gpu_check $(ARGS)
+endif
+
 .PHONY: bench-sparsity bench-grouped
 # Density sweep 1.0 -> 0.05 on resnet18's layers: dense GEMM vs CSR SpMM, and the crossover density.
 bench-sparsity: setup

@@ -66,7 +66,6 @@ def test_each_job_of_a_sweep_logs_its_peak_and_frees_the_pool(monkeypatch, convb
 def test_bench_layers_frees_the_pool_after_each_layer(monkeypatch):
     from experiments.bench import layers
     released: list[int] = []
-    monkeypatch.setattr(layers, "PROTOCOL", layers.Protocol(warmup=0, min_samples=1, min_time_s=0, max_time_s=0.1))
     monkeypatch.setattr(layers.device_memory, "release", lambda runtime: released.append(1))
-    table = layers.layer_table(layers.Bench("numpy"), ["squeezenet1_1"], 1, 32)
+    table = layers.layer_table(layers.Bench("numpy", layers.QUICK_PROTOCOL), ["squeezenet1_1"], 1, 32)
     assert len(released) == len(table) > 1

@@ -32,6 +32,7 @@ from experiments.harness.timing import CpuClock, EventClock, Measurement, Protoc
 from experiments.runtime import device_memory, resolve
 
 PROTOCOL = Protocol(warmup=10, min_samples=10, min_time_s=0.3, max_time_s=5.0)
+QUICK_PROTOCOL = Protocol(warmup=3, min_samples=5, min_time_s=0.05, max_time_s=1.0)   # --quick (make gpu-check)
 TOLERANCE = RELATIVE_TOLERANCE["fp32"]
 
 
@@ -82,8 +83,9 @@ def distinct_conv_layers(model_name: str, batch: int, input_size: int) -> list[t
 
 
 class Bench:
-    def __init__(self, backend: str):
+    def __init__(self, backend: str, protocol: Protocol = PROTOCOL):
         self.runtime = resolve(backend)
+        self.protocol = protocol
         if self.runtime.name == "emulator":
             sys.exit("bench-layers: the emulator runs kernels for correctness, its timings are not performance; "
                      "use --backend gpu or numpy")
@@ -96,7 +98,7 @@ class Bench:
     def _time(self, fn, label: str) -> float:
         """Median ms by the protocol; labels of noisy measurements (IQR/median > 10%) are collected."""
         first = self.clock.time(fn)
-        m: Measurement = measure(fn, PROTOCOL, self.clock, label, first_call_s=first)
+        m: Measurement = measure(fn, self.protocol, self.clock, label, first_call_s=first)
         if m.noisy:
             self.noisy.append(label)
         return m.median * 1e3
@@ -188,12 +190,13 @@ def main(argv=None) -> int:
     parser.add_argument("--input-size", type=int, default=224)
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--backend", default="auto", choices=["auto", "gpu", "numpy"])
+    parser.add_argument("--quick", action="store_true", help=f"the shorter protocol {QUICK_PROTOCOL}")
     parser.add_argument("--out", help="also write the tables as markdown to this file")
     args = parser.parse_args(argv)
     validate("im2col", "vendor", 16, args.backend)
-    bench = Bench(args.backend)
+    bench = Bench(args.backend, QUICK_PROTOCOL if args.quick else PROTOCOL)
     header = document.header("layers", bench.runtime, argv,
-                             f"batch {args.batch}, input {args.input_size}x{args.input_size}; protocol {PROTOCOL}; "
+                             f"batch {args.batch}, input {args.input_size}x{args.input_size}; protocol {bench.protocol}; "
                              f"times are medians in ms")
     print(header)
     layers = layer_table(bench, args.models, args.batch, args.input_size)
