@@ -45,3 +45,20 @@ def test_fp16_gemm_accumulates_and_returns_float32(groups, m, k, batch, n):
     assert out.dtype == torch.float32
     error = ((out.cpu().double() - reference).abs().max() / reference.abs().max()).item()
     assert error < 1e-5, error
+
+
+@pytest.mark.parametrize("groups, m, k, batch, n", SHAPES)
+def test_int8_operands_meet_the_cuda_shape_rules(monkeypatch, groups, m, k, batch, n):
+    """The CPU's torch._int_mm takes any shape; cuBLASLt's needs more than 16 rows and K, N multiples
+    of 8. A spy checks every call on the CPU, and that a layer is one call per group."""
+    calls, real_int_mm = [], torch._int_mm
+
+    def int_mm(a, b):
+        calls.append((a.shape, b.shape))
+        assert a.shape[0] > 16 and a.shape[1] % 8 == 0 and b.shape[1] % 8 == 0, (a.shape, b.shape)
+        return real_int_mm(a, b)
+
+    monkeypatch.setattr(torch, "_int_mm", int_mm)
+    a = torch.randint(-127, 128, (groups, m, k) if groups > 1 else (m, k), dtype=torch.int8)
+    vendor_lowp.int8_gemm(a, torch.randint(-127, 128, (batch, groups * k, n), dtype=torch.int8))
+    assert len(calls) == groups
