@@ -32,7 +32,8 @@ JOB_COLUMNS = [
     "model", "batch", "input_size", "algo", "gemm", "tile", "technique",
     "device", "backend", "runtime", "timing", "emulated", "cache_mode", "bench",
     "quant", "prune", "prune_amount", "sweep_id", "git_sha", "git_dirty", "kernel_hash",
-    "energy_mode", "versions", "bench_params", *contract.METRICS, *contract.COMPRESSION_METRICS,
+    "energy_mode", "versions", "bench_params",
+    *contract.METRICS, *contract.GPU_METRICS, *contract.COMPRESSION_METRICS,
 ]
 # Metrics loaded into the job frame: the contract's, and those of pruned/quantized jobs (NaN elsewhere).
 LOADED_METRICS = (*contract.METRICS, *contract.GPU_METRICS, *contract.COMPRESSION_METRICS)
