@@ -23,7 +23,7 @@ $(STAMP): requirements/$(PLATFORM).txt requirements/common.txt constraints.txt p
 		echo "$(VENV) holds another platform's set ($$(cd $(VENV) && ls .installed-*)); making it afresh for $(PLATFORM)"; \
 		rm -rf $(VENV); fi
 	$(if $(filter cuda,$(PLATFORM)),bash requirements/platform.sh check-driver)
-	$(PYTHON) -m venv $(VENV)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q $(addprefix --extra-index-url ,$(shell bash requirements/platform.sh torch-index $(PLATFORM))) \
 		-c constraints.txt -r requirements/$(PLATFORM).txt
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
