@@ -19,7 +19,7 @@ setup: $(STAMP)
 # torchvision and CuPy come from one consistent resolution. A venv set up for another platform is
 # made afresh: pip keeps an installed torch that satisfies the pins (2.13.0+cpu satisfies ==2.13.0).
 $(STAMP): requirements/$(PLATFORM).txt requirements/common.txt constraints.txt pyproject.toml
-	@if ls $(VENV)/.installed-* >/dev/null 2>&1; then \
+	@if ls $(VENV)/.installed-* 2>/dev/null | grep -qv -- '-$(PLATFORM)$$'; then \
 		echo "$(VENV) holds another platform's set ($$(cd $(VENV) && ls .installed-*)); making it afresh for $(PLATFORM)"; \
 		rm -rf $(VENV); fi
 	$(if $(filter cuda,$(PLATFORM)),bash requirements/platform.sh check-driver)
