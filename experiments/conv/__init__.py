@@ -1,8 +1,9 @@
 """The convolution engine: algorithms, their launch code, accounting, and the torch integration."""
 from .accounting import LayerCost, layer_cost
-from .api import ALGORITHMS, GEMMS, TILES, conv2d, validate
+from .api import conv2d, resolve, validate
 from .geometry import ConvGeometry
-from .swap import ConvbenchConv2d, swap_conv2d
+from .swap import ConvbenchConv2d, swap_conv2d, swap_variant
+from .variant import ALGORITHMS, DEFAULT_TILE, GEMMS, TILES, Variant
 
-__all__ = ["ALGORITHMS", "GEMMS", "TILES", "ConvGeometry", "ConvbenchConv2d", "LayerCost",
-           "conv2d", "layer_cost", "swap_conv2d", "validate"]
+__all__ = ["ALGORITHMS", "DEFAULT_TILE", "GEMMS", "TILES", "ConvGeometry", "ConvbenchConv2d", "LayerCost", "Variant",
+           "conv2d", "layer_cost", "resolve", "swap_conv2d", "swap_variant", "validate"]

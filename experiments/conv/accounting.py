@@ -15,7 +15,9 @@ With ``groups`` = G > 1 the GEMM dimensions are those of one group (C_in and C_o
 G) and ``gemm_groups`` = G such GEMMs run, all in one launch; the workspace is the same as
 above (every group's columns or partial planes). A depthwise layer (groups == C_in) runs the
 dedicated direct kernel whatever the algorithm: no GEMM (``gemm_groups`` = 0), no workspace.
-``kernel`` names what ran: ``im2col/blocked``, ``kn2row/sparse``, ``scalar``, ``depthwise``...
+``kernel`` names what ran, as the label of its variant (experiments/conv/variant.py):
+``im2col/blocked-t16/fp32``, ``kn2row/sparse/fp32``, ``scalar/int8``, ``depthwise/fp32``...
+fp16 and int8 read the input and the filter at their element size (the output stays float32).
 FLOPs are always the dense convolution's, also for a sparse GEMM (which skips the zeros):
 a sparse speedup is then a speedup on the same work.
 """
@@ -24,8 +26,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from .geometry import ConvGeometry
+from .variant import Variant
 
 FLOAT32_BYTES = 4
+ELEMENT_BYTES = {"fp32": 4, "fp16": 2, "int8": 1}
+NO_GEMM = ("scalar", "pytorch", "depthwise")
 
 
 @dataclass(frozen=True)
@@ -37,7 +42,7 @@ class LayerCost:
     min_bytes: int
     workspace_bytes: int
     gemm_groups: int = 0    # GEMMs of gemm_m x gemm_n x gemm_k per layer (= groups), 0 without a GEMM
-    kernel: str = ""        # what ran: im2col/blocked, kn2row/sparse, scalar, depthwise, pytorch
+    kernel: str = ""        # what ran: its variant's label, e.g. im2col/blocked-t16/fp32, depthwise/fp32
 
     @property
     def arithmetic_intensity(self) -> float:
@@ -48,24 +53,22 @@ class LayerCost:
         return {**asdict(self), "arithmetic_intensity": self.arithmetic_intensity}
 
 
-def layer_cost(g: ConvGeometry, algo: str, gemm: str = "vendor") -> LayerCost:
-    """The accounting of ``algo`` (with the GEMM back-end ``gemm``, which names the kernel) on ``g``."""
-    per_group_in, per_group_out, groups = g.group_in_channels, g.group_out_channels, g.groups
+def layer_cost(g: ConvGeometry, variant: Variant) -> LayerCost:
+    """The accounting of ``variant`` (what runs the layer: its algorithm, GEMM and dtype) on ``g``."""
+    algo, per_group_in, per_group_out, groups = variant.algo, g.group_in_channels, g.group_out_channels, g.groups
+    if algo not in ("im2col", "kn2row", *NO_GEMM):
+        raise ValueError(f"unknown algorithm {algo!r}; valid: im2col, kn2row, {', '.join(NO_GEMM)}")
     flops = 2 * g.batch * g.out_channels * g.out_h * g.out_w * per_group_in * g.taps
-    min_bytes = FLOAT32_BYTES * (
-        g.batch * g.in_channels * g.in_h * g.in_w
-        + g.out_channels * per_group_in * g.taps
-        + g.batch * g.out_channels * g.out_h * g.out_w)
-    gemm_groups, kernel = groups, f"{algo}/{gemm}"
-    if algo not in ("im2col", "kn2row", "scalar", "pytorch"):
-        raise ValueError(f"unknown algorithm {algo!r}; valid: im2col, kn2row, scalar, pytorch")
-    if algo in ("scalar", "pytorch") or g.is_depthwise:
+    min_bytes = (ELEMENT_BYTES[variant.dtype] * (g.batch * g.in_channels * g.in_h * g.in_w
+                                                  + g.out_channels * per_group_in * g.taps)
+                 + FLOAT32_BYTES * g.batch * g.out_channels * g.out_h * g.out_w)
+    gemm_groups = groups
+    if algo in NO_GEMM or g.is_depthwise:
         m = n = k = workspace = gemm_groups = 0
-        kernel = "depthwise" if g.is_depthwise and algo != "pytorch" else algo
     elif algo == "im2col":
         m, n, k = per_group_out, g.batch * g.out_h * g.out_w, per_group_in * g.taps
         workspace = 0 if g.is_pointwise else g.batch * g.in_channels * g.taps * g.out_h * g.out_w
     else:  # kn2row
         m, n, k = per_group_out * g.taps, g.batch * g.in_h * g.in_w, per_group_in
         workspace = 0 if g.is_pointwise else g.batch * g.out_channels * g.taps * g.in_h * g.in_w
-    return LayerCost(flops, m, n, k, min_bytes, FLOAT32_BYTES * workspace, gemm_groups, kernel)
+    return LayerCost(flops, m, n, k, min_bytes, FLOAT32_BYTES * workspace, gemm_groups, variant.label)

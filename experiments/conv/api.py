@@ -8,10 +8,7 @@ from . import lowp
 from .arrays import from_runtime, to_runtime
 from .geometry import as_pair
 from .plan import ConvPlan
-
-ALGORITHMS = ("im2col", "kn2row", "scalar")
-GEMMS = ("blocked", "vendor", "sparse", "auto_sparse")   # sparse: CSR SpMM (experiments/conv/sparse.py)
-TILES = (8, 16, 32)
+from .variant import ALGORITHMS, DEFAULT_TILE, GEMMS, TILES, Variant
 
 
 def _unknown(kind: str, value, valid) -> ValueError:
@@ -21,7 +18,12 @@ def _unknown(kind: str, value, valid) -> ValueError:
 
 
 def validate(algo: str, gemm: str, tile: int, backend="auto"):
-    """Check a choice before any work; returns the runtime it resolves to.
+    """Check a choice before any work; returns the runtime it resolves to (see ``resolve``)."""
+    return resolve(algo, gemm, tile, backend)[1]
+
+
+def resolve(algo: str, gemm: str, tile: int | None, backend="auto", dtype: str = "fp32"):
+    """Check a choice before any work; returns (its Variant, the runtime it resolves to).
 
     ``backend`` is a name (auto, gpu, emulator, numpy) or a runtime object (e.g. an
     ``EmulatorRuntime(warp_size=64)``).
@@ -40,7 +42,8 @@ def validate(algo: str, gemm: str, tile: int, backend="auto"):
             f"gemm='blocked' is a hip/ kernel and backend {runtime.name!r} runs no kernels; "
             f"use gemm='vendor' (BLAS) or 'sparse' (scipy CSR) on the numpy backend, or backend='gpu' or "
             f"'emulator' for the blocked GEMM")
-    return runtime
+    lowp.check_dtype(dtype, gemm)
+    return Variant.of(algo, gemm, tile, dtype), runtime
 
 
 def resolve_padding(padding, weight_shape, stride, dilation):
@@ -62,7 +65,7 @@ def resolve_padding(padding, weight_shape, stride, dilation):
 
 
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
-           algo: str = "im2col", gemm: str = "blocked", tile: int = 16, backend="auto",
+           algo: str = "im2col", gemm: str = "blocked", tile: int = DEFAULT_TILE, backend="auto",
            dtype: str = "fp32", act_scale: float | None = None):
     """``torch.nn.functional.conv2d`` by one of convbench's algorithms.
 
@@ -81,13 +84,12 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
     max|x|/127 of this input), accumulates in int32 and dequantizes (experiments.conv.lowp).
     The output is float32 in every case.
     """
-    runtime = validate(algo, gemm, tile, backend)
-    lowp.check_dtype(dtype, gemm)
+    variant, runtime = resolve(algo, gemm, tile, backend, dtype)
     symmetric, extra = resolve_padding(padding, tuple(weight.shape), stride, dilation)
     xd = to_runtime(x, runtime)
     if any(extra):
         xd = runtime.xp.pad(xd, ((0, 0), (0, 0), (0, extra[0]), (0, extra[1])))
     bd = None if bias is None else to_runtime(bias, runtime)
     plan = ConvPlan.build(to_runtime(weight, runtime), bd, stride, symmetric, dilation, groups,
-                          algo, gemm, tile, runtime, dtype, act_scale)
+                          variant, runtime, act_scale)
     return from_runtime(plan(xd), like=x)

@@ -1,4 +1,8 @@
-"""Reduced-precision convolutions: fp16 (half storage, float32 accumulation) and int8.
+"""Reduced precision's maths: fp16 (half storage, float32 accumulation) and int8 quantization.
+
+The launch code is the float32 one (experiments/conv/kernel_launch.py: precision is a parameter of
+the launcher); this module holds what the precisions compute: scales, rounding, the prepared
+filter, calibration, and the numpy backend's exact emulation.
 
     dtype  storage of input and filter       products and sums         output
     fp32   float32                           float32                   float32
@@ -33,20 +37,15 @@ kernel, so their accuracy cost is modelled but their time is float32's.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
-from . import vendor_lowp
 from .geometry import ConvGeometry
-from .kernel_launch import (ELEMENTWISE_BLOCK, GEMM_WPT, MAX_GRID_Y, MAX_GRID_Z, SCALAR_COB, SCALAR_COBS,
-                            SCALAR_PIXELS, KernelLauncher)
+from .layout import prepare_weight
+from .variant import DTYPES
 
-DTYPES = ("fp32", "fp16", "int8")
 INT8_MAX = 127
-ELEMENT_BYTES = {"fp32": 4, "fp16": 2, "int8": 1}
-BLOCK = 256                 # threads per block of the conversion kernels (hip/quantize.hip)
-MAX_GRID_X = 65535          # the conversion kernels grid-stride beyond this many blocks
 
 
 def check_dtype(dtype: str, gemm: str = "vendor") -> None:
@@ -116,7 +115,6 @@ class LowpFilter:
 def prepare(weight, algo: str, groups: int, dtype: str, xp, act_scale: float | None = None,
             depthwise: bool = False, has_kernels: bool = True) -> LowpFilter:
     """Quantize a float32 F x C/G x KH x KW filter once, in the layout ``algo`` multiplies with."""
-    from .plan import prepare_weight
     check_dtype(dtype)
     scales = None
     if dtype == "fp16":
@@ -133,165 +131,19 @@ def prepare(weight, algo: str, groups: int, dtype: str, xp, act_scale: float | N
     return LowpFilter(dtype, values, scales, None if act_scale is None else float(act_scale), host)
 
 
-def layer_cost(cost, g: ConvGeometry, dtype: str):
-    """The float32 accounting with the input and filter at the dtype's element size (output float32)."""
-    if dtype == "fp32":
-        return cost
-    e = ELEMENT_BYTES[dtype]
-    min_bytes = (e * g.batch * g.in_channels * g.in_h * g.in_w
-                 + e * g.out_channels * g.group_in_channels * g.taps
-                 + 4 * g.batch * g.out_channels * g.out_h * g.out_w)
-    return replace(cost, min_bytes=min_bytes, kernel=f"{cost.kernel}/{dtype}")
+# --- the numpy backend -------------------------------------------------------------------------
 
-
-# --- execution ------------------------------------------------------------------------------
-
-def run(plan, x, g: ConvGeometry):
-    """A reduced-precision plan on a float32 input; returns (float32 output without bias, workspace bytes)."""
-    w: LowpFilter = plan.prepared_weight
-    xp = plan.runtime.xp
+def run_reference(algorithm, x, w: LowpFilter, g: ConvGeometry):
+    """A reference algorithm (experiments/conv/reference.py) at the filter's precision, exactly: see the
+    module docstring; returns (float32 output without bias, workspace bytes)."""
     if g.is_depthwise:
-        from . import kernel_launch, reference
-        s_x = w.act_scale if w.act_scale is not None or w.dtype != "int8" else activation_scale(x)
-        xr = xp.ascontiguousarray(round_trip(x, w.dtype, s_x, xp))
-        if plan.runtime.has_kernels:
-            launcher = kernel_launch.KernelLauncher(plan.runtime, "vendor", plan.tile)
-            return kernel_launch.depthwise(launcher, xr, w.values, g)
-        return reference.depthwise(xr, w.values, g)
-    if plan.runtime.has_kernels:
-        return _run_kernels(plan, x, g)
-    return _run_numpy(plan, x, g)
-
-
-def _run_numpy(plan, x, g: ConvGeometry):
-    """The numpy backend: the reference algorithms on the stored values (see the module docstring)."""
-    from . import reference
-    w: LowpFilter = plan.prepared_weight
-    algorithm = reference.ALGORITHMS[plan.algo]
+        return algorithm(np.ascontiguousarray(round_trip(x, w.dtype, w.act_scale)), w.values, g)
     if w.dtype == "fp16":
         return algorithm(x.astype(np.float16).astype(np.float32), w.host, g)
     s_x = w.act_scale if w.act_scale is not None else activation_scale(x)
     acc, workspace = algorithm(quantize(x, s_x), w.host, g)     # exact integer sums (float64 BLAS)
     scale = w.output_scale(s_x, np).reshape(1, -1, 1, 1)
     return np.ascontiguousarray(acc.astype(np.float32) * scale), workspace
-
-
-def _run_kernels(plan, x, g: ConvGeometry):
-    w: LowpFilter = plan.prepared_weight
-    launcher = LowpLauncher(plan.runtime, plan.kernel_gemm or plan.gemm, plan.tile)
-    fp16 = w.dtype == "fp16"
-    if fp16:
-        xq, scale = launcher.to_half(x), None
-    else:
-        s_x = w.act_scale if w.act_scale is not None else activation_scale(x)
-        xq, scale = launcher.quantize(x, s_x), w.output_scale(s_x, launcher.xp)
-    pixels = g.out_h * g.out_w
-    if plan.algo == "scalar":
-        acc = launcher.scalar(xq, w.values, g)
-        y = acc if fp16 else launcher.dequantize(acc, scale, g.out_channels, pixels, 1)
-        return y.reshape(g.output_shape), 0
-    if plan.algo == "im2col":
-        if g.is_pointwise:
-            cols, workspace = xq.reshape(g.batch, g.in_channels, g.in_h * g.in_w), 0
-        else:
-            cols = launcher.im2col(xq, g)
-            workspace = cols.nbytes
-        acc = launcher.gemm(w.values, cols)
-        y = acc if fp16 else launcher.dequantize(acc, scale, g.out_channels, pixels, 1)
-        return y.reshape(g.output_shape), workspace
-    # kn2row: one GEMM on the input as it is, float32 partial planes, the float32 shift-add
-    acc = launcher.gemm(w.values, xq.reshape(g.batch, g.in_channels, g.in_h * g.in_w))
-    workspace = acc.nbytes
-    if fp16:
-        partial = acc
-    else:
-        partial = launcher.dequantize(acc, scale, g.out_channels * g.taps, g.in_h * g.in_w, g.taps)
-        workspace += partial.nbytes
-    if g.is_pointwise:
-        return partial.reshape(g.output_shape), 0
-    return launcher.shift_add(partial, g), workspace
-
-
-def _ceil_div(a: int, b: int) -> int:
-    return -(-a // b)
-
-
-class LowpLauncher(KernelLauncher):
-    """The reduced-precision kernels (hip/gemm_lowp.hip, im2col_lowp.hip, scalar_conv_lowp.hip,
-    quantize.hip) on one runtime; the float32 shift-add comes from KernelLauncher."""
-
-    def _elementwise(self, n: int) -> tuple:
-        return (min(_ceil_div(max(n, 1), BLOCK), MAX_GRID_X),), (BLOCK,)
-
-    def to_half(self, x):
-        y = self.xp.empty(x.shape, dtype=self.xp.float16)
-        grid, block = self._elementwise(x.size)
-        self._kernel("quantize.hip", "to_half")(grid, block, (x, y, np.int64(x.size)))
-        return y
-
-    def quantize(self, x, scale: float):
-        q = self.xp.empty(x.shape, dtype=self.xp.int8)
-        grid, block = self._elementwise(x.size)
-        self._kernel("quantize.hip", "quantize_int8")(grid, block, (x, q, np.float32(1.0 / scale), np.int64(x.size)))
-        return q
-
-    def dequantize(self, acc, scale, rows: int, cols: int, rows_per_scale: int):
-        """float32 acc * scale[row // rows_per_scale] for acc of shape batch x rows x cols (any view of it)."""
-        y = self.xp.empty(acc.shape, dtype=self.xp.float32)
-        grid, block = self._elementwise(acc.size)
-        self._kernel("quantize.hip", "dequantize_int32")(
-            grid, block, (acc, scale, y, np.int32(rows), np.int32(cols), np.int32(rows_per_scale), np.int64(acc.size)))
-        return y
-
-    def gemm(self, a, b):
-        """(M x K) or G x M x K low-precision filter times batch x (G*K) x N: float32 (fp16) or int32 (int8)."""
-        batch, _, n = b.shape
-        groups, m, k = (1, *a.shape) if a.ndim == 2 else a.shape
-        int8 = a.dtype == np.int8
-        if self.gemm_name != "blocked":
-            return self._vendor(a, b, groups, m, k, int8)
-        if batch * groups > MAX_GRID_Z:
-            raise ValueError(f"gemm_blocked: {batch} images x {groups} groups exceeds the grid's z limit of {MAX_GRID_Z}")
-        c = self.xp.empty((batch, groups * m, n), dtype=self.xp.int32 if int8 else self.xp.float32)
-        block_tile = self.tile * GEMM_WPT
-        name = "gemm_blocked_int8" if int8 else "gemm_blocked_fp16"
-        kernel = self._kernel("gemm_lowp.hip", name, TILE=self.tile, WPT=GEMM_WPT)
-        kernel((_ceil_div(n, block_tile), _ceil_div(m, block_tile), batch * groups), (self.tile, self.tile),
-               (a, b, c, np.int32(m), np.int32(n), np.int32(k), np.int32(groups),
-                np.int64(m * k), np.int64(k * n), np.int64(m * n)))
-        return c
-
-    def _vendor(self, a, b, groups, m, k, int8):
-        if self.runtime.is_gpu:
-            return vendor_lowp.gemm(a, b)
-        batch, n = b.shape[0], b.shape[2]
-        bg = b.reshape(batch, groups, k, n) if groups > 1 else b
-        # no half or int8 BLAS on the CPU: exact emulation with float BLAS
-        wide = np.float64 if int8 else np.float32
-        out = np.matmul(a.astype(wide), bg.astype(wide))
-        out = out.astype(np.int32) if int8 else out
-        return out.reshape(batch, groups * m, n)
-
-    def scalar(self, x, w, g: ConvGeometry):
-        int8 = w.dtype == np.int8
-        out = self.xp.empty(g.output_shape, dtype=self.xp.int32 if int8 else self.xp.float32)
-        per_group = g.group_out_channels
-        cob = next((c for c in SCALAR_COBS if c >= per_group), SCALAR_COB) if g.groups > 1 else SCALAR_COB
-        kernel = self._kernel("scalar_conv_lowp.hip", "scalar_conv_int8" if int8 else "scalar_conv_fp16", COB=cob)
-        kernel((_ceil_div(g.out_h * g.out_w, SCALAR_PIXELS), g.groups * _ceil_div(per_group, cob), g.batch),
-               (SCALAR_PIXELS,),
-               (x, w, out, *(np.int32(v) for v in (g.in_channels, g.in_h, g.in_w, g.out_channels, g.groups,
-                                                   *g.kernel_args()))))
-        return out
-
-    def im2col(self, x, g: ConvGeometry):
-        rows, pixels = g.in_channels * g.taps, g.out_h * g.out_w
-        cols = self.xp.empty((g.batch, rows, pixels), dtype=x.dtype)
-        name = "im2col_int8" if x.dtype == np.int8 else "im2col_fp16"
-        self._kernel("im2col_lowp.hip", name)(
-            (_ceil_div(pixels, ELEMENTWISE_BLOCK), min(rows, MAX_GRID_Y), g.batch), (ELEMENTWISE_BLOCK,),
-            (x, cols, *(np.int32(v) for v in (g.in_channels, g.in_h, g.in_w, *g.kernel_args()))))
-        return cols
 
 
 # --- calibration ----------------------------------------------------------------------------

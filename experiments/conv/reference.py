@@ -1,7 +1,7 @@
 """The three algorithms of lecture 11 in plain numpy: the readable specification.
 
 Each function takes a C-contiguous float32 input (N, C, H, W) and the filter in the layout its
-algorithm wants (``experiments.conv.plan.prepare_weight``), and returns the output
+algorithm wants (``experiments.conv.layout.prepare_weight``), and returns the output
 (N, F, H_o, W_o) plus the workspace it allocated, in bytes. The GEMMs
 are numpy's matmul (BLAS): this is the ``numpy`` backend's honest CPU implementation and the
 model the hip/ kernels follow.

@@ -5,12 +5,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import lowp
 from .accounting import LayerCost
-from .api import resolve_padding, validate
+from .api import resolve, resolve_padding
 from .arrays import from_runtime, to_runtime
 from .geometry import ConvGeometry
 from .plan import ConvPlan
+from .variant import DEFAULT_TILE, Variant
 
 
 class ConvbenchConv2d(nn.Module):
@@ -18,13 +18,12 @@ class ConvbenchConv2d(nn.Module):
 
     Keeps the original ``weight`` and ``bias`` parameters (so ``state_dict`` is unchanged); call
     ``refresh()`` after changing them. ``geometry`` and ``cost`` describe the last forward.
+    ``variant`` is what runs (experiments.conv.variant); ``act_scale`` int8's calibrated input scale.
     """
 
-    def __init__(self, conv: nn.Conv2d, name: str, algo: str, gemm: str, tile: int, runtime,
-                 dtype: str = "fp32", act_scale: float | None = None):
+    def __init__(self, conv: nn.Conv2d, name: str, variant: Variant, runtime, act_scale: float | None = None):
         super().__init__()
-        self.name, self.algo, self.gemm, self.tile, self.runtime = name, algo, gemm, tile, runtime
-        self.dtype, self.act_scale = dtype, act_scale   # fp16/int8: experiments.conv.lowp
+        self.name, self.variant, self.runtime, self.act_scale = name, variant, runtime, act_scale
         self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
         self.kernel_size, self.stride, self.dilation, self.groups = (
             conv.kernel_size, conv.stride, conv.dilation, conv.groups)
@@ -45,17 +44,11 @@ class ConvbenchConv2d(nn.Module):
         rt = self.runtime
         bias = None if self.bias is None else to_runtime(self.bias, rt)
         self.plan = ConvPlan.build(to_runtime(self.weight, rt), bias, self.stride, self._plan_padding,
-                                   self.dilation, self.groups, self.algo, self.gemm, self.tile, rt,
-                                   self.dtype, self.act_scale)
+                                   self.dilation, self.groups, self.variant, rt, self.act_scale)
 
     @property
     def cost(self) -> LayerCost | None:
         return self.plan.last_cost
-
-    def geometry_for(self, input_shape) -> ConvGeometry:
-        n, c, h, w = input_shape
-        left, right, top, bottom = self._explicit_pad
-        return self.plan.geometry((n, c, h + top + bottom, w + left + right))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if any(self._explicit_pad):
@@ -67,13 +60,11 @@ class ConvbenchConv2d(nn.Module):
         return from_runtime(y, like=x)
 
     def extra_repr(self) -> str:
-        gemm = "" if self.algo == "scalar" else f", gemm={self.gemm}" + (f"-t{self.tile}" if self.gemm == "blocked" else "")
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
-                f"padding={self.padding}, algo={self.algo}{gemm}, backend={self.runtime.name}"
-                + ("" if self.dtype == "fp32" else f", dtype={self.dtype}"))
+                f"padding={self.padding}, variant={self.variant.label}, backend={self.runtime.name}")
 
 
-def swap_conv2d(model: nn.Module, algo: str = "im2col", gemm: str = "blocked", tile: int = 16,
+def swap_conv2d(model: nn.Module, algo: str = "im2col", gemm: str = "blocked", tile: int = DEFAULT_TILE,
                 backend="auto", dtype: str = "fp32", act_scales: dict[str, float] | None = None) -> nn.Module:
     """Replace every ``nn.Conv2d`` of ``model`` in place; returns the model.
 
@@ -85,12 +76,16 @@ def swap_conv2d(model: nn.Module, algo: str = "im2col", gemm: str = "blocked", t
     each layer's input scale from ``act_scales`` (layer name -> scale, from
     ``experiments.conv.lowp.calibrate``), or from each input as it comes where none is given.
     """
-    runtime = validate(algo, gemm, tile, backend)
-    lowp.check_dtype(dtype, gemm)
+    variant, runtime = resolve(algo, gemm, tile, backend, dtype)
+    return swap_variant(model, variant, runtime, act_scales)
+
+
+def swap_variant(model: nn.Module, variant: Variant, runtime, act_scales: dict[str, float] | None = None) -> nn.Module:
+    """swap_conv2d for a resolved ``variant`` on a ``runtime`` (the harness's and the tuner's entry)."""
     act_scales = act_scales or {}
     convs = [(name, m) for name, m in model.named_modules() if type(m) is nn.Conv2d]
     for name, conv in convs:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, ConvbenchConv2d(conv, name, algo, gemm, tile, runtime, dtype, act_scales.get(name)))
+        setattr(parent, child, ConvbenchConv2d(conv, name, variant, runtime, act_scales.get(name)))
     return model
