@@ -2,7 +2,10 @@
 
 Column names of the job frame: the contract's metric names as they are (latency_ms, ...),
 plus short names for params and tags (model, algo, gemm, tile, device, backend, ...).
-A metric a run did not log is NaN, so older runs load like newer ones.
+algo, gemm, tile, quant and variant (its label) come from the resolved variant the harness logged
+(variant.* params, experiments/conv/variant.py); a run logged before those params existed gets its
+variant by the same rule (Variant.of) from its raw config. A metric a run did not log is NaN, so
+older runs load like newer ones.
 """
 from __future__ import annotations
 
@@ -11,15 +14,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from experiments.conv.variant import Variant
 from experiments.tracking import contract
 
 PYTORCH = "pytorch"
 SCALAR = "scalar"
 BLOCKED = "blocked"
-VENDOR = "vendor"
-# Algorithms whose GEMM back-end and tile do not change what runs (pytorch calls conv2d,
-# scalar has no GEMM, auto chooses per layer): one variant each, whatever gemm/tile a sweep crossed them with.
-NO_GEMM_ALGOS = (PYTORCH, SCALAR, "auto")
 
 STATUS_OK, STATUS_FAILED, STATUS_RUNNING = "ok", "failed", "running"
 
@@ -29,7 +29,7 @@ ELEMENT_BYTES = {"fp32": 4, "tf32": 4, "bf16": 2, "fp16": 2, "int8": 1}
 
 JOB_COLUMNS = [
     "run_id", "run_name", "experiment", "start_time", "status", "error",
-    "model", "batch", "input_size", "algo", "gemm", "tile", "technique",
+    "model", "batch", "input_size", "algo", "gemm", "tile", "variant", "technique",
     "device", "backend", "runtime", "timing", "emulated", "cache_mode", "bench",
     "quant", "prune", "prune_amount", "sweep_id", "git_sha", "git_dirty", "kernel_hash",
     "energy_mode", "versions", "bench_params",
@@ -40,10 +40,19 @@ LOADED_METRICS = (*contract.METRICS, *contract.GPU_METRICS, *contract.COMPRESSIO
 
 
 def technique_of(algo: str, gemm: str | None) -> str:
-    """The label of what ran: pytorch, scalar, or algorithm+GEMM back-end (im2col+blocked)."""
-    if algo in NO_GEMM_ALGOS or not gemm:
-        return algo
-    return f"{algo}+{gemm}"
+    """The report's grouping of variants across tiles: pytorch, scalar, or algorithm+GEMM (im2col+blocked)."""
+    variant = Variant.of(algo, gemm)
+    return f"{variant.algo}+{variant.gemm}" if variant.uses_gemm else variant.algo
+
+
+def variant_of(params: dict) -> Variant:
+    """The run's resolved variant: its variant.label param, else its raw config by Variant.of."""
+    if contract.P_VARIANT_LABEL in params:
+        return Variant.parse(params[contract.P_VARIANT_LABEL])
+    raw = {key: params.get(name, "").strip().lower() for key, name in
+           (("algo", contract.P_ALGO), ("gemm", contract.P_GEMM), ("dtype", contract.P_QUANT))}
+    return Variant.of(raw["algo"], raw["gemm"] or None, _int_or_none(params.get(contract.P_TILE)),
+                      raw["dtype"] or "fp32")
 
 
 def _status(tags: dict, run_status: str) -> str:
@@ -79,13 +88,7 @@ def job_row(run, experiment_name: str = "") -> dict | None:
     params, tags, metrics = run.data.params, run.data.tags, run.data.metrics
     if tags.get(contract.T_RUN_KIND) == "parent" or contract.P_ALGO not in params:
         return None
-    algo = params[contract.P_ALGO].strip().lower()
-    gemm = params.get(contract.P_GEMM, "").strip().lower() or None
-    tile = _int_or_none(params.get(contract.P_TILE))
-    if algo in NO_GEMM_ALGOS:
-        gemm, tile = None, None
-    elif gemm != BLOCKED:
-        tile = None  # only the blocked kernel has a tile; vendor GEMM ignores it
+    variant = variant_of(params)
     backend = tags.get(contract.T_BACKEND) or params.get(contract.P_BACKEND, "unknown")
     runtime = tags.get(contract.T_RUNTIME, "")
     timing = tags.get(contract.T_TIMING) or ("emulated" if backend == "emulator" else "measured")
@@ -99,10 +102,11 @@ def job_row(run, experiment_name: str = "") -> dict | None:
         "model": params.get(contract.P_MODEL, "unknown model"),
         "batch": params.get(contract.P_BATCH, ""),
         "input_size": params.get(contract.P_INPUT_SIZE, ""),
-        "algo": algo,
-        "gemm": gemm,
-        "tile": tile,
-        "technique": technique_of(algo, gemm),
+        "algo": variant.algo,
+        "gemm": variant.gemm,
+        "tile": variant.tile,
+        "variant": variant.label,
+        "technique": technique_of(variant.algo, variant.gemm),
         "device": tags.get(contract.T_DEVICE) or "unknown device",
         "backend": backend,
         "runtime": runtime,
@@ -111,7 +115,7 @@ def job_row(run, experiment_name: str = "") -> dict | None:
         "emulated": timing == "emulated" or backend == "emulator" or runtime == "emulated",
         "cache_mode": params.get(contract.P_CACHE_MODE, ""),
         "bench": params.get(contract.P_BENCH, ""),
-        "quant": params.get(contract.P_QUANT, "fp32").strip().lower() or "fp32",
+        "quant": variant.dtype,
         "prune": params.get(contract.P_PRUNE, "none").strip().lower() or "none",
         "prune_amount": _float_or(params.get(contract.P_PRUNE_AMOUNT), 0.0),
         "sweep_id": tags.get(contract.T_SWEEP_ID, ""),
@@ -143,11 +147,6 @@ def jobs_frame(runs, experiment_names: dict[str, str] | None = None) -> pd.DataF
     for name in LOADED_METRICS:
         frame[name] = frame[name].astype(float)
     return frame
-
-
-def logged_metrics(jobs: pd.DataFrame) -> set[str]:
-    """The contract metrics at least one of these runs logged."""
-    return {name for name in contract.METRICS if name in jobs and jobs[name].notna().any()}
 
 
 def read_layers(path: Path, run_id: str) -> pd.DataFrame:

@@ -268,7 +268,7 @@ def tile_sweep_table(sweep: pd.DataFrame) -> pd.DataFrame:
 def best_tile_per_layer(runs: pd.DataFrame, layers: pd.DataFrame) -> pd.DataFrame:
     """Per layer and blocked technique: the tile with the lowest layer latency, and that latency."""
     blocked = runs[runs["tile"].notna()]
-    merged = layers.merge(blocked[["run_id", "technique", "tile"]], on="run_id")
+    merged = layers.drop(columns="tile").merge(blocked[["run_id", "technique", "tile"]], on="run_id")
     merged = merged[merged[c.LATENCY_MS].notna()]
     if merged.empty:
         return pd.DataFrame()
@@ -321,7 +321,7 @@ def energy(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
 
 def roofline_points(runs: pd.DataFrame, layers: pd.DataFrame) -> pd.DataFrame:
     """Per layer and technique: arithmetic intensity [FLOP/B] and achieved GFLOP/s."""
-    merged = layers.merge(runs[["run_id", "technique", "tile", "model"]], on="run_id")
+    merged = layers.drop(columns="tile").merge(runs[["run_id", "technique", "tile", "model"]], on="run_id")
     merged = merged[(merged[c.LATENCY_MS] > 0) & merged["flops"].notna()
                     & (merged["arithmetic_intensity"] > 0)]
     return pd.DataFrame({

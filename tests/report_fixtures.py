@@ -17,7 +17,7 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 from mlflow.entities import Metric, Param  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
-from experiments.conv import ConvGeometry, layer_cost  # noqa: E402
+from experiments.conv import ConvGeometry, Variant, layer_cost  # noqa: E402
 from experiments.tracking import contract as c  # noqa: E402
 
 GPU_A = "Synthetic GPU A"
@@ -36,7 +36,7 @@ def layer_rows(algo: str, latencies: list[float], baseline: list[float] | None =
             TOYNET_LAYERS, latencies, baseline or [None] * len(latencies)):
         pad = k // 2
         geometry = ConvGeometry(batch, cin, cout, hw, hw, k, k, (stride, stride), (pad, pad))
-        cost = layer_cost(geometry, algo).as_dict()
+        cost = layer_cost(geometry, Variant.of(algo, "vendor")).as_dict()
         rows.append({
             "layer": name, "batch": batch, "in_channels": cin, "out_channels": cout,
             "kernel_h": k, "kernel_w": k, "stride": stride, "padding": pad, "dilation": 1,

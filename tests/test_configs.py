@@ -6,6 +6,7 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf import OmegaConf
 
+from experiments.conv import Variant
 from experiments.harness.config import job_spec
 from experiments.harness.errors import ConfigError
 from experiments.runtime import gpu_available
@@ -61,8 +62,8 @@ def test_every_choice_composes_and_checks(hydra_conf, group, choice):
 
 def test_defaults_run_anywhere(hydra_conf):
     spec = job_spec(_compose())
-    assert (spec.model, spec.algo, spec.gemm, spec.backend, spec.energy) == ("resnet18", "im2col", "vendor", "auto",
-                                                                            "codecarbon")
+    assert (spec.model, spec.variant, spec.backend, spec.energy) == ("resnet18", Variant("im2col", "vendor"), "auto",
+                                                                    "codecarbon")
     assert spec.name == "resnet18/im2col/vendor/fp32/dense"
     assert spec.tracking_uri == contract.DEFAULT_TRACKING_URI
     assert spec.model_protocol.warmup >= 10 and spec.layer_protocol.warmup >= 10
@@ -77,6 +78,7 @@ def test_hydra_settings(hydra_conf):
 def test_run_names_follow_the_contract(hydra_conf):
     blocked = job_spec(_compose("gemm=blocked", "gemm.tile=32", "backend=emulator"))
     assert blocked.name == "resnet18/im2col/blocked-t32/fp32/dense"
+    assert blocked.variant == Variant("im2col", "blocked", 32, "fp32")
     assert job_spec(_compose("algo=scalar", "backend=numpy")).name == "resnet18/scalar/fp32/dense"
     assert job_spec(_compose("algo=pytorch", "gemm=blocked")).name == "resnet18/pytorch/fp32/dense"
 

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from experiments import conv2d, swap_conv2d
-from experiments.conv import ConvbenchConv2d, ConvGeometry, layer_cost
+from experiments.conv import ConvbenchConv2d, ConvGeometry, Variant, layer_cost
 from experiments.conv.plan import ConvPlan
 from experiments.conv.tolerance import RELATIVE_TOLERANCE, relative_error
 from experiments.runtime import gpu_available, resolve
@@ -25,15 +25,15 @@ def test_workspace_actually_allocated_matches_accounting(algo, shape):
     x_shape, w_shape, stride, padding, dilation = shape
     rng = np.random.default_rng(0)
     plan = ConvPlan.build(rng.standard_normal(w_shape).astype(np.float32), None, stride, padding, dilation, 1,
-                          algo, "vendor", 16, resolve("numpy"))
+                          Variant.of(algo, "vendor"), resolve("numpy"))
     plan(rng.standard_normal(x_shape).astype(np.float32))
     g = ConvGeometry.from_shapes(x_shape, w_shape, stride, padding, dilation)
-    assert plan.last_cost == layer_cost(g, algo)
+    assert plan.last_cost == layer_cost(g, Variant.of(algo, "vendor"))
 
 
 def test_accounting_of_a_3x3_layer():
     g = ConvGeometry.from_shapes((2, 64, 28, 28), (128, 64, 3, 3), padding=1)
-    im2col, kn2row, scalar = (layer_cost(g, a) for a in ("im2col", "kn2row", "scalar"))
+    im2col, kn2row, scalar = (layer_cost(g, Variant.of(a, "vendor")) for a in ("im2col", "kn2row", "scalar"))
     assert im2col.flops == 2 * 2 * 128 * 28 * 28 * 64 * 9 == 2 * im2col.gemm_m * im2col.gemm_n * im2col.gemm_k
     assert (im2col.gemm_m, im2col.gemm_n, im2col.gemm_k) == (128, 2 * 28 * 28, 576)
     assert (kn2row.gemm_m, kn2row.gemm_n, kn2row.gemm_k) == (128 * 9, 2 * 28 * 28, 64)

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from experiments import conv2d, swap_conv2d
-from experiments.conv import ConvbenchConv2d, ConvGeometry, layer_cost
+from experiments.conv import ConvbenchConv2d, ConvGeometry, Variant, layer_cost
 from experiments.conv.plan import ConvPlan
 from experiments.conv.tolerance import RELATIVE_TOLERANCE, relative_error
 from experiments.runtime import resolve
@@ -52,7 +52,7 @@ def _id(case):
 
 def test_accounting_of_grouped_and_depthwise_layers():
     g = ConvGeometry.from_shapes((2, 128, 28, 28), (128, 4, 3, 3), padding=1, groups=32)
-    im2col, kn2row, scalar = (layer_cost(g, a, "blocked") for a in ("im2col", "kn2row", "scalar"))
+    im2col, kn2row, scalar = (layer_cost(g, Variant.of(a, "blocked", 16)) for a in ("im2col", "kn2row", "scalar"))
     assert im2col.flops == 2 * 2 * 128 * 28 * 28 * 4 * 9
     assert (im2col.gemm_m, im2col.gemm_n, im2col.gemm_k, im2col.gemm_groups) == (4, 2 * 28 * 28, 36, 32)
     assert (kn2row.gemm_m, kn2row.gemm_n, kn2row.gemm_k, kn2row.gemm_groups) == (36, 2 * 28 * 28, 4, 32)
@@ -60,16 +60,16 @@ def test_accounting_of_grouped_and_depthwise_layers():
         assert cost.flops == 2 * cost.gemm_m * cost.gemm_n * cost.gemm_k * cost.gemm_groups
     assert im2col.workspace_bytes == 4 * 2 * 128 * 9 * 28 * 28     # every group's columns
     assert kn2row.workspace_bytes == 4 * 2 * 128 * 9 * 28 * 28     # every group's partial planes
-    assert (im2col.kernel, kn2row.kernel, scalar.kernel) == ("im2col/blocked", "kn2row/blocked", "scalar")
+    assert (im2col.kernel, kn2row.kernel, scalar.kernel) == ("im2col/blocked-t16/fp32", "kn2row/blocked-t16/fp32", "scalar/fp32")
     assert scalar.min_bytes == 4 * (2 * 128 * 28 * 28 + 128 * 4 * 9 + 2 * 128 * 28 * 28)
 
     dw = ConvGeometry.from_shapes((1, 96, 56, 56), (96, 1, 3, 3), stride=2, padding=1, groups=96)
     assert dw.is_depthwise and not g.is_depthwise
     for algo in ("im2col", "kn2row", "scalar"):
-        cost = layer_cost(dw, algo, "vendor")
-        assert cost.kernel == "depthwise" and cost.workspace_bytes == 0 and cost.gemm_groups == 0
+        cost = layer_cost(dw, Variant.of(algo, "vendor"))
+        assert cost.gemm_m == 0 and cost.workspace_bytes == 0 and cost.gemm_groups == 0
         assert cost.flops == 2 * 96 * 28 * 28 * 9
-    assert layer_cost(dw, "pytorch").kernel == "pytorch"
+    assert layer_cost(dw, Variant("pytorch")).kernel == "pytorch/fp32"
 
 
 @pytest.mark.parametrize("algo", ["im2col", "kn2row", "scalar"])
@@ -77,11 +77,12 @@ def test_accounting_of_grouped_and_depthwise_layers():
 def test_workspace_and_kernel_recorded_by_the_plan(algo, case):
     x, weight, _, kwargs = _conv(case)
     plan = ConvPlan.build(weight.numpy(), None, kwargs["stride"], kwargs["padding"], kwargs["dilation"],
-                          kwargs["groups"], algo, "vendor", 16, resolve("numpy"))
+                          kwargs["groups"], Variant.of(algo, "vendor"), resolve("numpy"))
     plan(x.numpy())
     g = ConvGeometry.from_shapes(x.shape, weight.shape, kwargs["stride"], kwargs["padding"], kwargs["dilation"],
                                  kwargs["groups"])
-    assert plan.last_cost == layer_cost(g, algo, "vendor")
+    ran = Variant("depthwise") if g.is_depthwise else Variant.of(algo, "vendor")
+    assert plan.layer_variant == ran and plan.last_cost == layer_cost(g, ran)
 
 
 @pytest.mark.parametrize("algo", ["im2col", "kn2row", "scalar"])
@@ -183,4 +184,4 @@ def test_mobilenet_v2_on_the_kernels():
         y = swapped(x)
     assert relative_error(y.numpy(), reference.numpy()) < TOL
     kernels = {m.cost.kernel for m in swapped.modules() if isinstance(m, ConvbenchConv2d)}
-    assert kernels == {"depthwise", "im2col/blocked"}
+    assert kernels == {"depthwise/fp32", "im2col/blocked-t16/fp32"}

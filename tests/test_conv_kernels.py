@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from experiments import conv2d, swap_conv2d
+from experiments.conv import Variant
 from experiments.conv.kernel_launch import KernelLauncher
 from experiments.conv.tolerance import RELATIVE_TOLERANCE, relative_error
 from experiments.runtime import gpu_available, resolve
@@ -43,7 +44,7 @@ def test_blocked_gemm_any_shape(runtime, tile, m, n, k, batch):
     rt = runtime_named(runtime)
     rng = np.random.default_rng(m * n * k)
     a, b = rng.standard_normal((m, k)), rng.standard_normal((batch, k, n))
-    c = KernelLauncher(rt, "blocked", tile).gemm(rt.xp.asarray(a, dtype=np.float32), rt.xp.asarray(b, dtype=np.float32))
+    c = KernelLauncher(rt, Variant.of("im2col", "blocked", tile)).gemm(rt.xp.asarray(a, dtype=np.float32), rt.xp.asarray(b, dtype=np.float32))
     c = c if isinstance(c, np.ndarray) else c.get()
     assert relative_error(c, np.matmul(a, b)) < 1e-5
 

@@ -140,7 +140,7 @@ def test_calibrated_scales_and_swap():
     assert set(scales) == {"0", "2"} and scales["0"] == pytest.approx(float(calibration.abs().max()) / 127)
     ours = swap_conv2d(model, "im2col", "vendor", backend="numpy", dtype="int8", act_scales=scales)
     assert ours[0].plan.prepared_weight.act_scale == pytest.approx(scales["0"])
-    assert "dtype=int8" in repr(ours)
+    assert "variant=im2col/vendor/int8" in repr(ours)
     with torch.no_grad():
         y = ours[0](x)
     check(y, x, model[0].weight.detach(), model[0].bias.detach(), "int8", scales["0"], padding=1)

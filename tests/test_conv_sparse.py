@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from experiments import conv2d, swap_conv2d
-from experiments.conv import ConvbenchConv2d, ConvGeometry, layer_cost
+from experiments.conv import ConvbenchConv2d, ConvGeometry, Variant, layer_cost
 from experiments.conv.kernel_launch import KernelLauncher
 from experiments.conv.plan import ConvPlan
 from experiments.conv.sparse import CsrFilter, _numpy_spmm, density_threshold
@@ -54,7 +54,7 @@ def test_spmm_kernel_any_shape_and_density(runtime, m, n, k, batch, density):
     rt = runtime_named(runtime)
     rng = np.random.default_rng(m * n + k)
     a, b = _pruned(rng, (m, k), density), rng.standard_normal((batch, k, n)).astype(np.float32)
-    c = KernelLauncher(rt, "sparse", 16).gemm(CsrFilter.from_dense(a, rt.xp), rt.xp.asarray(b))
+    c = KernelLauncher(rt, Variant.of("im2col", "sparse")).gemm(CsrFilter.from_dense(a, rt.xp), rt.xp.asarray(b))
     c = c if isinstance(c, np.ndarray) else c.get()
     expected = np.matmul(a.astype(np.float64), b)
     assert c.shape == (batch, m, n)
@@ -87,11 +87,12 @@ def test_auto_sparse_picks_the_spmm_below_the_threshold_only(backend):
     for density, expected in [(threshold / 2, "sparse"), (min(1.0, threshold * 3), "vendor")]:
         w = _pruned(rng, (24, 16, 3, 3), density)
         for algo in ("im2col", "kn2row"):
-            plan = ConvPlan.build(w, None, 1, 1, 1, 1, algo, "auto_sparse", 16, runtime)
+            plan = ConvPlan.build(w, None, 1, 1, 1, 1, Variant.of(algo, "auto_sparse"), runtime)
             y = plan(x)
-            assert plan.kernel_gemm == expected and plan.last_cost.kernel == f"{algo}/{expected}"
+            ran = Variant.of(algo, expected)
+            assert plan.layer_variant == ran and plan.last_cost.kernel == f"{algo}/{expected}/fp32"
             assert isinstance(plan.prepared_weight, CsrFilter) == (expected == "sparse")
-            assert plan.last_cost == layer_cost(g, algo, expected)
+            assert plan.last_cost == layer_cost(g, ran)
             reference = torch.nn.functional.conv2d(torch.from_numpy(x).double(), torch.from_numpy(w).double(),
                                                    padding=1).numpy()
             assert relative_error(y, reference) < TOL

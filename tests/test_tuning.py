@@ -12,11 +12,13 @@ import pytest
 import torch
 from torch import nn
 
+from experiments.conv import Variant
 from experiments.harness.timing import CpuClock
 from experiments.runtime import resolve
 from experiments.tracking import contract
-from experiments.tuning import (Candidate, TuningDatabase, TuningEntry, TuningKey, build_tuned_model, candidates_for,
+from experiments.tuning import (TuningDatabase, TuningEntry, TuningKey, build_tuned_model, candidates_for,
                                 tune_layer, tune_model, tuning_spec)
+from experiments.tuning import autotune
 from experiments.tuning.database import on_network_filesystem
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,13 +46,15 @@ def _inputs(model, x):
 def test_candidates_follow_the_runtime_and_the_filter():
     spec = tuning_spec({"db": "x.db", "gemms": ["vendor", "blocked", "sparse"]})
     numpy = [c.label for c in candidates_for(resolve("numpy"), spec, sparse=False)]
-    assert numpy == ["im2col/vendor", "kn2row/vendor", "scalar"]          # no kernels: no blocked GEMM
+    assert numpy == ["im2col/vendor/fp32", "kn2row/vendor/fp32", "scalar/fp32"]          # no kernels: no blocked GEMM
     pruned = [c.label for c in candidates_for(resolve("numpy"), spec, sparse=True)]   # a filter with zeros
-    assert pruned == ["im2col/vendor", "im2col/sparse", "kn2row/vendor", "kn2row/sparse", "scalar"]
+    assert pruned == ["im2col/vendor/fp32", "im2col/sparse/fp32", "kn2row/vendor/fp32", "kn2row/sparse/fp32",
+                      "scalar/fp32"]
     emulator = [c.label for c in candidates_for(resolve("emulator"), spec, sparse=False)]
-    assert emulator == ["im2col/vendor", "im2col/blocked-t8", "im2col/blocked-t16", "im2col/blocked-t32",
-                        "kn2row/vendor", "kn2row/blocked-t8", "kn2row/blocked-t16", "kn2row/blocked-t32", "scalar"]
-    assert all(Candidate.parse(label).label == label for label in emulator + pruned)
+    assert emulator == ["im2col/vendor/fp32", "im2col/blocked-t8/fp32", "im2col/blocked-t16/fp32",
+                        "im2col/blocked-t32/fp32", "kn2row/vendor/fp32", "kn2row/blocked-t8/fp32",
+                        "kn2row/blocked-t16/fp32", "kn2row/blocked-t32/fp32", "scalar/fp32"]
+    assert all(Variant.parse(label).label == label for label in emulator + pruned)
     with pytest.raises(ValueError, match="no candidate on backend 'numpy'"):
         candidates_for(resolve("numpy"), tuning_spec({"db": "x.db", "algos": ["im2col"], "gemms": ["blocked"]}))
 
@@ -86,8 +90,8 @@ class _ScriptedClock:
 
 
 def test_clearly_slower_candidates_are_dropped_early_and_the_runner_up_is_named(monkeypatch):
-    clock = _ScriptedClock({"im2col/vendor": 1.02e-3, "kn2row/vendor": 9e-3, "scalar": 1.0e-3})
-    real_module = Candidate.module
+    clock = _ScriptedClock({"im2col/vendor/fp32": 1.02e-3, "kn2row/vendor/fp32": 9e-3, "scalar/fp32": 1.0e-3})
+    real_module = autotune.candidate_module
 
     def module(self, conv, name, runtime):
         inner = real_module(self, conv, name, runtime)
@@ -96,34 +100,35 @@ def test_clearly_slower_candidates_are_dropped_early_and_the_runner_up_is_named(
             clock.current = label
             return inner(x)
         return call
-    monkeypatch.setattr(Candidate, "module", module)
+    monkeypatch.setattr(autotune, "candidate_module", module)
     conv = nn.Conv2d(4, 8, 3, padding=1).eval()
     spec = tuning_spec({"db": "unused.db", "gemms": ["vendor"], "first_samples": 2, "warmup": 0})
     with torch.no_grad():
         entry = tune_layer(conv, "conv", torch.randn(1, 4, 8, 8), resolve("numpy"),
                            candidates_for(resolve("numpy"), spec), spec, clock, TOL, budget_s=60)
-    assert entry.choice == "scalar" and entry.runner_up == "im2col/vendor"
+    assert entry.choice == "scalar/fp32" and entry.runner_up == "im2col/vendor/fp32"
     assert entry.choice_s == pytest.approx(1.0e-3) and entry.runner_up_s == pytest.approx(1.02e-3)
-    kn2row = entry.results["kn2row/vendor"]
+    kn2row = entry.results["kn2row/vendor/fp32"]
     assert kn2row["status"] == "dropped" and kn2row["round"] == 1 and kn2row["n"] == 2   # after its first round
-    assert entry.results["scalar"]["round"] == entry.results["im2col/vendor"]["round"] == 2
-    assert entry.results["scalar"]["n"] == 2 + 4                                          # samples doubled
+    assert entry.results["scalar/fp32"]["round"] == entry.results["im2col/vendor/fp32"]["round"] == 2
+    assert entry.results["scalar/fp32"]["n"] == 2 + 4                                          # samples doubled
 
 
 def test_a_candidate_with_a_wrong_answer_is_never_chosen(monkeypatch):
-    real_module = Candidate.module
+    real_module = autotune.candidate_module
 
     def module(self, conv, name, runtime):
         inner = real_module(self, conv, name, runtime)
         return (lambda x: inner(x) * 1.01) if self.algo == "scalar" else inner
-    monkeypatch.setattr(Candidate, "module", module)
+    monkeypatch.setattr(autotune, "candidate_module", module)
     conv = nn.Conv2d(4, 8, 3, padding=1).eval()
     spec = tuning_spec({"db": "unused.db", "algos": ["scalar", "im2col"], "gemms": ["vendor"]})
     with torch.no_grad():
         entry = tune_layer(conv, "conv", torch.randn(1, 4, 8, 8), resolve("numpy"),
                            candidates_for(resolve("numpy"), spec), spec, CpuClock(), TOL, budget_s=5)
-    assert entry.choice == "im2col/vendor" and entry.runner_up is None
-    assert entry.results["scalar"]["status"] == "failed" and "above the tolerance" in entry.results["scalar"]["error"]
+    assert entry.choice == "im2col/vendor/fp32" and entry.runner_up is None
+    failed = entry.results["scalar/fp32"]
+    assert failed["status"] == "failed" and "above the tolerance" in failed["error"]
 
 
 _REUSE = textwrap.dedent("""
@@ -261,7 +266,7 @@ def test_algo_auto_run_records_choices_and_a_second_run_measures_nothing(convben
         assert set(contract.AUTO_METRICS) <= set(metrics)
         assert metrics[contract.SPEEDUP_VS_BEST_SINGLE] == pytest.approx(
             metrics[contract.BEST_SINGLE_LATENCY_MS] / metrics[contract.LATENCY_MS])
-        assert run.data.tags[contract.T_BEST_SINGLE] in {"im2col/vendor", "kn2row/vendor", "scalar"}
+        assert run.data.tags[contract.T_BEST_SINGLE] in {"im2col/vendor/fp32", "kn2row/vendor/fp32", "scalar/fp32"}
         assert run.data.tags[contract.T_TIMING] == "measured" and run.info.run_name == "resnet18/auto/fp32/dense"
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
         assert {contract.A_LAYERS, contract.A_TUNING_DB} <= artifacts
@@ -306,7 +311,7 @@ def test_tuning_on_the_gpu_measures_blocked_tiles_by_device_events(tmp_path):
     outcome = tune_model(model, convs, inputs, runtime, spec, "fp32", EventClock("torch"), TOL)
     assert (outcome.measured, outcome.reused) == (2, 1)
     results = outcome.layers[0].entry.results
-    assert {"im2col/blocked-t8", "im2col/blocked-t16", "im2col/blocked-t32", "scalar"} <= set(results)
+    assert {"im2col/blocked-t8/fp32", "im2col/blocked-t16/fp32", "im2col/blocked-t32/fp32", "scalar/fp32"} <= set(results)
     assert all(r["status"] != "failed" for r in results.values()), results
     key = outcome.layers[0].key
     assert key.runtime.startswith("gpu/") and key.kernel_hash != "none" and key.batch == 2

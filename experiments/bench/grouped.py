@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from experiments.bench import document
 from experiments.bench.layers import Bench, distinct_conv_layers, variants_for
-from experiments.conv import layer_cost, swap_conv2d
+from experiments.conv import DEFAULT_TILE, Variant, layer_cost, swap_variant
 from experiments.conv.api import validate
 from experiments.conv.plan import ConvPlan
 from experiments.conv.tolerance import RELATIVE_TOLERANCE, relative_error
@@ -63,7 +63,7 @@ class GroupedBench(Bench):
                 "pytorch err": relative_error(_host(model(x)), reference)}
             errors = []
             for v in self.variants:
-                swapped = swap_conv2d(copy.deepcopy(model), v.algo, v.gemm, v.tile or 16, backend=self.runtime)
+                swapped = swap_variant(copy.deepcopy(model), v, self.runtime)
                 err = relative_error(_host(swapped(x)), reference)
                 errors.append(err)
                 row[v.label] = (f"FAILED err={err:.1e}" if err > TOLERANCE
@@ -87,7 +87,7 @@ class GroupedBench(Bench):
                 row[v.label] = depthwise_ms
                 continue
             plan = ConvPlan.build(self.xp.asarray(w), None, g.stride, g.padding, g.dilation, g.groups,
-                                  v.algo, v.gemm, v.tile or 16, self.runtime)
+                                  v, self.runtime)
             err = relative_error(_host(plan(xd)), reference)
             kernels.append(plan.last_cost.kernel)
             row[v.label] = (f"FAILED err={err:.1e}" if err > TOLERANCE
@@ -114,7 +114,7 @@ def layer_table(bench: GroupedBench, models, batch: int, input_size: int) -> pd.
             rows.append({
                 "model": model, "layer": name, "layers": count,
                 "shape": f"{g.in_channels}->{g.out_channels} g{g.groups} {g.in_h}x{g.in_w} k{g.kernel_h} s{g.stride[0]}",
-                "GFLOP": layer_cost(g, "pytorch").flops / 1e9, **times,
+                "GFLOP": layer_cost(g, Variant("pytorch")).flops / 1e9, **times,
                 "best": best, "speedup (pytorch/best)": times["pytorch"] / best_ms})
     return pd.DataFrame(rows)
 
@@ -139,7 +139,7 @@ def main(argv=None) -> int:
     parser.add_argument("--models", nargs="+", default=list(MODELS))
     parser.add_argument("--input-size", type=int, default=224)
     parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--tile", type=int, default=16, help="the blocked GEMM's tile (kernel runtimes only)")
+    parser.add_argument("--tile", type=int, default=DEFAULT_TILE, help="the blocked GEMM's tile (kernel runtimes only)")
     parser.add_argument("--backend", default="auto", choices=["auto", "gpu", "numpy"])
     parser.add_argument("--out", help="also write the tables as markdown to this file")
     args = parser.parse_args(argv)

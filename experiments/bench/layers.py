@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -22,39 +21,27 @@ import torch
 import torch.nn.functional as F
 
 from experiments.bench import document
-from experiments.conv import TILES, ConvGeometry, layer_cost
+from experiments.conv import TILES, ConvGeometry, Variant, layer_cost
 from experiments.conv.api import validate
 from experiments.conv.kernel_launch import KernelLauncher
 from experiments.conv.plan import ConvPlan
+from experiments.conv.variant import GEMM_ALGORITHMS
 from experiments.conv.tolerance import RELATIVE_TOLERANCE, relative_error
 from experiments.harness.models import build_model
 from experiments.harness.timing import CpuClock, EventClock, Measurement, Protocol, measure
 from experiments.runtime import device_memory, resolve
 
+IM2COL_VENDOR = Variant.of("im2col", "vendor").label
 PROTOCOL = Protocol(warmup=10, min_samples=10, min_time_s=0.3, max_time_s=5.0)
 QUICK_PROTOCOL = Protocol(warmup=3, min_samples=5, min_time_s=0.05, max_time_s=1.0)   # --quick (make gpu-check)
 TOLERANCE = RELATIVE_TOLERANCE["fp32"]
 
 
-@dataclass(frozen=True)
-class Variant:
-    algo: str
-    gemm: str
-    tile: int
-
-    @property
-    def label(self) -> str:
-        if self.algo == "scalar":
-            return "scalar"
-        return f"{self.algo}/{self.gemm}" + (f"-t{self.tile}" if self.gemm == "blocked" else "")
-
-
 def variants_for(runtime) -> list[Variant]:
-    """Every (algorithm, GEMM, tile) the runtime can run; scalar has no GEMM, so it appears once."""
+    """Every fp32 (algorithm, GEMM, tile) the runtime can run; scalar has no GEMM, so it appears once."""
     gemms = [("blocked", t) for t in TILES] if runtime.has_kernels else []
-    gemms.append(("vendor", 0))
-    found = [Variant(a, g, t) for a in ("im2col", "kn2row") for g, t in gemms]
-    return found + [Variant("scalar", "vendor", 0)]
+    gemms.append(("vendor", None))
+    return [Variant.of(a, g, t) for a in GEMM_ALGORITHMS for g, t in gemms] + [Variant.of("scalar")]
 
 
 def distinct_conv_layers(model_name: str, batch: int, input_size: int) -> list[tuple[str, ConvGeometry, int]]:
@@ -116,7 +103,7 @@ class Bench:
         xd = self.xp.asarray(x.numpy())
         for v in variants_for(self.runtime):
             plan = ConvPlan.build(self.xp.asarray(w.numpy()), None, g.stride, g.padding, g.dilation, 1,
-                                  v.algo, v.gemm, v.tile or 16, self.runtime)
+                                  v, self.runtime)
             y = plan(xd)
             err = relative_error(y if isinstance(y, np.ndarray) else y.get(), reference)
             if err > TOLERANCE:
@@ -132,7 +119,7 @@ class Bench:
         reference = self.xp.matmul(a.astype(np.float64), b.astype(np.float64))
         row = {"vendor": self._time(lambda: self.xp.matmul(a, b), "vendor")}
         for tile in TILES:
-            launcher = KernelLauncher(self.runtime, "blocked", tile)
+            launcher = KernelLauncher(self.runtime, Variant.of("im2col", "blocked", tile))
             err = relative_error(launcher.gemm(a, b).get(), reference.get())
             if err > 1e-5:
                 raise AssertionError(f"blocked GEMM tile {tile} at {m}x{n}x{k}: relative error {err:.1e}")
@@ -155,10 +142,10 @@ def layer_table(bench: Bench, models: list[str], batch: int, input_size: int) ->
             rows.append({
                 "model": model, "layer": name, "layers": count,
                 "shape": f"{g.in_channels}->{g.out_channels} {g.in_h}x{g.in_w} k{g.kernel_h} s{g.stride[0]}",
-                "GFLOP": layer_cost(g, "pytorch").flops / 1e9, **times,
+                "GFLOP": layer_cost(g, Variant("pytorch")).flops / 1e9, **times,
                 "best": best, "best/pytorch": numeric[best] / times["pytorch"],
-                "im2col/pytorch": times.get("im2col/vendor", np.nan) / times["pytorch"]
-                if isinstance(times.get("im2col/vendor"), float) else np.nan,
+                "im2col/pytorch": times[IM2COL_VENDOR] / times["pytorch"]
+                if isinstance(times.get(IM2COL_VENDOR), float) else np.nan,
                 "noisy (IQR>10%)": " ".join(bench.noisy),
             })
     return pd.DataFrame(rows)
@@ -168,7 +155,7 @@ def gemm_table(bench: Bench, models: list[str], batch: int, input_size: int) -> 
     shapes = [("square", 4096, 4096, 4096)]
     for model in models:
         for name, g, _ in distinct_conv_layers(model, batch, input_size):
-            cost = layer_cost(g, "im2col")
+            cost = layer_cost(g, Variant.of("im2col", "vendor"))
             shapes.append((f"{model} {name} im2col", cost.gemm_m, cost.gemm_n, cost.gemm_k))
     rows = []
     for label, m, n, k in shapes:
@@ -193,7 +180,7 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help=f"the shorter protocol {QUICK_PROTOCOL}")
     parser.add_argument("--out", help="also write the tables as markdown to this file")
     args = parser.parse_args(argv)
-    validate("im2col", "vendor", 16, args.backend)
+    validate("im2col", "vendor", None, args.backend)
     bench = Bench(args.backend, QUICK_PROTOCOL if args.quick else PROTOCOL)
     header = document.header("layers", bench.runtime, argv,
                              f"batch {args.batch}, input {args.input_size}x{args.input_size}; protocol {bench.protocol}; "

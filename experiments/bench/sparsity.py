@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from experiments.bench import document
 from experiments.bench.layers import Bench, distinct_conv_layers
+from experiments.conv import DEFAULT_TILE, Variant
 from experiments.conv.api import validate
 from experiments.conv.plan import ConvPlan
 from experiments.conv.sparse import SPARSE_DENSITY_THRESHOLD
@@ -52,7 +53,7 @@ def prune(w: np.ndarray, density: float, rng: np.random.Generator) -> np.ndarray
 class SparsityBench(Bench):
     def __init__(self, backend: str, tile: int):
         super().__init__(backend)
-        self.dense_gemms = [("vendor", 16)] + ([("blocked", tile)] if self.runtime.has_kernels else [])
+        self.dense_gemms = [("vendor", None)] + ([("blocked", tile)] if self.runtime.has_kernels else [])
 
     def _time(self, fn, label: str) -> float:
         """Median ms by this benchmark's protocol; noisy labels (IQR/median > 10%) are collected."""
@@ -76,10 +77,11 @@ class SparsityBench(Bench):
             reference = F.conv2d(torch.from_numpy(x).double(), torch.from_numpy(w).double(), **conv_args).numpy()
             for algo in ("im2col", "kn2row"):
                 row = {"algo": algo, "density": density, "pytorch (dense)": pytorch}
-                for gemm, tile in self.dense_gemms + [("sparse", 16)]:
-                    label = gemm if gemm != "blocked" else f"blocked-t{tile}"
+                for gemm, tile in self.dense_gemms + [("sparse", None)]:
+                    variant = Variant.of(algo, gemm, tile)
+                    label = variant.gemm_label
                     plan = ConvPlan.build(self.xp.asarray(w), None, g.stride, g.padding, g.dilation, g.groups,
-                                          algo, gemm, tile, self.runtime)
+                                          variant, self.runtime)
                     y = plan(xd)
                     err = relative_error(y if isinstance(y, np.ndarray) else y.get(), reference)
                     row[label] = (f"FAILED err={err:.1e}" if err > TOLERANCE
@@ -141,7 +143,7 @@ def main(argv=None) -> int:
     parser.add_argument("--densities", nargs="+", type=float, default=list(DENSITIES))
     parser.add_argument("--input-size", type=int, default=224)
     parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--tile", type=int, default=16, help="the blocked GEMM's tile (kernel runtimes only)")
+    parser.add_argument("--tile", type=int, default=DEFAULT_TILE, help="the blocked GEMM's tile (kernel runtimes only)")
     parser.add_argument("--backend", default="auto", choices=["auto", "gpu", "numpy"])
     parser.add_argument("--out", help="also write the tables as markdown to this file")
     args = parser.parse_args(argv)
@@ -153,7 +155,7 @@ def main(argv=None) -> int:
         f"model {args.model}, batch {args.batch}, input {args.input_size}x{args.input_size}; "
         f"protocol {PROTOCOL}; times are medians in ms; sparse = "
         + ("hip/spmm_csr.hip" if bench.runtime.has_kernels else "scipy.sparse CSR (single thread)")
-        + "; dense = " + ", ".join(g if g != "blocked" else f"blocked-t{t}" for g, t in bench.dense_gemms))
+        + "; dense = " + ", ".join(Variant.of("im2col", g, t).gemm_label for g, t in bench.dense_gemms))
     print(header)
     frame = run(bench, args.model, args.batch, args.input_size, args.densities)
     ratio, cross, totals = tables(frame)

@@ -10,9 +10,10 @@ from dataclasses import dataclass, replace
 
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.conv import ALGORITHMS, GEMMS, TILES
-from experiments.conv import validate as validate_conv
+from experiments.conv import ALGORITHMS, GEMMS, TILES, Variant
+from experiments.conv import resolve as resolve_conv
 from experiments.conv.tolerance import RELATIVE_TOLERANCE
+from experiments.conv.variant import DTYPES
 
 from experiments.compress.prune import KINDS as PRUNE_KINDS
 
@@ -23,26 +24,23 @@ from .timing import CACHE_MODES, Protocol
 PYTORCH = "pytorch"
 AUTO = "auto"                           # per layer the fastest candidate, remembered (experiments/tuning)
 ALGOS = (PYTORCH, *ALGORITHMS, AUTO)
-NO_GEMM_ALGOS = (PYTORCH, "scalar", AUTO)   # the gemm choice (and tile) does not change what runs
 ENERGY_TRACKERS = ("codecarbon", "off")
-QUANTS = ("fp32", "fp16", "int8")      # RELATIVE_TOLERANCE holds their tolerances (experiments/conv/lowp.py)
+QUANTS = DTYPES                         # RELATIVE_TOLERANCE holds their tolerances (experiments/conv/tolerance.py)
 PRUNES = PRUNE_KINDS                    # experiments/compress/prune.py
 
 
 @dataclass(frozen=True)
 class JobSpec:
-    """Everything a job needs, validated; ``runtime`` is the resolved backend."""
+    """Everything a job needs, validated; ``variant`` is what runs (algo, gemm, tile, dtype resolved:
+    experiments/conv/variant.py), ``runtime`` the resolved backend."""
 
     model: str
     weights: object            # torchvision weights enum or None
     batch_size: int
     input_size: tuple[int, int]
-    algo: str
-    gemm: str
-    tile: int | None
+    variant: Variant
     backend: str               # as requested (auto, gpu, emulator, numpy)
     runtime: object
-    quant: str
     prune: str
     prune_amount: float
     seed: int
@@ -71,32 +69,29 @@ class JobSpec:
         return RELATIVE_TOLERANCE[self.quant]
 
     @property
-    def uses_gemm(self) -> bool:
-        return self.algo not in NO_GEMM_ALGOS
+    def algo(self) -> str:
+        return self.variant.algo
 
     @property
-    def gemm_label(self) -> str:
-        if not self.uses_gemm:
-            return ""
-        return f"blocked-t{self.tile}" if self.gemm == "blocked" else self.gemm
+    def quant(self) -> str:
+        return self.variant.dtype
 
     @property
     def name(self) -> str:
-        """The run name: model/algo[/gemm]/quant/prune, e.g. resnet18/im2col/blocked-t16/fp32/dense."""
+        """The run name: model/variant label/prune, e.g. resnet18/im2col/blocked-t16/fp32/dense."""
         prune = "dense" if self.prune == "none" else f"{self.prune}{self.prune_amount:g}"
-        parts = [self.model, self.algo, self.gemm_label, self.quant, prune]
-        return "/".join(p for p in parts if p)
+        return f"{self.model}/{self.variant.label}/{prune}"
 
     def identity(self) -> tuple:
         """What the job measures: two jobs with equal identities in one sweep measure the same thing
-        (gemm and tile do not apply to pytorch and scalar, the tile not to the vendor GEMM)."""
-        quant, compression = self.quant, self.compression
-        if self.algo == PYTORCH and not (quant == "fp16" and self.runtime.is_gpu) and compression is not None:
+        (the variant drops gemm and tile where they do not apply)."""
+        variant, compression = self.variant, self.compression
+        if self.algo == PYTORCH and not (self.quant == "fp16" and self.runtime.is_gpu) and compression is not None:
             # PyTorch has no int8 convolution, and on the CPU float32 is its fp16 path's better: such a
             # pytorch job measures PyTorch float32, the same as pytorch/fp32 (run once in a sweep)
-            quant, compression = "fp32", replace(compression, quant="fp32")
-        return (self.model, str(self.weights), self.batch_size, self.input_size, self.algo, self.gemm_label,
-                self.runtime.name, quant, self.prune, self.prune_amount, self.seed, self.model_protocol,
+            variant, compression = replace(variant, dtype="fp32"), replace(compression, quant="fp32")
+        return (self.model, str(self.weights), self.batch_size, self.input_size, variant,
+                self.runtime.name, self.prune, self.prune_amount, self.seed, self.model_protocol,
                 self.layer_protocol, self.cache_mode, self.flush_bytes, self.energy_s, self.energy,
                 self.country_iso_code, self.region, self.tracking_uri, self.experiment, self.tuning,
                 compression)
@@ -141,9 +136,9 @@ def job_spec(cfg: DictConfig) -> JobSpec:
         raise ConfigError(f"bench.energy_s={bench.energy_s!r}: the energy window must be >= 0 seconds")
     try:
         if algo.name in (PYTORCH, AUTO):
-            runtime = runtimes.resolve(cfg.backend.name)
+            variant, runtime = Variant.of(algo.name, dtype=cfg.quant.name), runtimes.resolve(cfg.backend.name)
         else:
-            runtime = validate_conv(algo.name, gemm.name, tile if gemm.name == "blocked" else 16, cfg.backend.name)
+            variant, runtime = resolve_conv(algo.name, gemm.name, tile, cfg.backend.name, cfg.quant.name)
     except (ValueError, RuntimeError) as exc:   # bad combination; GpuUnavailableError is a RuntimeError
         auto = " (backend=auto chose numpy: no GPU is visible)" if cfg.backend.name == "auto" else ""
         raise ConfigError(f"{type(exc).__name__}: {exc}{auto}") from None
@@ -155,8 +150,7 @@ def job_spec(cfg: DictConfig) -> JobSpec:
     tuning = _tuning(cfg.get("tuning"), runtime, cfg.quant.name) if algo.name == AUTO else None
     return JobSpec(
         model=model.name, weights=weights, batch_size=int(model.batch_size), input_size=size,
-        algo=algo.name, gemm=gemm.name, tile=int(tile) if gemm.name == "blocked" else None,
-        backend=cfg.backend.name, runtime=runtime, quant=cfg.quant.name, prune=cfg.prune.name,
+        variant=variant, backend=cfg.backend.name, runtime=runtime, prune=cfg.prune.name,
         prune_amount=compression.prune.amount, seed=int(cfg.seed),
         model_protocol=_protocol(bench.model, "bench.model"), layer_protocol=_protocol(bench.layer, "bench.layer"),
         cache_mode=bench.cache_mode, flush_bytes=int(float(bench.flush_mb) * 2**20),
@@ -195,7 +189,7 @@ def _compression(cfg, model_name: str, size: tuple[int, int], gemm: str, algo: s
         spec = PruneSpec(kind, float(prune.get("amount") or 0.0) if kind != "none" else 0.0,
                          str(prune.get("importance", "l1")), str(prune.get("scope", "layer")),
                          prune.get("steps", 1))
-        if quant.name != "fp32" and algo not in ("pytorch", "auto"):
+        if quant.name != "fp32" and algo not in (PYTORCH, AUTO):
             lowp.check_dtype(quant.name, gemm)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None

@@ -16,13 +16,12 @@ import copy
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
 
-from experiments import swap_conv2d
-from experiments.conv import ConvGeometry, LayerCost, layer_cost
+from experiments.conv import ConvGeometry, LayerCost, Variant, layer_cost, swap_variant
 from experiments.conv.api import resolve_padding
 from experiments.conv.tolerance import relative_error
 
@@ -34,6 +33,9 @@ from .energy import EnergyMeter, EnergyResult
 from .errors import ToleranceError
 from .models import build_model, make_input
 from .timing import CacheFlusher, CpuClock, EventClock, Measurement, expected_seconds, measure
+
+
+PYTORCH_VARIANT = Variant(PYTORCH)
 
 
 @dataclass
@@ -64,7 +66,7 @@ class JobOutcome:
 
     @property
     def conv_flops(self) -> int:
-        return sum(layer_cost(layer.geometry, "pytorch").flops for layer in self.layers)
+        return sum(layer_cost(layer.geometry, PYTORCH_VARIANT).flops for layer in self.layers)
 
 
 def conv_layers(model: nn.Module) -> list[tuple[str, nn.Conv2d]]:
@@ -142,9 +144,8 @@ class Job:
         elif spec.algo == AUTO:
             self.ours = None   # layer by layer, once their inputs are captured below (_tune)
         else:   # raises NotImplementedError naming a grouped layer, before any work on it
-            self.ours = swap_conv2d(copy.deepcopy(self.model), spec.algo, spec.gemm, spec.tile or 16,
-                                    backend=self.runtime, dtype=spec.quant,
-                                    act_scales=self.compressed.act_scales if self.compressed else None)
+            self.ours = swap_variant(copy.deepcopy(self.model), spec.variant, self.runtime,
+                                     self.compressed.act_scales if self.compressed else None)
         self.baseline_first_s, self.y32 = self._first_call(lambda: self.baseline_model(self.x))
         self.inputs: dict[str, torch.Tensor] = {}
         hooks = [conv.register_forward_pre_hook(self._capture(name)) for name, conv in self.convs]
@@ -164,8 +165,7 @@ class Job:
         self.ours = build_tuned_model(self.model, tuning, self.runtime)
         best, self.best_single = tuning.best_single, None
         if best is not None:
-            self.best_single = swap_conv2d(copy.deepcopy(self.model), best.algo, best.gemm or "vendor",
-                                           best.tile or 16, backend=self.runtime)
+            self.best_single = swap_variant(copy.deepcopy(self.model), best, self.runtime)
             self.best_single_first_s, _ = self._first_call(lambda: self.best_single(self.x))
 
     def _first_call(self, fn) -> tuple[float, object]:
@@ -245,7 +245,7 @@ class Job:
                 layer_out.baseline = self._measure(lambda: base(x), protocol, f"pytorch/{name}", base_first, bar=False)
                 if spec.algo == PYTORCH:
                     layer_out.ours = layer_out.baseline
-                    layer_out.cost = layer_cost(layer_out.geometry, PYTORCH)
+                    layer_out.cost = layer_cost(layer_out.geometry, PYTORCH_VARIANT)
                 else:
                     layer_out.ours = self._measure(lambda: layer(x), protocol, f"{spec.algo}/{name}", ours_first,
                                                    bar=False)
@@ -265,8 +265,7 @@ class Job:
         if spec.algo == PYTORCH:
             c.dense = c.dense_baseline
         elif spec.algo != AUTO:
-            dense_ours = swap_conv2d(copy.deepcopy(self.dense), spec.algo, spec.gemm, spec.tile or 16,
-                                     backend=self.runtime)
+            dense_ours = swap_variant(copy.deepcopy(self.dense), replace(spec.variant, dtype="fp32"), self.runtime)
             first, _ = self._first_call(lambda: dense_ours(self.x))
             c.dense = self._measure(lambda: dense_ours(self.x), protocol, f"{spec.algo}/dense_model", first)
         fp16 = self.compressed.fp16_baseline

@@ -53,8 +53,6 @@ MAX_BLOCK_DIM = (1024, 1024, 64)
 MAX_GRID_DIM = (2**31 - 1, 65535, 65535)
 MAX_DYNAMIC_SHARED_BYTES = 48 * 1024   # what a launch gets without opting in to more
 
-_HEADER = HIP_DIR / "emulator" / "hip_cpu.h"
-
 
 class EmulatorError(RuntimeError):
     """A kernel failed in the emulator (divergent barrier, __trap, ...)."""
@@ -610,10 +608,6 @@ class EmulatorModule:
         self.compiled = compiled  # True when this load ran g++, False when the build cache had it
         self._lib = _open_library(library)
         self._functions: dict[str, EmulatorFunction] = {}
-
-    @property
-    def kernel_names(self) -> list[str]:
-        return list(self.kernels)
 
     def get_function(self, name: str) -> EmulatorFunction:
         fn = self._functions.get(name)

@@ -1,8 +1,12 @@
 """The MLflow contract between the harness (writer) and analysis/ (reader).
 
-Every name the report reads is defined here once. See DESIGN.md, "MLflow contract".
+Every name the harness writes and the report reads is defined here once (docs/design.md,
+"MLflow contract").
 """
 from __future__ import annotations
+
+from experiments.conv.variant import FIELDS as VARIANT_FIELDS
+from experiments.conv.variant import PARAM_PREFIX as VARIANT_PREFIX
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 
@@ -82,6 +86,16 @@ P_PRUNE_SCOPE = "prune.scope"       # layer | global
 P_BENCH = "bench.name"          # smoke | default | paper
 P_CACHE_MODE = "bench.cache_mode"  # hot | cold
 
+# --- params: what the config resolved to (experiments/harness/results.py: resolved_params) ----
+# The resolved variant (experiments/conv/variant.py), one param per field plus its label: the report
+# reads these, never re-deriving them from the raw config above.
+P_VARIANT_LABEL = f"{VARIANT_PREFIX}label"     # e.g. kn2row/blocked-t8/fp32
+P_VARIANT_ALGO = f"{VARIANT_PREFIX}algo"
+P_VARIANT_GEMM = f"{VARIANT_PREFIX}gemm"       # empty where no GEMM runs (pytorch, scalar, auto)
+P_VARIANT_TILE = f"{VARIANT_PREFIX}tile"       # empty but for the blocked GEMM
+P_VARIANT_DTYPE = f"{VARIANT_PREFIX}dtype"
+VARIANT_PARAMS = (*(f"{VARIANT_PREFIX}{field}" for field in VARIANT_FIELDS), P_VARIANT_LABEL)
+
 # --- tags ---------------------------------------------------------------------------
 T_STATUS = "status"             # ok | failed
 T_ERROR = "error"               # exception text of a failed job
@@ -96,16 +110,19 @@ T_SWEEP_ID = "sweep_id"
 T_ENERGY_MODE = "energy_mode"   # rapl | nvml | estimated | off
 T_VERSION_PREFIX = "version."   # version.torch, version.cupy, version.mlflow, ...
 T_RUN_KIND = "run_kind"         # parent | job
-T_BEST_SINGLE = "best_single"   # algo=auto: the best single candidate, e.g. im2col/blocked-t16
+T_BEST_SINGLE = "best_single"   # algo=auto: the best single candidate, e.g. im2col/blocked-t16/fp32
 T_BASELINE = "baseline"         # what baseline_latency_ms measured: pytorch fp32 | pytorch fp16
 T_EVAL_DATA = "eval_data"       # the evaluation images of the fidelity metrics (digits test split, ...)
 T_VISIBLE_DEVICES = "visible_devices"  # the GPUs a job of a parallel launcher was given (CUDA_VISIBLE_DEVICES)
+T_ENERGY_ERROR = "energy_error"  # why the energy window failed (the timings stand without it)
 
 # --- artifacts ----------------------------------------------------------------------
 A_CONFIG = "config.yaml"
 A_LAYERS = "layers.csv"
 A_SAMPLES_DIR = "samples"       # raw per-call timings, one CSV per measured target
 A_TUNING_DB = "tuning.db"       # algo=auto: a snapshot of the tuning database after the run's tuning
+A_TRACEBACK = "traceback.txt"   # a failed job's traceback
+A_HARNESS = "harness.json"      # where the job's time went (setup, check, timing, energy, logging)
 
 # Columns of layers.csv (one row per conv layer of the model).
 LAYER_COLUMNS = (
@@ -113,12 +130,13 @@ LAYER_COLUMNS = (
     "stride", "padding", "dilation", "groups", "in_h", "in_w", "out_h", "out_w",
     "flops", "gemm_m", "gemm_n", "gemm_k", "min_bytes", "workspace_bytes",
     "arithmetic_intensity",
-    # GEMM dimensions above are per group; gemm_groups of them run (0: no GEMM). kernel: what ran,
-    # e.g. im2col/blocked, kn2row/sparse, scalar, depthwise (empty for pytorch)
-    "gemm_groups", "kernel",
+    # GEMM dimensions above are per group; gemm_groups of them run (0: no GEMM). kernel: the label of
+    # the variant that ran the layer, e.g. im2col/blocked-t8/fp32, kn2row/sparse/fp32, depthwise/fp32
+    # (empty for pytorch); tile: its blocked GEMM's TILE (empty for every other GEMM)
+    "gemm_groups", "kernel", "tile",
     "latency_ms", "latency_p10_ms", "latency_p90_ms", "baseline_latency_ms", "max_rel_err",
-    # algo=auto: the layer's choice and runner-up (candidate labels: scalar, im2col/vendor,
-    # kn2row/blocked-t16, ...) with their tuning medians, and whether this run measured them
+    # algo=auto: the layer's choice and runner-up (variant labels: scalar/fp32, im2col/vendor/fp32,
+    # kn2row/blocked-t16/fp32, ...) with their tuning medians, and whether this run measured them
     # or took them from the tuning database (measured | reused); empty for other algorithms
     "choice", "runner_up", "choice_tuned_ms", "runner_up_tuned_ms", "tuning",
 )

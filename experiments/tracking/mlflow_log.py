@@ -22,8 +22,6 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 PARENT_RUN_ID_TAG = "mlflow.parentRunId"
 
 # Artifacts besides the contract's (config.yaml, layers.csv, samples/).
-A_TRACEBACK = "traceback.txt"      # a failed job's traceback
-A_HARNESS = "harness.json"         # where the job's time went (setup, check, timing, energy, logging)
 
 _MAX_TAG = 5000                    # MLflow allows 8000 characters per tag value; errors are cut to this
 _MAX_PARAM = 6000

@@ -6,9 +6,9 @@
 
 ``python -m experiments.tuning [--db PATH]`` lists a database's entries.
 """
-from .autotune import (Candidate, LayerChoice, TuningOutcome, TuningSpec, build_tuned_model, candidates_for,
+from .autotune import (LayerChoice, TuningOutcome, TuningSpec, build_tuned_model, candidates_for,
                        tune_layer, tune_model, tuning_spec)
 from .database import TuningDatabase, TuningEntry, TuningKey
 
-__all__ = ["Candidate", "LayerChoice", "TuningDatabase", "TuningEntry", "TuningKey", "TuningOutcome", "TuningSpec",
+__all__ = ["LayerChoice", "TuningDatabase", "TuningEntry", "TuningKey", "TuningOutcome", "TuningSpec",
            "build_tuned_model", "candidates_for", "tune_layer", "tune_model", "tuning_spec"]

@@ -4,7 +4,7 @@
     outcome = tune_model(model, convs, inputs, runtime, spec, dtype="fp32", clock=CpuClock())
     tuned = build_tuned_model(model, outcome, runtime)        # each layer on its own choice
 
-Candidates are our algorithms crossed with the GEMM back-ends and tiles the runtime can run:
+Candidates are the variants (experiments/conv/variant.py) of our algorithms crossed with the GEMM back-ends and tiles the runtime can run:
 the blocked GEMM only where the runtime runs the kernels of hip/ (gpu, emulator); on numpy the
 vendor (BLAS) variants and scalar. Sparse (CSR) GEMMs are candidates for the layers whose filter
 has zeros (a pruned model): sparse against dense is measured there, not guessed. PyTorch is not
@@ -41,7 +41,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from experiments.conv import ALGORITHMS, GEMMS, TILES, ConvbenchConv2d
+from experiments.conv import ALGORITHMS, GEMMS, TILES, ConvbenchConv2d, Variant
 from experiments.conv.api import resolve_padding
 from experiments.conv.tolerance import relative_error
 from experiments.harness.timing import Protocol, measure
@@ -58,33 +58,9 @@ MEASURED, REUSED = "measured", "reused"
 
 # --- candidates ------------------------------------------------------------------------------
 
-@dataclass(frozen=True, order=True)
-class Candidate:
-    """One way to run a layer: algorithm, GEMM back-end and tile (None where they do not apply)."""
-
-    algo: str
-    gemm: str | None = None
-    tile: int | None = None
-
-    @property
-    def label(self) -> str:
-        """scalar, im2col/vendor, kn2row/blocked-t16 (the names in layers.csv and the database)."""
-        if self.gemm is None:
-            return self.algo
-        return f"{self.algo}/blocked-t{self.tile}" if self.gemm == "blocked" else f"{self.algo}/{self.gemm}"
-
-    @classmethod
-    def parse(cls, label: str) -> "Candidate":
-        algo, _, gemm = label.partition("/")
-        if not gemm:
-            return cls(algo)
-        if gemm.startswith("blocked-t"):
-            return cls(algo, "blocked", int(gemm[len("blocked-t"):]))
-        return cls(algo, gemm)
-
-    def module(self, conv: nn.Conv2d, name: str, runtime) -> ConvbenchConv2d:
-        # scalar has no GEMM: the launcher's gemm and tile are unused, any valid pair will do
-        return ConvbenchConv2d(conv, name, self.algo, self.gemm or "vendor", self.tile or 16, runtime)
+def candidate_module(candidate: Variant, conv: nn.Conv2d, name: str, runtime) -> ConvbenchConv2d:
+    """A layer on one candidate (candidates are fp32 variants, labelled as everywhere: im2col/vendor/fp32)."""
+    return ConvbenchConv2d(conv, name, candidate, runtime)
 
 
 @dataclass(frozen=True)
@@ -149,20 +125,20 @@ def tuning_spec(node) -> TuningSpec:
     return spec
 
 
-def candidates_for(runtime, spec: TuningSpec, sparse: bool = True) -> list[Candidate]:
+def candidates_for(runtime, spec: TuningSpec, sparse: bool = True) -> list[Variant]:
     """The candidates of ``spec`` that ``runtime`` can run, in a fixed order; the sparse GEMMs (one
     candidate each, on every backend) only with ``sparse``: for a layer whose filter has zeros."""
     found = []
     for algo in spec.algos:
         if algo == "scalar":
-            found.append(Candidate("scalar"))
+            found.append(Variant.of("scalar"))
             continue
         for gemm in spec.gemms:
             if gemm == "blocked":
                 if runtime.has_kernels:
-                    found += [Candidate(algo, "blocked", tile) for tile in spec.tiles]
+                    found += [Variant.of(algo, "blocked", tile) for tile in spec.tiles]
             elif gemm not in SPARSE_GEMMS or sparse:
-                found.append(Candidate(algo, gemm))
+                found.append(Variant.of(algo, gemm))
     if not found:
         raise ValueError(f"tuning leaves no candidate on backend {runtime.name!r} (algos {list(spec.algos)}, "
                          f"gemms {list(spec.gemms)}; the blocked GEMM needs backend gpu or emulator)")
@@ -222,7 +198,7 @@ def shape_label(conv: nn.Conv2d, input_shape) -> str:
 
 @dataclass
 class _Trial:
-    candidate: Candidate
+    candidate: Variant
     module: ConvbenchConv2d | None = None
     samples: list[float] = field(default_factory=list)
     first_call_s: float | None = None
@@ -254,7 +230,7 @@ def _percentile(samples, q: float) -> float:
     return float(np.percentile(np.asarray(samples, dtype=np.float64), q)) if samples else math.inf
 
 
-def tune_layer(conv: nn.Conv2d, name: str, x: torch.Tensor, runtime, candidates: list[Candidate],
+def tune_layer(conv: nn.Conv2d, name: str, x: torch.Tensor, runtime, candidates: list[Variant],
                spec: TuningSpec, clock, tolerance: float, budget_s: float, flush=None) -> TuningEntry:
     """Measure the candidates on one layer (see the module's docstring); raises RuntimeError
     naming the layer when no candidate runs it correctly."""
@@ -263,7 +239,7 @@ def tune_layer(conv: nn.Conv2d, name: str, x: torch.Tensor, runtime, candidates:
     trials = [_Trial(c) for c in candidates]
     for trial in trials:
         try:
-            trial.module = trial.candidate.module(conv, name, runtime)
+            trial.module = candidate_module(trial.candidate, conv, name, runtime)
             out = []
             trial.first_call_s = clock.time(lambda: out.append(trial.module(x)))
             err = relative_error(out[0].detach().cpu().numpy(), reference.detach().cpu().numpy())
@@ -315,18 +291,18 @@ class LayerChoice:
     source: str                      # measured | reused
 
     @property
-    def choice(self) -> Candidate:
-        return Candidate.parse(self.entry.choice)
+    def choice(self) -> Variant:
+        return Variant.parse(self.entry.choice)
 
     @property
-    def runner_up(self) -> Candidate | None:
-        return Candidate.parse(self.entry.runner_up) if self.entry.runner_up else None
+    def runner_up(self) -> Variant | None:
+        return Variant.parse(self.entry.runner_up) if self.entry.runner_up else None
 
 
 @dataclass
 class TuningOutcome:
     db_path: Path
-    candidates: list[Candidate]
+    candidates: list[Variant]
     layers: list[LayerChoice] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -354,10 +330,10 @@ class TuningOutcome:
         return totals
 
     @property
-    def best_single(self) -> Candidate | None:
+    def best_single(self) -> Variant | None:
         """The one candidate that would run the whole model fastest, by the tuning measurements."""
         totals = self.single_conv_s()
-        return Candidate.parse(min(totals, key=totals.get)) if totals else None
+        return Variant.parse(min(totals, key=totals.get)) if totals else None
 
 
 def tune_model(model: nn.Module, convs: list[tuple[str, nn.Conv2d]], inputs: dict[str, torch.Tensor], runtime,
@@ -405,5 +381,5 @@ def build_tuned_model(model: nn.Module, outcome: TuningOutcome, runtime) -> nn.M
         conv = tuned.get_submodule(layer.name)
         parent_name, _, child = layer.name.rpartition(".")
         parent = tuned.get_submodule(parent_name) if parent_name else tuned
-        setattr(parent, child, layer.choice.module(conv, layer.name, runtime))
+        setattr(parent, child, candidate_module(layer.choice, conv, layer.name, runtime))
     return tuned

@@ -33,7 +33,7 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 SCHEMA_VERSION = 1
@@ -212,6 +212,3 @@ class TuningDatabase:
             target.close()
         return destination
 
-
-def entry_as_dict(key: TuningKey, entry: TuningEntry) -> dict:
-    return {**asdict(key), **asdict(entry)}

@@ -1,0 +1,57 @@
+"""What the user reads of a job: the progress bars and the closing summary line."""
+from __future__ import annotations
+
+import sys
+
+from experiments.compress import harness as compression
+from experiments.tracking import mlflow_log as mlf
+
+from .config import PYTORCH, JobSpec
+from .job import JobOutcome
+from .results import JobReport
+
+
+def progress_bar(**kwargs):
+    from tqdm import tqdm
+    return tqdm(leave=False, file=sys.stderr, dynamic_ncols=True, mininterval=0.5, **kwargs)
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.4g} ms"
+
+
+def summary_text(report: JobReport, spec: JobSpec | None, outcome: JobOutcome, label: str, in_sweep: bool,
+                 uri: str, cost: dict[str, float]) -> str:
+    """The closing line(s) of a job; ``label`` says which job (job 2/3), ``in_sweep`` drops the details."""
+    head = f"[convbench] {label} {report.name}:"
+    if report.failed:
+        return f"{head} FAILED: {report.error}" + (f" (run {report.run_id})" if report.run_id else "")
+    model, baseline = outcome.model, outcome.baseline
+    emulated = ", emulated: not a performance number" if spec.runtime.name == "emulator" else ""
+    parts = [f"latency {_ms(model.median)} (p10 {_ms(model.p10)}, p90 {_ms(model.p90)}, n={model.n}"
+             + (", NOISY" if model.noisy else "") + emulated + ")"]
+    if spec.algo != PYTORCH:
+        parts.append(f"PyTorch {_ms(baseline.median)}, speedup {baseline.median / model.median:.3g}x")
+    parts.append(f"max_rel_err {outcome.max_rel_err:.2g} (PyTorch fp32 {outcome.baseline_rel_err:.2g}, "
+                 f"tolerance {spec.tolerance:g})")
+    if outcome.tuning is not None:
+        tuning = outcome.tuning
+        best = f"; best single {tuning.best_single.label} {_ms(outcome.best_single.median)}" \
+            if outcome.best_single is not None else ""
+        parts.append(f"tuning {tuning.measured} layers measured, {tuning.reused} reused from {tuning.db_path} "
+                     f"in {tuning.seconds:.1f} s{best}")
+    parts += compression.summary(outcome.compression, model.median)
+    if outcome.energy is not None:
+        parts.append(f"energy {outcome.energy.per_inference_j:.3g} J/image ({outcome.energy.mode})")
+    elif outcome.energy_error:
+        parts.append(f"energy failed: {outcome.energy_error}")
+    parts.append(f"fixed cost {cost['fixed_cost_s']:.2f} s")
+    text = f"{head} " + "; ".join(parts)
+    if not in_sweep:
+        text += (f"\n  on {outcome.device} ({spec.runtime.name}); job {cost['job_s']:.1f} s: timing loops "
+                 f"{cost.get('timing_s', 0):.1f} s, energy window {cost.get('energy_s', 0):.1f} s, fixed cost "
+                 f"{cost['fixed_cost_s']:.2f} s (first calls {cost.get('first_calls_s', 0):.2f}, harness "
+                 f"{cost['harness_overhead_s']:.2f}: setup, float64 reference, logging)"
+                 f"\n  MLflow run {report.run_id} in experiment '{spec.experiment}' at {mlf.resolve_uri(uri)}"
+                 f"\n  Open the UI: {mlf.ui_command(uri)}")
+    return text

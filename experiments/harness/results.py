@@ -1,0 +1,123 @@
+"""A job's outcome in the MLflow contract's terms: metrics, resolved params, layers.csv rows, costs."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from experiments.compress import harness as compression
+from experiments.conv import Variant
+from experiments.tracking import contract as c
+
+from .config import PYTORCH, JobSpec
+from .job import JobOutcome
+
+STATUS_OK, STATUS_FAILED, STATUS_SKIPPED = "ok", "failed", "skipped"
+
+
+@dataclass
+class JobReport:
+    """What a job returns to Hydra (and, in a sweep, writes to the sweep state)."""
+
+    name: str
+    status: str
+    error: str = ""
+    run_id: str | None = None
+    num: int | None = None
+    metrics: dict | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.status == STATUS_FAILED
+
+
+def resolved_params(spec: JobSpec) -> dict[str, str]:
+    """What the config resolved to, logged beside the raw config: the variant's fields (variant.*); the
+    report reads these rather than re-deriving them (the resolved backend is the backend tag)."""
+    return spec.variant.params()
+
+
+def contract_metrics(spec: JobSpec, outcome: JobOutcome) -> dict[str, float]:
+    m: dict[str, float] = {}
+    if outcome.max_rel_err is not None:
+        m[c.MAX_REL_ERR] = outcome.max_rel_err
+    if outcome.compile_s is not None:
+        m[c.COMPILE_S] = outcome.compile_s
+    model, baseline = outcome.model, outcome.baseline
+    if model is not None:
+        m.update({c.LATENCY_MS: model.median * 1e3, c.LATENCY_P10_MS: model.p10 * 1e3,
+                  c.LATENCY_P90_MS: model.p90 * 1e3, c.LATENCY_IQR_REL: model.iqr_rel,
+                  c.GFLOPS: outcome.conv_flops / model.median / 1e9})
+    if baseline is not None:
+        m[c.BASELINE_LATENCY_MS] = baseline.median * 1e3
+    if model is not None and baseline is not None:
+        m[c.SPEEDUP_VS_BASELINE] = baseline.median / model.median
+    if outcome.layers and all(layer.ours is not None for layer in outcome.layers):
+        m[c.CONV_LATENCY_MS] = sum(layer.ours.median for layer in outcome.layers) * 1e3
+    if spec.algo != PYTORCH and outcome.layers and all(layer.cost is not None for layer in outcome.layers):
+        m[c.WORKSPACE_BYTES] = max(layer.cost.workspace_bytes for layer in outcome.layers)
+    if outcome.energy is not None:
+        e = outcome.energy
+        m.update({c.ENERGY_KWH: e.energy_kwh, c.EMISSIONS_KG: e.emissions_kg,
+                  c.ENERGY_PER_INFERENCE_J: e.per_inference_j})
+    m.update(_tuning_metrics(outcome))
+    m.update(compression.metrics(outcome.compression, model.median if model is not None else None))
+    return m
+
+
+def _tuning_metrics(outcome: JobOutcome) -> dict[str, float]:
+    """algo=auto: the counters that show whether this run measured or reused, and the best single candidate."""
+    tuning, m = outcome.tuning, {}
+    if tuning is not None:
+        m.update({c.TUNING_MEASURED: tuning.measured, c.TUNING_REUSED: tuning.reused, c.TUNING_S: tuning.seconds,
+                  c.TUNED_CONV_MS: tuning.tuned_conv_s * 1e3})
+        best = tuning.best_single
+        if best is not None:
+            m[c.BEST_SINGLE_CONV_MS] = tuning.single_conv_s()[best.label] * 1e3
+    if outcome.best_single is not None:
+        m[c.BEST_SINGLE_LATENCY_MS] = outcome.best_single.median * 1e3
+        if outcome.model is not None:
+            m[c.SPEEDUP_VS_BEST_SINGLE] = outcome.best_single.median / outcome.model.median
+    return m
+
+
+def _pair(value: tuple[int, int]):
+    """A square stride/padding/dilation as one int (what the report expects), else 'HxW'."""
+    return value[0] if value[0] == value[1] else f"{value[0]}x{value[1]}"
+
+
+def layer_rows(spec: JobSpec, outcome: JobOutcome) -> list[dict]:
+    rows = []
+    tuned = {choice.name: choice for choice in outcome.tuning.layers} if outcome.tuning is not None else {}
+    for layer in outcome.layers:
+        g, cost = layer.geometry, layer.cost
+        row = {"layer": layer.name, "batch": g.batch, "in_channels": g.in_channels, "out_channels": g.out_channels,
+               "kernel_h": g.kernel_h, "kernel_w": g.kernel_w, "stride": _pair(g.stride),
+               "padding": _pair(g.padding), "dilation": _pair(g.dilation), "groups": g.groups,
+               "in_h": g.in_h, "in_w": g.in_w, "out_h": g.out_h, "out_w": g.out_w, "max_rel_err": layer.max_rel_err}
+        if cost is not None:
+            row.update({"flops": cost.flops, "min_bytes": cost.min_bytes,
+                        "arithmetic_intensity": cost.arithmetic_intensity})
+            if spec.algo != PYTORCH:   # PyTorch's GEMM shapes and workspace are its own business
+                row.update({"gemm_m": cost.gemm_m, "gemm_n": cost.gemm_n, "gemm_k": cost.gemm_k,
+                            "workspace_bytes": cost.workspace_bytes, "gemm_groups": cost.gemm_groups,
+                            "kernel": cost.kernel, "tile": Variant.parse(cost.kernel).tile})
+        for key, measured in (("latency", layer.ours), ("baseline_latency", layer.baseline)):
+            if measured is not None:
+                row[f"{key}_ms"] = measured.median * 1e3
+        if layer.ours is not None:
+            row["latency_p10_ms"], row["latency_p90_ms"] = layer.ours.p10 * 1e3, layer.ours.p90 * 1e3
+        choice = tuned.get(layer.name)
+        if choice is not None:   # algo=auto
+            e = choice.entry
+            row.update({"choice": e.choice, "runner_up": e.runner_up or "", "choice_tuned_ms": e.choice_s * 1e3,
+                        "runner_up_tuned_ms": None if e.runner_up_s is None else e.runner_up_s * 1e3,
+                        "tuning": choice.source})
+        rows.append(row)
+    return rows
+
+
+def costs(phases: dict[str, float], job_s: float) -> dict[str, float]:
+    """Where a job's time went. fixed_cost_s: everything but the timing loops and the energy window;
+    harness_overhead_s: that, less the first calls (the correctness check's own compute)."""
+    fixed = job_s - phases.get("timing_s", 0.0) - phases.get("energy_s", 0.0)
+    return {**phases, "job_s": job_s, "fixed_cost_s": fixed,
+            "harness_overhead_s": fixed - phases.get("first_calls_s", 0.0)}
