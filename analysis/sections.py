@@ -21,7 +21,7 @@ from analysis.selection import (
 from experiments.tracking import contract as c
 
 PROTOCOL = (
-    "Bench protocol (DESIGN.md): buffers are built and the result is checked against a float64 "
+    "Bench protocol (docs/design.md): buffers are built and the result is checked against a float64 "
     "PyTorch reference before any timing; the first call is timed alone (`compile_s`); at least "
     "10 warm-up calls follow, then calls repeat until a minimum time and a minimum sample count "
     "are met. GPU calls are timed with device events on one stream, CPU calls with "

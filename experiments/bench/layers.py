@@ -2,7 +2,7 @@
 
 For each distinct conv layer of the models (resnet18 and vgg16 by default) this times
 PyTorch's conv2d (the baseline, in the same run) and every convbench variant the backend
-offers, by the protocol of DESIGN.md: correctness against float64 PyTorch first (a variant
+offers, by the protocol of docs/design.md: correctness against float64 PyTorch first (a variant
 over tolerance is reported as failed, never timed), then warm-up, then timed calls until the
 protocol's minimum time and sample count are met. On a GPU it also times the blocked GEMM
 against the vendor GEMM (cuBLAS FP32, TF32 off) at 4096^3 and on the layers' im2col GEMMs.

@@ -12,7 +12,7 @@ GPUs, so int8 is compared with fp32 and fp16), with the error against float64.
 Table 3, accuracy cost: digits_cnn (experiments/compress/digits.py, real labels) under every pruning
 kind at 50% and at fp16/int8: top-1 accuracy and agreement with the dense fp32 model, on our kernels.
 
-Each time is a median by the protocol of DESIGN.md (correctness against float64 first, warm-up,
+Each time is a median by the protocol of docs/design.md (correctness against float64 first, warm-up,
 then repeats up to a minimum time and count). Goal on a GPU (issue #5): 50% structured channel
 pruning at least 1.7x faster than dense.
 

@@ -5,7 +5,7 @@ For each distinct conv layer of the model (resnet18 by default) and each GEMM al
 nonzeros kept) at each density from 1.0 down to 0.05, and the layer is timed with the dense GEMM
 (vendor: BLAS / cuBLAS; on a kernel runtime also our blocked GEMM at --tile) and with the sparse
 one (gemm='sparse': scipy's CSR product on the numpy backend, hip/spmm_csr.hip on a GPU), by the
-protocol of DESIGN.md: each variant is first checked against float64 PyTorch on the same pruned
+protocol of docs/design.md: each variant is first checked against float64 PyTorch on the same pruned
 filter (a variant over tolerance is reported as failed, never timed).
 
 The crossover density of a layer is the highest density of the sweep at which the SpMM is faster

@@ -25,12 +25,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from . import variant as variants
 from .geometry import ConvGeometry
 from .variant import Variant
 
 FLOAT32_BYTES = 4
 ELEMENT_BYTES = {"fp32": 4, "fp16": 2, "int8": 1}
-NO_GEMM = ("scalar", "pytorch", "depthwise")
+NOT_ALGORITHMS = ("pytorch", "depthwise")   # what else runs a layer: the baseline, the depthwise kernel
 
 
 @dataclass(frozen=True)
@@ -56,14 +57,15 @@ class LayerCost:
 def layer_cost(g: ConvGeometry, variant: Variant) -> LayerCost:
     """The accounting of ``variant`` (what runs the layer: its algorithm, GEMM and dtype) on ``g``."""
     algo, per_group_in, per_group_out, groups = variant.algo, g.group_in_channels, g.group_out_channels, g.groups
-    if algo not in ("im2col", "kn2row", *NO_GEMM):
-        raise ValueError(f"unknown algorithm {algo!r}; valid: im2col, kn2row, {', '.join(NO_GEMM)}")
+    known = (*variants.ALGORITHMS, *NOT_ALGORITHMS)
+    if algo not in known:
+        raise ValueError(f"unknown algorithm {algo!r}; valid: {', '.join(known)}")
     flops = 2 * g.batch * g.out_channels * g.out_h * g.out_w * per_group_in * g.taps
     min_bytes = (ELEMENT_BYTES[variant.dtype] * (g.batch * g.in_channels * g.in_h * g.in_w
                                                   + g.out_channels * per_group_in * g.taps)
                  + FLOAT32_BYTES * g.batch * g.out_channels * g.out_h * g.out_w)
     gemm_groups = groups
-    if algo in NO_GEMM or g.is_depthwise:
+    if algo not in variants.GEMM_ALGORITHMS or g.is_depthwise:
         m = n = k = workspace = gemm_groups = 0
     elif algo == "im2col":
         m, n, k = per_group_out, g.batch * g.out_h * g.out_w, per_group_in * g.taps

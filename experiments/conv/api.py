@@ -4,11 +4,11 @@ from __future__ import annotations
 import difflib
 
 from .. import runtime as runtimes
-from . import lowp
+from . import lowp, variant
 from .arrays import from_runtime, to_runtime
 from .geometry import as_pair
 from .plan import ConvPlan
-from .variant import ALGORITHMS, DEFAULT_TILE, GEMMS, TILES, Variant
+from .variant import DEFAULT_TILE, GEMMS, TILES, Variant
 
 
 def _unknown(kind: str, value, valid) -> ValueError:
@@ -28,8 +28,8 @@ def resolve(algo: str, gemm: str, tile: int | None, backend="auto", dtype: str =
     ``backend`` is a name (auto, gpu, emulator, numpy) or a runtime object (e.g. an
     ``EmulatorRuntime(warp_size=64)``).
     """
-    if algo not in ALGORITHMS:
-        raise _unknown("algorithm", algo, ALGORITHMS)
+    if algo not in variant.ALGORITHMS:   # looked up now: an algorithm registered after import counts
+        raise _unknown("algorithm", algo, variant.ALGORITHMS)
     if gemm not in GEMMS:
         raise _unknown("GEMM back-end", gemm, GEMMS)
     if gemm == "blocked" and tile not in TILES:
@@ -37,7 +37,7 @@ def resolve(algo: str, gemm: str, tile: int | None, backend="auto", dtype: str =
             f"tile={tile!r} is not supported by the blocked GEMM; valid: {', '.join(map(str, TILES))} "
             f"(threads per block side; each thread computes a 4x4 micro-tile)")
     runtime = runtimes.resolve(backend) if isinstance(backend, str) else backend
-    if gemm == "blocked" and algo != "scalar" and not runtime.has_kernels:
+    if gemm == "blocked" and algo in variant.GEMM_ALGORITHMS and not runtime.has_kernels:
         raise ValueError(
             f"gemm='blocked' is a hip/ kernel and backend {runtime.name!r} runs no kernels; "
             f"use gemm='vendor' (BLAS) or 'sparse' (scipy CSR) on the numpy backend, or backend='gpu' or "

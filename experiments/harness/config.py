@@ -10,7 +10,8 @@ from dataclasses import dataclass, replace
 
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.conv import ALGORITHMS, GEMMS, TILES, Variant
+from experiments.conv import GEMMS, TILES, Variant
+from experiments.conv import variant as variants
 from experiments.conv import resolve as resolve_conv
 from experiments.conv.tolerance import RELATIVE_TOLERANCE
 from experiments.conv.variant import DTYPES
@@ -23,7 +24,6 @@ from .timing import CACHE_MODES, Protocol
 
 PYTORCH = "pytorch"
 AUTO = "auto"                           # per layer the fastest candidate, remembered (experiments/tuning)
-ALGOS = (PYTORCH, *ALGORITHMS, AUTO)
 ENERGY_TRACKERS = ("codecarbon", "off")
 QUANTS = DTYPES                         # RELATIVE_TOLERANCE holds their tolerances (experiments/conv/tolerance.py)
 PRUNES = PRUNE_KINDS                    # experiments/compress/prune.py
@@ -97,6 +97,11 @@ class JobSpec:
                 compression)
 
 
+def algos() -> tuple[str, ...]:
+    """Every algo choice: the PyTorch baseline, the engine's algorithms (registered ones too), auto."""
+    return (PYTORCH, *variants.ALGORITHMS, AUTO)
+
+
 def _choice(kind: str, value, valid) -> str:
     if value not in valid:
         raise ConfigError(f"{kind}={value!r} is not supported; valid: {', '.join(map(str, valid))}")
@@ -121,7 +126,7 @@ def job_spec(cfg: DictConfig) -> JobSpec:
                     else model.input_size)
     if not isinstance(model.batch_size, int) or model.batch_size < 1:
         raise ConfigError(f"model.batch_size={model.batch_size!r}: expected a positive int")
-    _choice("algo", algo.name, ALGOS)
+    _choice("algo", algo.name, algos())
     _choice("gemm", gemm.name, GEMMS)
     tile = gemm.get("tile")
     if gemm.name == "blocked":

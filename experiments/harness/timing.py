@@ -1,4 +1,4 @@
-"""Timing by the measurement protocol of DESIGN.md, and measurements that carry their statistics.
+"""Timing by the measurement protocol (docs/design.md), and measurements that carry their statistics.
 
     measure(fn, protocol, clock)   `warmup` untimed calls, then timed calls until both
                                    `min_samples` and `min_time_s` are met, stopped at
@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-NOISY_IQR_REL = 0.10   # DESIGN.md: flag IQR/median above 10%
+NOISY_IQR_REL = 0.10   # docs/design.md: flag IQR/median above 10%
 CACHE_MODES = ("hot", "cold")
 
 

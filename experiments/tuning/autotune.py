@@ -41,7 +41,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from experiments.conv import ALGORITHMS, GEMMS, TILES, ConvbenchConv2d, Variant
+from experiments.conv import ALGORITHMS, GEMMS, TILES, ConvbenchConv2d, Variant, variant
 from experiments.conv.api import resolve_padding
 from experiments.conv.tolerance import relative_error
 from experiments.harness.timing import Protocol, measure
@@ -107,7 +107,7 @@ def tuning_spec(node) -> TuningSpec:
     try:
         spec = TuningSpec(
             db=str(node["db"]), budget_s=float(node.get("budget_s", TuningSpec.budget_s)),
-            algos=subset("algos", ALGORITHMS), gemms=subset("gemms", TUNABLE_GEMMS), tiles=subset("tiles", TILES, int),
+            algos=subset("algos", variant.ALGORITHMS), gemms=subset("gemms", TUNABLE_GEMMS), tiles=subset("tiles", TILES, int),
             warmup=int(node.get("warmup", TuningSpec.warmup)),
             first_samples=int(node.get("first_samples", TuningSpec.first_samples)),
             drop_margin=float(node.get("drop_margin", TuningSpec.drop_margin)),
