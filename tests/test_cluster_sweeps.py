@@ -91,6 +91,24 @@ def test_every_launcher_preset_composes(preset, target, tmp_path):
     assert cfg.hydra.launcher._target_.endswith(target)
 
 
+def test_site_cluster_settings_come_from_an_optional_untracked_local_config(tmp_path):
+    """conf/local/submitit_slurm.yaml (untracked) overrides the tracked preset; without it the preset composes."""
+    import shutil
+
+    from hydra import compose, initialize_config_dir
+    conf = tmp_path / "conf"
+    shutil.copytree(REPO / "conf", conf, ignore=shutil.ignore_patterns("local"))   # as in a fresh clone
+    overrides = ["hydra/launcher=submitit_slurm", f"hydra.sweep.dir={tmp_path}"]
+    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+        assert compose("config", overrides=overrides, return_hydra_config=True).hydra.launcher.partition is None
+    (conf / "local").mkdir()
+    shutil.copy(REPO / "conf" / "local" / "submitit_slurm.yaml.example", conf / "local" / "submitit_slurm.yaml")
+    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+        site = compose("config", overrides=overrides, return_hydra_config=True).hydra.launcher
+    assert (site.partition, site.account, site.timeout_min, site.gpus_per_task) == ("gpu", "my-project", 120, 1)
+    assert "conf/local/*.yaml" in (REPO / ".gitignore").read_text()
+
+
 def test_slurm_preset_gives_each_job_one_gpu_in_a_job_array(tmp_path, monkeypatch):
     """The submitit_slurm preset composes, submitit accepts every key, and its batch script asks for
     one GPU per job and an array (rendered, not submitted: no SLURM here)."""

@@ -15,7 +15,9 @@ from experiments.tracking.mlflow_log import REPO_ROOT, flatten, resolve_uri
 
 CONF = REPO_ROOT / "conf"
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir())
-CHOICES = [(group, p.stem) for group in GROUPS for p in sorted((CONF / group).glob("*.yaml"))]
+BASES = {"base"}   # what a group's presets inherit (defaults: [base]), not a choice of its own
+CHOICES = [(group, p.stem) for group in GROUPS for p in sorted((CONF / group).glob("*.yaml")) if p.stem not in BASES]
+EXPERIMENTS = [choice for group, choice in CHOICES if group == "experiment"]
 NO_GPU = not gpu_available()
 
 
@@ -88,6 +90,27 @@ def test_experiment_presets_sweep_the_course_grid(hydra_conf):
     params = cfg.hydra.sweeper.params
     assert params.algo == "pytorch,im2col,kn2row,scalar" and params["gemm.tile"] == "8,16,32"
     assert cfg.tracking.experiment == "course-project"
+
+
+@pytest.mark.parametrize("preset", EXPERIMENTS)
+def test_every_experiment_preset_expands_to_jobs_that_all_check(hydra_conf, preset):
+    """Each study's whole sweep, job by job, as run.py -m would check it (kernels on the emulator here)."""
+    from experiments.harness.sweep import check_jobs, plan_overrides
+    cfg = _compose(f"experiment={preset}", "backend=emulator", hydra=True)
+    jobs = plan_overrides(cfg)
+    assert jobs and all(f"experiment={preset}" in job for job in jobs)
+    plan = check_jobs(cfg, jobs)                       # raises ConfigError naming any bad job
+    assert len(plan) == len(jobs) and len({job["name"] for job in plan if job["duplicate_of"] is None}) > 1
+
+
+def test_presets_inherit_their_group_base(hydra_conf):
+    for group in ("model", "prune"):
+        base = OmegaConf.load(CONF / group / "base.yaml")
+        for choice in (c for g, c in CHOICES if g == group):
+            text = (CONF / group / f"{choice}.yaml").read_text()
+            assert "- base" in text, f"{group}/{choice}.yaml does not inherit {group}/base.yaml"
+            assert set(_compose(f"{group}={choice}")[group]) == set(base), f"{group}/{choice}"
+    assert _compose("bench=smoke").bench.cache_mode == _compose("bench=default").bench.cache_mode
 
 
 def test_course_sweep_plan_skips_what_it_would_measure_twice(hydra_conf):
