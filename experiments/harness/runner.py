@@ -141,6 +141,7 @@ def _run_logged(cfg, spec: JobSpec | None, config_error, name: str, context: Job
         tags.update(provenance_tags())
         if spec is not None:
             tags.update({c.T_BACKEND: spec.runtime.name, c.T_RUNTIME: spec.runtime.kind,
+                         c.T_EXECUTION: spec.runtime.execution,
                          c.T_TIMING: "emulated" if spec.runtime.name == "emulator" else "measured"})
         run_id = mlf.start_run(uri, experiment, name, tags, state.parent_run_id if state else None)
         params = mlf.flatten(OmegaConf.to_container(cfg, resolve=True))

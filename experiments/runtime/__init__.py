@@ -21,6 +21,7 @@ from __future__ import annotations
 import sys
 from functools import lru_cache
 
+from . import threads  # noqa: F401, I001  (first: the CPU thread policy, before numpy loads)
 from .gpu import GpuRuntime, GpuUnavailableError, auto_backend, gpu_available
 from .host import NumpyRuntime
 

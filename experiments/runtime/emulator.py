@@ -46,6 +46,7 @@ import numpy
 
 from .host import cpu_name
 from .sources import HIP_DIR, kernel_source_hash, source_path
+from .threads import cpu_execution
 
 VALID_WARP_SIZES = (32, 64)
 MAX_THREADS_PER_BLOCK = 1024           # CUDA and HIP
@@ -663,6 +664,8 @@ class EmulatorRuntime:
         self.warp_size = int(warp_size)
         self.checked = bool(checked)
         self.threads = threads if threads is not None else _default_threads()
+        # its workers run the kernels' blocks; numpy (BLAS GEMMs of the vendor variants) beside torch:
+        self.execution = f"{self.threads} kernel worker threads; {cpu_execution()}"
         self._modules: dict[tuple, EmulatorModule] = {}
         self._lock = threading.Lock()
 

@@ -81,6 +81,7 @@ class GpuRuntime:
     name = "gpu"
     is_gpu = True
     has_kernels = True
+    execution = "CuPy's current stream, one device"
 
     def __init__(self) -> None:
         device, error = cupy_device()

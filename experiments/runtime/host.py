@@ -6,6 +6,8 @@ from functools import lru_cache
 
 import numpy
 
+from .threads import cpu_execution
+
 
 @lru_cache(maxsize=1)
 def cpu_name() -> str:
@@ -27,6 +29,9 @@ class NumpyRuntime:
     xp = numpy
     is_gpu = False
     has_kernels = False
+
+    def __init__(self) -> None:
+        self.execution = cpu_execution()   # torch's and BLAS's thread pools side by side (threads.py)
 
     def device_name(self) -> str:
         return cpu_name()

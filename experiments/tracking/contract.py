@@ -103,6 +103,7 @@ T_DEVICE = "device"             # e.g. "NVIDIA H100 80GB HBM3", or the CPU model
 T_BACKEND = "backend"           # resolved: gpu | emulator | numpy
 T_RUNTIME = "runtime"           # cuda | hip | cpu | emulated
 T_TIMING = "timing"             # measured | emulated (emulated timings are never performance)
+T_EXECUTION = "execution"       # how the runtime ran: its thread policy (experiments/runtime/threads.py)
 T_GIT_SHA = "git_sha"
 T_GIT_DIRTY = "git_dirty"
 T_KERNEL_HASH = "kernel_hash"
