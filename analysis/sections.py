@@ -337,22 +337,9 @@ class ReportBuilder:
         if table.empty:
             return
         section.add(Paragraph(COMPRESSION_NOTE))
-        formats = {tables.MEDIAN_MS: FMT_MS, tables.SPEEDUP: FMT_X, "speedup vs dense [×]": FMT_X,
-                   "density": "{:.2f}", "max rel err": "{:.2g}", **COMPRESSION_FORMATS}
-        section.add(self._table(["pruning", *key], f"Pruned runs, {group_label(key)}", table, formats))
-        for model, own in table.groupby("model"):
-            own = tables.pruning_curves(own)
-            section.add(self._figure(figures.speedup_lines, ["pruning", *key, model],
-                                     f"Speedup against weight density, {model} on {group_label(key)}",
-                                     own, "density", "weight density (1 − pruned fraction)",
-                                     f"{model} — {group_label(key)}", True))
-            section.add(self._figure(figures.fidelity_scatter, ["pruning_fidelity", *key, model],
-                                     f"Fidelity against speedup, {model} on "
-                                     f"{group_label(key)}", own, "density",
-                                     f"{model} — {group_label(key)}"))
-        facts = findings.variant_findings(table, "density", "speedup vs dense [×]")
-        if facts:
-            found.child("Pruning").add(Bullets(facts))
+        self._compression(section, found, key, table, "pruning", "Pruned runs", "speedup vs dense [×]",
+                          {"density": "{:.2f}"}, "density", "weight density", "weight density (1 − pruned fraction)",
+                          tables.pruning_curves)
 
     def _quantization(self, section, found, key, runs):
         table = tables.quantization(runs)
@@ -360,22 +347,28 @@ class ReportBuilder:
             return
         if tables.pruning(runs).empty:
             section.add(Paragraph(COMPRESSION_NOTE))
-        formats = {tables.MEDIAN_MS: FMT_MS, tables.SPEEDUP: FMT_X, "speedup vs fp32 [×]": FMT_X,
+        self._compression(section, found, key, table, "quantization", "Quantized runs", "speedup vs fp32 [×]", {},
+                          "precision", "bit width", "bit width of weights and activations", x="bits")
+
+    def _compression(self, section, found, key, table, kind: str, title: str, speedup: str, formats: dict,
+                     variable: str, against: str, axis_label: str, curves=lambda own: own, x: str | None = None):
+        """A compression study's table, its speedup and fidelity figures per model, and its findings:
+        ``variable`` (density, precision) is what the study varies, plotted on ``x`` (default ``variable``)."""
+        where = group_label(key)
+        formats = {tables.MEDIAN_MS: FMT_MS, tables.SPEEDUP: FMT_X, speedup: FMT_X, **formats,
                    "max rel err": "{:.2g}", **COMPRESSION_FORMATS}
-        section.add(self._table(["quantization", *key], f"Quantized runs, {group_label(key)}",
-                                table, formats))
+        section.add(self._table([kind, *key], f"{title}, {where}", table, formats))
         for model, own in table.groupby("model"):
-            section.add(self._figure(figures.speedup_lines, ["quantization", *key, model],
-                                     f"Speedup against bit width, {model} on {group_label(key)}",
-                                     own, "bits", "bit width of weights and activations",
-                                     f"{model} — {group_label(key)}", True))
-            section.add(self._figure(figures.fidelity_scatter, ["quantization_fidelity", *key, model],
-                                     f"Fidelity against speedup, {model} on "
-                                     f"{group_label(key)}", own, "precision",
-                                     f"{model} — {group_label(key)}"))
-        facts = findings.variant_findings(table, "precision", "speedup vs fp32 [×]")
+            own = curves(own)
+            section.add(self._figure(figures.speedup_lines, [kind, *key, model],
+                                     f"Speedup against {against}, {model} on {where}",
+                                     own, x or variable, axis_label, f"{model} — {where}", True))
+            section.add(self._figure(figures.fidelity_scatter, [f"{kind}_fidelity", *key, model],
+                                     f"Fidelity against speedup, {model} on {where}", own, variable,
+                                     f"{model} — {where}"))
+        facts = findings.variant_findings(table, variable, speedup)
         if facts:
-            found.child("Quantization").add(Bullets(facts))
+            found.child(kind.capitalize()).add(Bullets(facts))
 
     # --- runs that are not compared ---------------------------------------------------
 

@@ -354,6 +354,23 @@ def _compression_columns(runs: pd.DataFrame, ratio: bool) -> dict:
     return {k: (v if v is not None else pd.Series(np.nan, index=runs.index)) for k, v in columns.items()}
 
 
+def _compression_table(group_runs: pd.DataFrame, runs: pd.DataFrame, columns: dict, speedup: str,
+                       ratio: bool) -> pd.DataFrame:
+    """A compression table: model and technique, the study's own ``columns``, the same-job speedup and the
+    ``speedup`` against the dense fp32 reference, error and compression metrics (``_order`` to sort by)."""
+    return pd.DataFrame({
+        "model": runs["model"],
+        TECHNIQUE: [technique_label(t, tile) for t, tile in zip(runs["technique"], runs["tile"])],
+        **columns,
+        MEDIAN_MS: runs[c.LATENCY_MS],
+        SPEEDUP: runs[c.BASELINE_LATENCY_MS] / runs[c.LATENCY_MS],
+        speedup: [_dense_reference(group_runs, run) / run[c.LATENCY_MS] for _, run in runs.iterrows()],
+        "max rel err": runs[c.MAX_REL_ERR],
+        **_compression_columns(runs, ratio=ratio),
+        "_order": runs["technique"].map(technique_sort_key),
+    })
+
+
 def pruning(group_runs: pd.DataFrame) -> pd.DataFrame:
     """Pruned runs of one group: speedup against density, fidelity."""
     pruned = comparison_runs(group_runs[group_runs["prune"] != "none"])
@@ -363,21 +380,9 @@ def pruning(group_runs: pd.DataFrame) -> pd.DataFrame:
     dense = comparison_runs(dense_fp32(group_runs))
     dense = dense[dense["technique"].isin(pruned["technique"]) & dense["model"].isin(pruned["model"])]
     pruned = pd.concat([dense, pruned])
-    same_job = pruned[c.BASELINE_LATENCY_MS] / pruned[c.LATENCY_MS]
-    table = pd.DataFrame({
-        "model": pruned["model"],
-        TECHNIQUE: [technique_label(t, tile) for t, tile in zip(pruned["technique"], pruned["tile"])],
-        "pruning": pruned["prune"],
-        "density": (1.0 - pruned["prune_amount"]).round(6),
-        "precision": pruned["quant"],
-        MEDIAN_MS: pruned[c.LATENCY_MS],
-        SPEEDUP: same_job,
-        "speedup vs dense [×]": [_dense_reference(group_runs, run) / run[c.LATENCY_MS]
-                                 for _, run in pruned.iterrows()],
-        "max rel err": pruned[c.MAX_REL_ERR],
-        **_compression_columns(pruned, ratio=True),
-        "_order": pruned["technique"].map(technique_sort_key),
-    })
+    table = _compression_table(group_runs, pruned, {"pruning": pruned["prune"],
+                                                    "density": (1.0 - pruned["prune_amount"]).round(6),
+                                                    "precision": pruned["quant"]}, "speedup vs dense [×]", ratio=True)
     table = table.sort_values(["model", "_order", "pruning", "density"]).drop(columns="_order")
     table = table.dropna(axis=1, how="all")
     if (table["precision"] == "fp32").all():
@@ -404,20 +409,9 @@ def quantization(group_runs: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     chosen = comparison_runs(dense)
     chosen = chosen[chosen["technique"].isin(chosen.loc[chosen["quant"] != "fp32", "technique"])]
-    same_job = chosen[c.BASELINE_LATENCY_MS] / chosen[c.LATENCY_MS]
-    table = pd.DataFrame({
-        "model": chosen["model"],
-        TECHNIQUE: [technique_label(t, tile) for t, tile in zip(chosen["technique"], chosen["tile"])],
-        "precision": chosen["quant"],
-        "bits": chosen["quant"].map(QUANT_BITS).astype("Int64"),
-        MEDIAN_MS: chosen[c.LATENCY_MS],
-        SPEEDUP: same_job,
-        "speedup vs fp32 [×]": [_dense_reference(group_runs, run) / run[c.LATENCY_MS]
-                                for _, run in chosen.iterrows()],
-        "max rel err": chosen[c.MAX_REL_ERR],
-        **_compression_columns(chosen, ratio=False),
-        "_order": chosen["technique"].map(technique_sort_key),
-    })
+    table = _compression_table(group_runs, chosen, {"precision": chosen["quant"],
+                                                    "bits": chosen["quant"].map(QUANT_BITS).astype("Int64")},
+                               "speedup vs fp32 [×]", ratio=False)
     table = table.sort_values(["model", "_order", "bits"], ascending=[True, True, False])
     table = table.dropna(axis=1, how="all")
     return table.drop(columns="_order").reset_index(drop=True)

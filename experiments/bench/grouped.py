@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from experiments.bench import document
 from experiments.bench.layers import Bench, distinct_conv_layers, variants_for
-from experiments.conv import DEFAULT_TILE, Variant, layer_cost, swap_variant
+from experiments.conv import Variant, layer_cost, swap_variant
 from experiments.conv.api import validate
 from experiments.conv.plan import ConvPlan
 from experiments.conv.tolerance import RELATIVE_TOLERANCE, relative_error
@@ -137,12 +137,7 @@ def totals(layers: pd.DataFrame, labels) -> pd.DataFrame:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=list(MODELS))
-    parser.add_argument("--input-size", type=int, default=224)
-    parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--tile", type=int, default=DEFAULT_TILE, help="the blocked GEMM's tile (kernel runtimes only)")
-    parser.add_argument("--backend", default="auto", choices=["auto", "gpu", "numpy"])
-    parser.add_argument("--out", help="also write the tables as markdown to this file")
-    args = parser.parse_args(argv)
+    args = document.parse_args(parser, argv, tile=True)
     validate("im2col", "vendor", args.tile, args.backend)
     bench = GroupedBench(args.backend, args.tile)
     header = document.header("grouped", bench.runtime, argv,
@@ -159,9 +154,7 @@ def main(argv=None) -> int:
                 "\n## Grouped layers only, summed over each model\n",
                 totals(layers, labels).to_markdown(index=False, floatfmt=".3g"),
                 "\n## Each distinct grouped layer\n", layers.to_markdown(index=False, floatfmt=".3g")]
-    if bench.noisy:
-        sections.append(f"\nNoisy measurements (IQR/median > 10%): {' '.join(bench.noisy)}")
-    document.emit(sections, args.out)
+    document.emit(sections, args.out, bench.noisy)
     return 0
 
 

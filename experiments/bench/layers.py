@@ -174,12 +174,8 @@ def gemm_table(bench: Bench, models: list[str], batch: int, input_size: int) -> 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=["resnet18", "vgg16"])
-    parser.add_argument("--input-size", type=int, default=224)
-    parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--backend", default="auto", choices=["auto", "gpu", "numpy"])
     parser.add_argument("--quick", action="store_true", help=f"the shorter protocol {QUICK_PROTOCOL}")
-    parser.add_argument("--out", help="also write the tables as markdown to this file")
-    args = parser.parse_args(argv)
+    args = document.parse_args(parser, argv)
     validate("im2col", "vendor", None, args.backend)
     bench = Bench(args.backend, QUICK_PROTOCOL if args.quick else PROTOCOL)
     header = document.header("layers", bench.runtime, argv,

@@ -186,13 +186,9 @@ def accuracy_table(runtime, amount: float = 0.5) -> pd.DataFrame:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="resnet18")
-    parser.add_argument("--input-size", type=int, default=224)
-    parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--amounts", type=float, nargs="+", default=[0.25, 0.5, 0.75])
-    parser.add_argument("--backend", default="auto", choices=["auto", "gpu", "numpy"])
     parser.add_argument("--skip-accuracy", action="store_true", help="leave out the digits_cnn accuracy table")
-    parser.add_argument("--out", help="also write the tables as markdown to this file")
-    args = parser.parse_args(argv)
+    args = document.parse_args(parser, argv)
     bench = Bench(args.backend)
     load = os.getloadavg()[0]
     header = document.header("pruning", bench.runtime, argv,
@@ -224,9 +220,7 @@ def main(argv=None) -> int:
                      accuracy.to_markdown(index=False, floatfmt=".3g")]
     sections.append(f"\nLoad average (1 min) of this machine at the start and end: {load:.2f}, {os.getloadavg()[0]:.2f} "
                     f"(on {os.cpu_count()} cores; CPU timings taken beside other work are noisy)")
-    if bench.noisy:
-        sections.append(f"\nNoisy measurements (IQR/median > 10%): {', '.join(bench.noisy)}")
-    document.emit(sections, args.out)
+    document.emit(sections, args.out, bench.noisy)
     return 0
 
 

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from experiments.bench import document
 from experiments.bench.layers import Bench, distinct_conv_layers
-from experiments.conv import DEFAULT_TILE, Variant
+from experiments.conv import Variant
 from experiments.conv.api import validate
 from experiments.conv.plan import ConvPlan
 from experiments.conv.sparse import SPARSE_DENSITY_THRESHOLD
@@ -141,12 +141,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="resnet18")
     parser.add_argument("--densities", nargs="+", type=float, default=list(DENSITIES))
-    parser.add_argument("--input-size", type=int, default=224)
-    parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--tile", type=int, default=DEFAULT_TILE, help="the blocked GEMM's tile (kernel runtimes only)")
-    parser.add_argument("--backend", default="auto", choices=["auto", "gpu", "numpy"])
-    parser.add_argument("--out", help="also write the tables as markdown to this file")
-    args = parser.parse_args(argv)
+    args = document.parse_args(parser, argv, tile=True)
     validate("im2col", "sparse", args.tile, args.backend)
     bench = SparsityBench(args.backend, args.tile)
     kind = "gpu" if bench.runtime.is_gpu else "cpu"
@@ -172,9 +167,7 @@ def main(argv=None) -> int:
                 "\n## Whole model (every conv layer, times the layers sharing its shape)\n",
                 totals.to_markdown(index=False, floatfmt=".4g"),
                 "\n## Raw medians (ms)\n", frame.drop(columns=["sparse/dense"]).to_markdown(index=False, floatfmt=".4g")]
-    if bench.noisy:
-        sections.append(f"\nNoisy measurements (IQR/median > 10%): {' '.join(bench.noisy)}")
-    document.emit(sections, args.out)
+    document.emit(sections, args.out, bench.noisy)
     return 0
 
 

@@ -143,7 +143,7 @@ class Job:
             self.ours = self.baseline_model
         elif spec.algo == AUTO:
             self.ours = None   # layer by layer, once their inputs are captured below (_tune)
-        else:   # raises NotImplementedError naming a grouped layer, before any work on it
+        else:
             self.ours = swap_variant(copy.deepcopy(self.model), spec.variant, self.runtime,
                                      self.compressed.act_scales if self.compressed else None)
         self.baseline_first_s, self.y32 = self._first_call(lambda: self.baseline_model(self.x))

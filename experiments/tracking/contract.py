@@ -74,15 +74,12 @@ P_MODEL = "model.name"
 P_BATCH = "model.batch_size"
 P_INPUT_SIZE = "model.input_size"
 P_ALGO = "algo.name"            # pytorch | im2col | kn2row | scalar | auto
-P_TUNING_DB = "tuning.db"       # algo=auto: the tuning database (conf/tuning/)
 P_GEMM = "gemm.name"            # blocked | vendor
 P_TILE = "gemm.tile"            # blocked GEMM tile (threads per block side)
 P_BACKEND = "backend.name"      # as requested: auto | gpu | emulator | numpy
 P_QUANT = "quant.name"          # fp32 | fp16 | int8
 P_PRUNE = "prune.name"          # none | unstructured | output_channel | ...
 P_PRUNE_AMOUNT = "prune.amount"     # the requested fraction; the achieved one is the pruned_fraction metric
-P_PRUNE_IMPORTANCE = "prune.importance"  # l1 | l2
-P_PRUNE_SCOPE = "prune.scope"       # layer | global
 P_BENCH = "bench.name"          # smoke | default | paper
 P_CACHE_MODE = "bench.cache_mode"  # hot | cold
 
@@ -90,10 +87,8 @@ P_CACHE_MODE = "bench.cache_mode"  # hot | cold
 # The resolved variant (experiments/conv/variant.py), one param per field plus its label: the report
 # reads these, never re-deriving them from the raw config above.
 P_VARIANT_LABEL = f"{VARIANT_PREFIX}label"     # e.g. kn2row/blocked-t8/fp32
-P_VARIANT_ALGO = f"{VARIANT_PREFIX}algo"
 P_VARIANT_GEMM = f"{VARIANT_PREFIX}gemm"       # empty where no GEMM runs (pytorch, scalar, auto)
 P_VARIANT_TILE = f"{VARIANT_PREFIX}tile"       # empty but for the blocked GEMM
-P_VARIANT_DTYPE = f"{VARIANT_PREFIX}dtype"
 VARIANT_PARAMS = (*(f"{VARIANT_PREFIX}{field}" for field in VARIANT_FIELDS), P_VARIANT_LABEL)
 
 # --- tags ---------------------------------------------------------------------------
