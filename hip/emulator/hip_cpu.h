@@ -49,7 +49,7 @@
 //     per-worker buffer of shared_mem bytes
 //   - no thread_local of this library may have a constructor or destructor (they are all
 //     overwritten by that fill; the runtime saves and restores its own)
-//   - atomics are real (GCC's __atomic builtins): blocks of one launch run concurrently
+//   - atomicAdd (the one atomic the kernels use) is real, GCC's __atomic builtins: blocks of one launch run concurrently
 //
 // Only C headers and <type_traits> are included, with pthreads and __atomic builtins instead of
 // <thread>/<atomic>/<string>: the C++ library headers would triple the compile time of a kernel.
@@ -98,18 +98,6 @@ struct dim3 {
     constexpr dim3(uint3 v) : x(v.x), y(v.y), z(v.z) {}
     constexpr operator uint3() const { return {x, y, z}; }
 };
-struct __attribute__((aligned(8))) float2 { float x, y; };
-struct __attribute__((aligned(16))) float4 { float x, y, z, w; };
-struct __attribute__((aligned(8))) int2 { int x, y; };
-struct __attribute__((aligned(16))) int4 { int x, y, z, w; };
-struct __attribute__((aligned(8))) uint2 { unsigned int x, y; };
-struct __attribute__((aligned(16))) uint4 { unsigned int x, y, z, w; };
-struct __attribute__((aligned(16))) double2 { double x, y; };
-inline float2 make_float2(float x, float y) { return {x, y}; }
-inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
-inline int2 make_int2(int x, int y) { return {x, y}; }
-inline int4 make_int4(int x, int y, int z, int w) { return {x, y, z, w}; }
-inline uint3 make_uint3(unsigned x, unsigned y, unsigned z) { return {x, y, z}; }
 
 // ---- the built-in variables: per OS thread, set by the scheduler before it resumes a fiber ----
 inline thread_local uint3 threadIdx;
@@ -121,18 +109,10 @@ constexpr int warpSize = CONVBENCH_WARP_SIZE;
 // ---- half precision ----
 typedef _Float16 __half;
 typedef _Float16 half;
-inline __half __float2half(float x) { return static_cast<__half>(x); }
 inline __half __float2half_rn(float x) { return static_cast<__half>(x); }
 inline float __half2float(__half x) { return static_cast<float>(x); }
-inline __half __hadd(__half a, __half b) { return a + b; }
-inline __half __hsub(__half a, __half b) { return a - b; }
-inline __half __hmul(__half a, __half b) { return a * b; }
-inline __half __hdiv(__half a, __half b) { return a / b; }
-inline __half __hfma(__half a, __half b, __half c) {
-    return static_cast<__half>(fmaf(static_cast<float>(a), static_cast<float>(b), static_cast<float>(c)));
-}
 
-// ---- min/max and the device math intrinsics (the standard float functions come from <math.h>) ----
+// ---- min/max (the float functions, fmaf among them, come from <math.h>) ----
 template <class A, class B, class = std::enable_if_t<std::is_arithmetic_v<A> && std::is_arithmetic_v<B>>>
 inline std::common_type_t<A, B> min(A a, B b) {
     using T = std::common_type_t<A, B>;
@@ -143,34 +123,6 @@ inline std::common_type_t<A, B> max(A a, B b) {
     using T = std::common_type_t<A, B>;
     return static_cast<T>(a) < static_cast<T>(b) ? static_cast<T>(b) : static_cast<T>(a);
 }
-inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
-inline double rsqrt(double x) { return 1.0 / sqrt(x); }
-inline float __fdividef(float a, float b) { return a / b; }
-inline float __frcp_rn(float x) { return 1.0f / x; }
-inline float __expf(float x) { return expf(x); }
-inline float __logf(float x) { return logf(x); }
-inline float __powf(float a, float b) { return powf(a, b); }
-inline float __sinf(float x) { return sinf(x); }
-inline float __cosf(float x) { return cosf(x); }
-inline float __saturatef(float x) { return x < 0.0f ? 0.0f : (x > 1.0f ? 1.0f : x); }
-inline float __fmaf_rn(float a, float b, float c) { return fmaf(a, b, c); }
-inline float __fadd_rn(float a, float b) { return a + b; }
-inline float __fmul_rn(float a, float b) { return a * b; }
-inline int __float_as_int(float x) { return __builtin_bit_cast(int, x); }
-inline float __int_as_float(int x) { return __builtin_bit_cast(float, x); }
-inline unsigned int __float_as_uint(float x) { return __builtin_bit_cast(unsigned int, x); }
-inline float __uint_as_float(unsigned int x) { return __builtin_bit_cast(float, x); }
-inline int __popc(unsigned int x) { return __builtin_popcount(x); }
-inline int __popcll(unsigned long long x) { return __builtin_popcountll(x); }
-inline int __clz(int x) { return x == 0 ? 32 : __builtin_clz(static_cast<unsigned>(x)); }
-inline int __ffs(int x) { return __builtin_ffs(x); }
-inline int __mul24(int a, int b) { return a * b; }
-inline unsigned int __umul24(unsigned int a, unsigned int b) { return a * b; }
-inline unsigned int __umulhi(unsigned int a, unsigned int b) {
-    return static_cast<unsigned int>((static_cast<unsigned long long>(a) * b) >> 32);
-}
-template <class T> inline T __ldg(const T* p) { return *p; }
-inline long long clock64() { return static_cast<long long>(__builtin_ia32_rdtsc()); }
 
 // ---- atomics: blocks run concurrently on the workers, so these are real atomic operations ----
 namespace convbench::emu {
@@ -189,38 +141,6 @@ template <class T> inline T atomicAdd(T* p, std::type_identity_t<T> v) {
     else
         return convbench::emu::atomic_update(p, [v](T old) { return static_cast<T>(old + v); });
 }
-template <class T> inline T atomicSub(T* p, std::type_identity_t<T> v) {
-    static_assert(std::is_integral_v<T>, "atomicSub takes integers");
-    return __atomic_fetch_sub(p, v, __ATOMIC_RELAXED);
-}
-template <class T> inline T atomicExch(T* p, std::type_identity_t<T> v) {
-    T old;
-    __atomic_exchange(p, &v, &old, __ATOMIC_RELAXED);
-    return old;
-}
-template <class T> inline T atomicMin(T* p, std::type_identity_t<T> v) {
-    return convbench::emu::atomic_update(p, [v](T old) { return v < old ? v : old; });
-}
-template <class T> inline T atomicMax(T* p, std::type_identity_t<T> v) {
-    return convbench::emu::atomic_update(p, [v](T old) { return old < v ? v : old; });
-}
-template <class T> inline T atomicAnd(T* p, std::type_identity_t<T> v) { return __atomic_fetch_and(p, v, __ATOMIC_RELAXED); }
-template <class T> inline T atomicOr(T* p, std::type_identity_t<T> v) { return __atomic_fetch_or(p, v, __ATOMIC_RELAXED); }
-template <class T> inline T atomicXor(T* p, std::type_identity_t<T> v) { return __atomic_fetch_xor(p, v, __ATOMIC_RELAXED); }
-template <class T> inline T atomicCAS(T* p, std::type_identity_t<T> compare, std::type_identity_t<T> v) {
-    __atomic_compare_exchange(p, &compare, &v, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
-    return compare;  // the old value, whether or not it was swapped
-}
-inline unsigned int atomicInc(unsigned int* p, unsigned int limit) {
-    return convbench::emu::atomic_update(p, [limit](unsigned int old) { return old >= limit ? 0u : old + 1; });
-}
-inline unsigned int atomicDec(unsigned int* p, unsigned int limit) {
-    return convbench::emu::atomic_update(
-        p, [limit](unsigned int old) { return (old == 0 || old > limit) ? limit : old - 1; });
-}
-inline void __threadfence_block() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
-inline void __threadfence() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
-inline void __threadfence_system() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 
 // ---- the runtime: fibers, the block scheduler, the worker pool, launch() ----
 namespace convbench::emu {
