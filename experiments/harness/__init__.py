@@ -6,6 +6,9 @@
     timing.py   the measurement protocol; Measurement with its statistics
     energy.py   CodeCarbon's offline tracker around a fixed-duration loop
     runner.py   run.py's task function: a job -> its MLflow run, failures included
+    results.py  a job's outcome in the contract's terms: metrics, resolved params, layers.csv rows
+    artifacts.py  the run's files: config, layers.csv, raw samples, tuning snapshot
+    console.py  what the user reads: progress bars, the closing summary
     sweep.py    the Hydra callback: one parent run per multirun, the sweep summary
 """
 

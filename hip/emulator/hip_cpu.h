@@ -49,7 +49,8 @@
 //     per-worker buffer of shared_mem bytes
 //   - no thread_local of this library may have a constructor or destructor (they are all
 //     overwritten by that fill; the runtime saves and restores its own)
-//   - atomicAdd (the one atomic the kernels use) is real, GCC's __atomic builtins: blocks of one launch run concurrently
+//   - atomicAdd, the one atomic the kernels use, is real (GCC's __atomic builtins): blocks of
+//     one launch run concurrently
 //
 // Only C headers and <type_traits> are included, with pthreads and __atomic builtins instead of
 // <thread>/<atomic>/<string>: the C++ library headers would triple the compile time of a kernel.
