@@ -30,6 +30,6 @@ def cpu_execution() -> str:
         return "threads as set by the user: " + ", ".join(f"{k}={os.environ[k]}" for k in sorted(_USER_SET))
     if not _BLAS_LOADED_BEFORE:
         return "short spin: " + ", ".join(f"{k}={v}" for k, v in SPIN_DEFAULTS.items())
-    from threadpoolctl import threadpool_limits
+    from threadpoolctl import threadpool_limits   # installed with scikit-learn (requirements.txt)
     threadpool_limits(limits=1, user_api="blas")
     return "BLAS on one thread (numpy was loaded before convbench: its spin could not be shortened)"
