@@ -1,6 +1,7 @@
 """algo=auto and its tuning database: early dropping, reuse across processes, invalidation when a
 kernel source changes, concurrent writers, and a whole run that measures nothing the second time."""
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -155,8 +156,9 @@ def test_another_process_reuses_the_database_and_measures_nothing(tmp_path):
     assert (first.measured, first.reused) == (2, 1)      # the last two layers have one shape: measured once
     assert [layer.source for layer in first.layers] == ["measured", "measured", "reused"]
     assert first.best_single is not None and first.best_single.label in first.single_conv_s()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run([sys.executable, "-c", _REUSE.format(tests=str(REPO / "tests"), db=str(db))],
-                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)   # this checkout
     assert done.returncode == 0, done.stderr
     second = json.loads(done.stdout.strip().splitlines()[-1])
     assert second == {"measured": 0, "reused": 3, "choices": [layer.entry.choice for layer in first.layers]}
