@@ -35,6 +35,7 @@ def test_blocked_gemm_in_many_waves(tile):
     1024 threads, one block per SM."""
     import cupy
 
+    from experiments.conv import Variant
     from experiments.conv.kernel_launch import KernelLauncher
     from experiments.runtime import resolve
     runtime = resolve("gpu")
@@ -43,7 +44,7 @@ def test_blocked_gemm_in_many_waves(tile):
     a, b = cupy.random.standard_normal((m, k), dtype=cupy.float32), cupy.random.standard_normal((2, k, n), dtype=cupy.float32)
     blocks = 2 * -(-m // (tile * 4)) * -(-n // (tile * 4))
     assert blocks > 4 * props["multiProcessorCount"]
-    c = KernelLauncher(runtime, "blocked", tile).gemm(a, b)
+    c = KernelLauncher(runtime, Variant.of("im2col", "blocked", tile)).gemm(a, b)
     reference = torch.from_dlpack(a).double() @ torch.from_dlpack(b).double()
     assert relative(torch.from_dlpack(c), reference) < TOL
 

@@ -178,8 +178,8 @@ def _run_logged(cfg, spec: JobSpec | None, config_error, name: str, context: Job
         status, error = STATUS_FAILED, error or f"logging the results failed: {type(exc).__name__}: {exc}"
     report = JobReport(name, status, error, run_id, context.num, metrics)
     cost = costs(outcome.phases, time.perf_counter() - started)
-    print(summary_text(report, spec, outcome, context.label, context.in_sweep, uri, cost), file=sys.stderr if report.failed else sys.stdout,
-          flush=True)
+    print(summary_text(report, spec, outcome, context.label, context.in_sweep, uri, cost),
+          file=sys.stderr if report.failed else sys.stdout, flush=True)
     return report
 
 
