@@ -68,7 +68,7 @@ def first_layer(model: str, groups: bool = False):
 def test_bench_layers(timed_calls):
     from experiments.bench.layers import Bench
     Bench("numpy").layer(first_layer("resnet18"))
-    assert_all_fp32(timed_calls, {"pytorch", "im2col/vendor"})
+    assert_all_fp32(timed_calls, {"pytorch", "im2col/vendor/fp32"})
 
 
 def test_bench_sparsity(timed_calls):
