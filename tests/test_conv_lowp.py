@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from experiments import conv2d, swap_conv2d
+from experiments.compress.quantization import calibrate
 from experiments.conv import lowp
 from experiments.conv.tolerance import DEQUANTIZED_TOLERANCE, RELATIVE_TOLERANCE, relative_error
 from experiments.runtime import gpu_available, resolve
@@ -136,7 +137,7 @@ def test_calibrated_scales_and_swap():
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 4, 1)).eval()
     calibration, x = torch.randn(4, 3, 9, 9), torch.randn(2, 3, 9, 9)
-    scales = lowp.calibrate(model, calibration)
+    scales = calibrate(model, calibration)
     assert set(scales) == {"0", "2"} and scales["0"] == pytest.approx(float(calibration.abs().max()) / 127)
     ours = swap_conv2d(model, "im2col", "vendor", backend="numpy", dtype="int8", act_scales=scales)
     assert ours[0].plan.prepared_weight.act_scale == pytest.approx(scales["0"])

@@ -84,9 +84,12 @@ def predict(model: nn.Module, images: torch.Tensor, device, batch: int = 64) -> 
     return torch.cat(outs)
 
 
-def measure(ours: nn.Module, dense: nn.Module, data: EvaluationData, device, batch: int = 64) -> Fidelity:
-    """Fidelity of ``ours`` (the compressed model on our kernels) to ``dense`` (float32 PyTorch)."""
-    y, ref = predict(ours, data.images, device, batch), predict(dense, data.images, device, batch)
+def measure(ours: nn.Module, dense: nn.Module, data: EvaluationData, device, batch: int = 64,
+            ours_logits: torch.Tensor | None = None) -> Fidelity:
+    """Fidelity of ``ours`` (the compressed model on our kernels; or its ``ours_logits`` on the images,
+    when already computed) to ``dense`` (float32 PyTorch)."""
+    y = predict(ours, data.images, device, batch) if ours_logits is None else ours_logits
+    ref = predict(dense, data.images, device, batch)
     agreement = float((y.argmax(1) == ref.argmax(1)).float().mean())
     accuracy = dense_accuracy = None
     if data.labels is not None:

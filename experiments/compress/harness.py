@@ -27,12 +27,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from experiments.conv import lowp
-
 from .digits import NAME as DIGITS
 from .digits import finetuner
 from .fidelity import EvaluationData, evaluation_data
 from .prune import PruneReport, PruneSpec, prune_model
+from .quantization import QuantOptions, calibrate, skipped_layers
 
 CALIBRATION_SEED_OFFSET = 7919     # calibration images: a seed of their own
 EVALUATION_SEED_OFFSET = 104729    # evaluation images: another
@@ -47,6 +46,7 @@ class CompressionSpec:
     eval_images: int = 16             # fidelity: images of the evaluation batch (without labelled data)
     image_folder: str | None = None   # labelled images (ImageFolder layout) -> accuracy_top1
     max_images: int = 256             # at most this many of them
+    quantization: QuantOptions = QuantOptions()   # calibration method, layers kept fp32, cost bound
 
     @property
     def active(self) -> bool:
@@ -59,6 +59,7 @@ class Compressed:
     model: nn.Module
     report: PruneReport
     act_scales: dict[str, float] | None
+    fp32_layers: tuple[str, ...]    # reduced precision: the layers quant.skip keeps in float32
     evaluation: EvaluationData
     baseline: nn.Module             # PyTorch at the baseline precision (model itself, or a half copy)
     baseline_dtype: torch.dtype
@@ -84,9 +85,11 @@ class CompressionOutcome:
     report: PruneReport
     baseline_label: str
     fidelity: object | None = None            # experiments.compress.fidelity.Fidelity
+    precision: object | None = None           # fp16/int8: experiments.compress.precision_cost.PrecisionCost
     dense: object | None = None                # Measurement: the dense fp32 model on the same technique
     dense_baseline: object | None = None       # Measurement: the dense fp32 model on PyTorch
     baseline_fp16: object | None = None        # Measurement: int8 on a GPU, PyTorch fp16 of the same model
+    weights: str = "random"                    # the model's weights: "random" (fidelity says little), or named
 
 
 def trainable_copy(model: nn.Module) -> nn.Module:
@@ -115,10 +118,12 @@ def compress(spec: CompressionSpec, model_name: str, dense: nn.Module, example: 
     pruned = pruned.to(device).eval()
     evaluation = evaluation_data(model_name, input_size, spec.eval_images, seed + EVALUATION_SEED_OFFSET,
                                  spec.image_folder, spec.max_images)
-    act_scales = None
+    act_scales, fp32_layers = None, ()
+    if spec.quant != "fp32":
+        fp32_layers = skipped_layers(pruned, spec.quantization.skip)
     if spec.quant == "int8":
-        act_scales = lowp.calibrate(pruned, calibration_batch(model_name, example, spec.calibration_images,
-                                                              seed).to(device))
+        act_scales = calibrate(pruned, calibration_batch(model_name, example, spec.calibration_images,
+                                                         seed).to(device), spec.quantization)
     baseline, dtype, label, fp16 = pruned, torch.float32, "pytorch fp32", None
     if device.type == "cuda" and spec.quant in ("fp16", "int8"):
         half = copy.deepcopy(pruned).half().eval()
@@ -126,7 +131,7 @@ def compress(spec: CompressionSpec, model_name: str, dense: nn.Module, example: 
             baseline, dtype, label = AtPrecision(half, torch.float16), torch.float16, "pytorch fp16"
         else:
             fp16 = AtPrecision(half, torch.float16)
-    return Compressed(dense, pruned, report, act_scales, evaluation, baseline, dtype, label, fp16)
+    return Compressed(dense, pruned, report, act_scales, fp32_layers, evaluation, baseline, dtype, label, fp16)
 
 
 def baseline_layer(compressed: Compressed | None, name: str, conv: nn.Module) -> nn.Module:
@@ -158,6 +163,12 @@ def metrics(outcome: CompressionOutcome | None, latency_s: float | None) -> dict
         m.update({c.TOP1_AGREEMENT: f.top1_agreement, c.FIDELITY_REL_ERR: f.rel_err, c.EVAL_IMAGES: f.images})
         if f.accuracy is not None:
             m.update({c.ACCURACY_TOP1: f.accuracy, c.DENSE_ACCURACY_TOP1: f.dense_accuracy})
+    cost = outcome.precision
+    if cost is not None:
+        m.update({c.PRECISION_REL_ERR: cost.model_rel_err, c.PRECISION_TOP1_AGREEMENT: cost.top1_agreement,
+                  c.FP32_LAYERS: len(cost.fp32_layers)})
+        if cost.worst_layer is not None:
+            m[c.PRECISION_WORST_LAYER_REL_ERR] = cost.worst_layer[1]
     return m
 
 
@@ -168,6 +179,12 @@ def tags(outcome: CompressionOutcome | None) -> dict[str, str]:
     found = {c.T_BASELINE: outcome.baseline_label, "prune_report": outcome.report.describe()}
     if outcome.fidelity is not None:
         found[c.T_EVAL_DATA] = outcome.fidelity.source
+    found[c.T_WEIGHTS] = outcome.weights
+    cost = outcome.precision
+    if cost is not None:
+        found[c.T_FP32_LAYERS] = ", ".join(cost.fp32_layers)
+        if cost.worst_layer is not None:
+            found[c.T_PRECISION_WORST_LAYER] = cost.worst_layer[0]
     return found
 
 
@@ -186,11 +203,13 @@ def summary(outcome: CompressionOutcome | None, latency_s: float | None) -> list
         parts.append(f"dense PyTorch fp32 {outcome.dense_baseline.median * 1e3:.4g} ms "
                      f"({outcome.dense_baseline.median / latency_s:.3g}x)")
     f = outcome.fidelity
-    if f is not None:
+    if f is not None and (r.spec.kind != "none" or f.accuracy is not None):   # else the precision cost says it
         text = f"top-1 agreement {f.top1_agreement:.3g}, fidelity_rel_err {f.rel_err:.2g} on {f.images} images"
         if f.accuracy is not None:
             text += f", accuracy {f.accuracy:.3g} (dense {f.dense_accuracy:.3g})"
-        parts.append(text)
+        parts.append(text + ("" if outcome.weights != "random" else " (random weights)"))
+    if outcome.precision is not None:
+        parts.append(outcome.precision.describe())
     return parts
 
 

@@ -2,7 +2,7 @@
 
 The launch code is the float32 one (experiments/conv/kernel_launch.py: precision is a parameter of
 the launcher); this module holds what the precisions compute: scales, rounding, the prepared
-filter, calibration, and the numpy backend's exact emulation.
+filter and the numpy backend's exact emulation (calibration: experiments/compress/quantization.py).
 
     dtype  storage of input and filter       products and sums         output
     fp32   float32                           float32                   float32
@@ -10,12 +10,12 @@ filter, calibration, and the numpy backend's exact emulation.
     int8   int8, symmetric (zero point 0)    int32 (exact)             float32, dequantized
 
 int8 scales: the filter has one scale per output channel, s_w[f] = max|W[f]| / 127; the input
-one per tensor, s_x = max|x| / 127 of a calibration batch (``act_scale``; without one, of each
-input as it comes, i.e. dynamic quantization). q = clamp(rint(v / s), -127, 127), so
-y[f] = s_x * s_w[f] * sum(q_x * q_w) + bias: the int32 sum is exact, and the result equals the
-float64 convolution of the *dequantized* operands up to the float32 rounding of the last
-multiply. That dequantized convolution is the reference the int8 kernels are tested against
-exactly; the float32 model is the reference for the accuracy cost (tolerance.py).
+one per tensor from a calibration batch (``act_scale``: max|x| / 127 or a percentile of |x|,
+experiments/compress/quantization.py; without one, max|x| / 127 of each input as it comes, i.e.
+dynamic quantization). q = clamp(rint(v / s), -127, 127), so y[f] = s_x * s_w[f] * sum(q_x * q_w)
++ bias: the int32 sum is exact, so a right int8 layer's output is known to the bit, which is how
+experiments/conv/exactness.py gates it; what the rounding costs against the float32 model is
+measured apart (experiments/compress/precision_cost.py).
 
 Where each algorithm does it (hip/ kernels; the numpy backend follows the same steps):
 
@@ -33,7 +33,8 @@ CPU the reduced precisions cost conversions and deliver no speedup: that is what
 
 Depthwise layers (groups == C_in) have no reduced-precision kernel: their input and filter are
 rounded to the dtype (fp16, or int8 with the same scales) and run by the float32 depthwise
-kernel, so their accuracy cost is modelled but their time is float32's.
+kernel, so their accuracy cost is modelled but their time is float32's. ``quant.skip`` keeps
+chosen layers in float32 altogether (swap_conv2d's ``fp32_layers``).
 """
 from __future__ import annotations
 
@@ -144,29 +145,3 @@ def run_reference(algorithm, x, w: LowpFilter, g: ConvGeometry):
     acc, workspace = algorithm(quantize(x, s_x), w.host, g)     # exact integer sums (float64 BLAS)
     scale = w.output_scale(s_x, np).reshape(1, -1, 1, 1)
     return np.ascontiguousarray(acc.astype(np.float32) * scale), workspace
-
-
-# --- calibration ----------------------------------------------------------------------------
-
-def calibrate(model, batch) -> dict[str, float]:
-    """Static int8 calibration: each ``nn.Conv2d``'s per-tensor input scale (max|x| / 127) over one
-    forward of the float32 ``model`` on a calibration ``batch``; layer name -> scale (for swap_conv2d)."""
-    import torch
-    from torch import nn
-
-    peaks: dict[str, float] = {}
-
-    def observe(name):
-        def hook(module, args):
-            peak = float(args[0].detach().abs().max()) if args[0].numel() else 0.0
-            peaks[name] = max(peaks.get(name, 0.0), peak)
-        return hook
-
-    hooks = [m.register_forward_pre_hook(observe(name)) for name, m in model.named_modules() if type(m) is nn.Conv2d]
-    try:
-        with torch.no_grad():
-            model(batch)
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return {name: (peak / INT8_MAX if peak > 0 else 1.0) for name, peak in peaks.items()}

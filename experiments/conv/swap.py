@@ -1,6 +1,8 @@
 """Swap every nn.Conv2d of a torch model for one that runs a convbench algorithm."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -65,27 +67,31 @@ class ConvbenchConv2d(nn.Module):
 
 
 def swap_conv2d(model: nn.Module, algo: str = "im2col", gemm: str = "blocked", tile: int = DEFAULT_TILE,
-                backend="auto", dtype: str = "fp32", act_scales: dict[str, float] | None = None) -> nn.Module:
+                backend="auto", dtype: str = "fp32", act_scales: dict[str, float] | None = None,
+                fp32_layers=()) -> nn.Module:
     """Replace every ``nn.Conv2d`` of ``model`` in place; returns the model.
 
     Raises before changing anything if the choice is invalid. Grouped layers run all groups in
     one launch; depthwise layers (groups == C_in) run the depthwise kernel for every ``algo``,
     so a depthwise-separable block becomes depthwise + pointwise (a plain GEMM).
 
-    ``dtype`` fp16 or int8 runs every layer at that precision (experiments.conv.lowp); int8 takes
-    each layer's input scale from ``act_scales`` (layer name -> scale, from
-    ``experiments.conv.lowp.calibrate``), or from each input as it comes where none is given.
+    ``dtype`` fp16 or int8 runs every layer at that precision (experiments.conv.lowp) but those named in
+    ``fp32_layers``; int8 takes each layer's input scale from ``act_scales`` (layer name -> scale, from
+    ``experiments.compress.quantization.calibrate``), or from each input as it comes where none is given.
     """
     variant, runtime = resolve(algo, gemm, tile, backend, dtype)
-    return swap_variant(model, variant, runtime, act_scales)
+    return swap_variant(model, variant, runtime, act_scales, fp32_layers)
 
 
-def swap_variant(model: nn.Module, variant: Variant, runtime, act_scales: dict[str, float] | None = None) -> nn.Module:
-    """swap_conv2d for a resolved ``variant`` on a ``runtime`` (the harness's and the tuner's entry)."""
+def swap_variant(model: nn.Module, variant: Variant, runtime, act_scales: dict[str, float] | None = None,
+                 fp32_layers=()) -> nn.Module:
+    """swap_conv2d for a resolved ``variant`` on a ``runtime`` (the harness's and the tuner's entry); the
+    layers named in ``fp32_layers`` run the same variant in fp32."""
     act_scales = act_scales or {}
     convs = [(name, m) for name, m in model.named_modules() if type(m) is nn.Conv2d]
     for name, conv in convs:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, ConvbenchConv2d(conv, name, variant, runtime, act_scales.get(name)))
+        own = replace(variant, dtype="fp32") if name in fp32_layers else variant
+        setattr(parent, child, ConvbenchConv2d(conv, name, own, runtime, act_scales.get(name)))
     return model

@@ -121,7 +121,10 @@ def job_spec(cfg: DictConfig) -> JobSpec:
 
     model, algo, gemm, bench, energy = cfg.model, cfg.algo, cfg.gemm, cfg.bench, cfg.energy
     check_model_name(model.name)
-    weights = resolve_weights(model.name, model.weights)
+    download = model.get("download", False)
+    if not isinstance(download, bool):
+        raise ConfigError(f"model.download={download!r}: expected true or false")
+    weights = resolve_weights(model.name, model.weights, download)
     size = input_hw(OmegaConf.to_object(model.input_size) if OmegaConf.is_config(model.input_size)
                     else model.input_size)
     if not isinstance(model.batch_size, int) or model.batch_size < 1:
@@ -196,6 +199,7 @@ def _compression(cfg, model_name: str, size: tuple[int, int], gemm: str, algo: s
                          prune.get("steps", 1))
         if quant.name != "fp32" and algo not in (PYTORCH, AUTO):
             lowp.check_dtype(quant.name, gemm)
+        options = _quant_options(quant)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     epochs = prune.get("finetune_epochs", 0) or 0
@@ -218,4 +222,22 @@ def _compression(cfg, model_name: str, size: tuple[int, int], gemm: str, algo: s
                               f"sub-folder of images per class)")
     return CompressionSpec(spec, str(quant.name), epochs, numbers["quant.calibration_images"],
                            numbers["accuracy.eval_images"], None if folder is None else str(folder),
-                           numbers["accuracy.max_images"])
+                           numbers["accuracy.max_images"], options)
+
+
+def _quant_options(quant):
+    """quant.calibration, percentile, skip, max_cost -> QuantOptions (ValueError naming a bad value)."""
+    from experiments.compress.quantization import QuantOptions
+    skip = quant.get("skip") or []
+    if isinstance(skip, str):
+        skip = [skip]
+    elif not OmegaConf.is_list(skip) and not isinstance(skip, (list, tuple)):
+        raise ValueError(f"quant.skip={skip!r}: expected a list of layer selectors, e.g. [depthwise, first]")
+    numbers = {}
+    for key, default in (("percentile", 99.99), ("max_cost", None)):
+        value = quant.get(key, default)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ValueError(f"quant.{key}={value!r}: expected a number")
+        numbers[key] = None if value is None else float(value)
+    return QuantOptions(str(quant.get("calibration", "max")), numbers["percentile"], tuple(map(str, skip)),
+                        numbers["max_cost"])

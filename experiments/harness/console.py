@@ -32,8 +32,14 @@ def summary_text(report: JobReport, spec: JobSpec | None, outcome: JobOutcome, l
              + (", NOISY" if model.noisy else "") + emulated + ")"]
     if spec.algo != PYTORCH:
         parts.append(f"PyTorch {_ms(baseline.median)}, speedup {baseline.median / model.median:.3g}x")
-    parts.append(f"max_rel_err {outcome.max_rel_err:.2g} (PyTorch fp32 {outcome.baseline_rel_err:.2g}, "
-                 f"tolerance {spec.tolerance:g})")
+    gated = [layer.gate for layer in outcome.layers if layer.gate]
+    if gated:   # fp16/int8: each layer exact (experiments/conv/exactness.py); the model's error is a cost
+        counts = ", ".join(f"{gated.count(method)} {method}" for method in dict.fromkeys(gated))
+        parts.append(f"exactness gate passed ({counts}); max_rel_err {outcome.max_rel_err:.2g} against float64 "
+                     f"of the fp32 model")
+    else:
+        parts.append(f"max_rel_err {outcome.max_rel_err:.2g} (PyTorch fp32 {outcome.baseline_rel_err:.2g}, "
+                     f"tolerance {spec.tolerance:g})")
     if outcome.tuning is not None:
         tuning = outcome.tuning
         best = f"; best single {tuning.best_single.label} {_ms(outcome.best_single.median)}" \

@@ -4,7 +4,11 @@
              model with every nn.Conv2d swapped; PyTorch's first call; each conv layer's input
     check    float64 reference of the model and of every conv layer on the same inputs; the
              first call of our model (compile_s) and of each layer alone, compared with it;
-             any error above the dtype's tolerance raises ToleranceError (errors are kept)
+             fp32: any error above the tolerance raises ToleranceError (errors are kept);
+             fp16/int8: each reduced-precision layer must pass the exactness gate
+             (experiments/conv/exactness.py), and the precision cost against the fp32 model
+             is measured (experiments/compress/precision_cost.py), failing the job only
+             above quant.max_cost
     timing   by the protocol: our model, PyTorch's, then every layer alone, ours and PyTorch's
     energy   a separate fixed-duration loop of our model under CodeCarbon
 
@@ -21,17 +25,17 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch import nn
 
-from experiments.conv import ConvGeometry, LayerCost, Variant, layer_cost, swap_variant
+from experiments.conv import ConvGeometry, LayerCost, Variant, exactness, layer_cost, swap_variant
 from experiments.conv.api import resolve_padding
-from experiments.conv.tolerance import relative_error
+from experiments.conv.tolerance import RELATIVE_TOLERANCE, relative_error
 
-from experiments.compress import fidelity
+from experiments.compress import fidelity, precision_cost
 from experiments.compress import harness as compression
 
 from .config import AUTO, PYTORCH, JobSpec
 from .energy import EnergyMeter, EnergyResult
 from .errors import ToleranceError
-from .models import build_model, make_input
+from .models import build_model, make_input, weights_label
 from .timing import CacheFlusher, CpuClock, EventClock, Measurement, expected_seconds, measure
 
 
@@ -43,6 +47,9 @@ class LayerOutcome:
     name: str
     geometry: ConvGeometry
     max_rel_err: float
+    precision: str = ""                    # fp16/int8 jobs: what the layer ran (fp32 where quant.skip kept it)
+    gate: str = ""                         # fp16/int8 jobs: how it was checked (exactness.Verdict.method)
+    precision_rel_err: float | None = None  # fp16/int8 jobs: against the fp32 layer on the same input
     cost: LayerCost | None = None          # ours after the timed calls (workspace of the last call)
     ours: Measurement | None = None
     baseline: Measurement | None = None
@@ -137,7 +144,8 @@ class Job:
                                                        spec.input_size, spec.seed, self.device)
             self.dense, self.model = self.model, self.compressed.model
             self.baseline_model = self.compressed.baseline
-            out.compression = compression.CompressionOutcome(self.compressed.report, self.compressed.baseline_label)
+            out.compression = compression.CompressionOutcome(self.compressed.report, self.compressed.baseline_label,
+                                                             weights=weights_label(spec.model, spec.weights))
         self.convs = conv_layers(self.model)
         if spec.algo == PYTORCH:
             self.ours = self.baseline_model
@@ -145,7 +153,8 @@ class Job:
             self.ours = None   # layer by layer, once their inputs are captured below (_tune)
         else:
             self.ours = swap_variant(copy.deepcopy(self.model), spec.variant, self.runtime,
-                                     self.compressed.act_scales if self.compressed else None)
+                                     self.compressed.act_scales if self.compressed else None,
+                                     self.compressed.fp32_layers if self.compressed else ())
         self.baseline_first_s, self.y32 = self._first_call(lambda: self.baseline_model(self.x))
         self.inputs: dict[str, torch.Tensor] = {}
         hooks = [conv.register_forward_pre_hook(self._capture(name)) for name, conv in self.convs]
@@ -193,6 +202,7 @@ class Job:
         out.max_rel_err = _rel_err(y, y64)
         del y64
         self.first_calls: dict[str, tuple[float, float]] = {}
+        wrong: list[str] = []    # fp16/int8: the layers that fail the exactness gate
         for name, conv in self.convs:
             x = self.inputs[name]
             ref = model64.get_submodule(name)(x.double())
@@ -202,12 +212,53 @@ class Job:
             base_first = ours_first if spec.algo == PYTORCH else self._first_call(lambda: base(x))[0]
             self.first_calls[name] = (ours_first, base_first)
             out.layers.append(LayerOutcome(name, conv_geometry(conv, x.shape), _rel_err(y, ref)))
+            if self.reduced_precision:
+                self._gate_layer(out.layers[-1], layer, conv, x, y, wrong)
         del model64
-        check_tolerance(spec, out)
+        if not self.reduced_precision:
+            check_tolerance(spec, out)
+        elif wrong:
+            raise ToleranceError(f"{spec.variant.label} fails the exactness gate in {len(wrong)} of "
+                                 f"{len(out.layers)} layers: " + "; ".join(wrong[:3])
+                                 + ("; ..." if len(wrong) > 3 else ""))
         if self.compressed is not None:   # what the compression costs: against the dense fp32 model
             with self.phase("fidelity_s"):
-                out.compression.fidelity = fidelity.measure(self.ours, self.dense, self.compressed.evaluation,
-                                                            self.device)
+                self._measure_costs()
+
+    @property
+    def reduced_precision(self) -> bool:
+        """fp16/int8 on our kernels: each layer is gated exactly, the model's deviation is a cost."""
+        return self.spec.quant != "fp32" and self.spec.algo not in (PYTORCH, AUTO)
+
+    def _gate_layer(self, outcome: LayerOutcome, layer, conv, x, y, wrong: list[str]) -> None:
+        outcome.precision = layer.variant.dtype
+        if outcome.precision == "fp32":   # kept in fp32 by quant.skip
+            tolerance = RELATIVE_TOLERANCE["fp32"]
+            outcome.gate = "fp32 tolerance"
+            if not outcome.max_rel_err <= tolerance:
+                wrong.append(f"{outcome.name}: fp32 layer max_rel_err {outcome.max_rel_err:.3g} over {tolerance:g}")
+        else:
+            verdict = exactness.check_layer(layer, x, y)
+            outcome.gate = verdict.method
+            if not verdict.ok:
+                wrong.append(verdict.describe())
+        outcome.precision_rel_err = precision_cost.layer_cost(y, conv(x))
+
+    def _measure_costs(self) -> None:
+        """Against the dense fp32 model (fidelity: what pruning and precision cost together) and, at fp16/int8,
+        against the fp32 model that was quantized (the precision's own cost; quant.max_cost bounds it)."""
+        spec, out, data = self.spec, self.outcome, self.compressed.evaluation
+        logits = fidelity.predict(self.ours, data.images, self.device)
+        out.compression.fidelity = fidelity.measure(self.ours, self.dense, data, self.device, ours_logits=logits)
+        if not self.reduced_precision:
+            return
+        layers = {layer.name: layer.precision_rel_err for layer in out.layers if layer.precision != "fp32"}
+        cost = out.compression.precision = precision_cost.measure(
+            logits, self.model, data, self.device, layers, spec.quant, self.compressed.fp32_layers,
+            out.compression.weights)
+        excess = cost.exceeds(spec.compression.quantization.max_cost)
+        if excess:
+            raise ToleranceError(excess)
 
     # --- timing --------------------------------------------------------------------------
     def _measure(self, fn, protocol, label: str, first_call_s: float, bar: bool = True) -> Measurement:

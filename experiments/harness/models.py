@@ -1,8 +1,9 @@
 """torchvision classification models by name, with a fixed seed, and their input.
 
 ``model.weights`` null means random initialisation (offline, reproducible through the seed).
-A weights name must already be in the torch hub cache: convbench never downloads, so that a
-sweep on a machine without network fails before any work instead of hanging on a download.
+A weights name (``DEFAULT``, ``IMAGENET1K_V1``, ...) must already be in the torch hub cache: convbench
+downloads only when ``model.download=true`` asks it to, so that a sweep on a machine without network
+fails before any work, saying how to fetch the file, instead of hanging on a download.
 """
 from __future__ import annotations
 
@@ -38,8 +39,9 @@ def check_model_name(name: str) -> None:
         f"print(*m())\"` ({len(models)} models, e.g. resnet18, vgg16, densenet121).")
 
 
-def resolve_weights(name: str, weights: str | None):
-    """The torchvision weights enum for ``weights`` (None stays None); checks the hub cache."""
+def resolve_weights(name: str, weights: str | None, download: bool = False):
+    """The torchvision weights enum for ``weights`` (None stays None); checks the hub cache unless
+    ``download`` allows fetching them."""
     if weights in (None, "", "none", "None"):
         return None
     if name == DIGITS:
@@ -54,13 +56,23 @@ def resolve_weights(name: str, weights: str | None):
                           f"{', '.join(enum.__members__)} (or {enum.__name__}.<name>), or null for random init")
     resolved = enum[member]
     cached = weights_cache_path(resolved)
-    if not cached.is_file():
+    if not cached.is_file() and not download:
         raise ConfigError(
             f"model.weights={weights!r}: {cached.name} is not in the torch hub cache ({cached.parent}); "
-            f"convbench does not download. Fetch it once on a machine with network "
+            f"convbench downloads nothing unless asked. Fetch it once on a machine with network "
             f"(`python -c \"from experiments.torchvision_compat import torchvision; "
-            f"torchvision.models.get_model('{name}', weights='{resolved}')\"`) or use model.weights=null.")
+            f"torchvision.models.get_model('{name}', weights='{resolved}')\"`, then copy {cached.name} into "
+            f"{cached.parent}), or let this run fetch it with model.download=true, or use model.weights=null "
+            f"(random weights).")
     return resolved
+
+
+def weights_label(name: str, weights) -> str:
+    """What a model's weights are, as results label them: "random" (initialised from the seed),
+    "trained on digits" (digits_cnn), or the torchvision weights' name."""
+    if name == DIGITS:
+        return "trained on digits"
+    return "random" if weights is None else str(weights)
 
 
 def weights_cache_path(weights) -> Path:

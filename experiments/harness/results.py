@@ -93,6 +93,8 @@ def layer_rows(spec: JobSpec, outcome: JobOutcome) -> list[dict]:
                "kernel_h": g.kernel_h, "kernel_w": g.kernel_w, "stride": _pair(g.stride),
                "padding": _pair(g.padding), "dilation": _pair(g.dilation), "groups": g.groups,
                "in_h": g.in_h, "in_w": g.in_w, "out_h": g.out_h, "out_w": g.out_w, "max_rel_err": layer.max_rel_err}
+        if layer.gate:   # fp16/int8 jobs
+            row.update({"gate": layer.gate, "precision_rel_err": layer.precision_rel_err})
         if cost is not None:
             row.update({"flops": cost.flops, "min_bytes": cost.min_bytes,
                         "arithmetic_intensity": cost.arithmetic_intensity})

@@ -64,10 +64,17 @@ FIDELITY_REL_ERR = "fidelity_rel_err"  # max|y - y_dense| / max|y_dense| on the 
 ACCURACY_TOP1 = "accuracy_top1"        # on labelled images (digits_cnn, accuracy.image_folder)
 DENSE_ACCURACY_TOP1 = "dense_accuracy_top1"   # the dense fp32 model on the same labelled images
 EVAL_IMAGES = "eval_images"            # images of the fidelity/accuracy evaluation
+# fp16/int8 only (experiments/compress/precision_cost.py): the precision's cost against the fp32 model that
+# was quantized (pruned, if the job prunes); measured, never a gate unless quant.max_cost is set
+PRECISION_REL_ERR = "precision_rel_err"                  # model logits vs the fp32 model's, evaluation images
+PRECISION_WORST_LAYER_REL_ERR = "precision_worst_layer_rel_err"   # the largest per-layer cost
+PRECISION_TOP1_AGREEMENT = "precision_top1_agreement"    # evaluation images whose top-1 is the fp32 model's
+FP32_LAYERS = "fp32_layers"                              # conv layers quant.skip kept in fp32
 
 COMPRESSION_METRICS = (DENSE_LATENCY_MS, DENSE_BASELINE_LATENCY_MS, SPEEDUP_VS_DENSE, SPEEDUP_VS_DENSE_BASELINE,
                        BASELINE_FP16_LATENCY_MS, MAC_RATIO, DENSE_MAC_RATIO, PRUNED_FRACTION, PARAMS,
-                       TOP1_AGREEMENT, FIDELITY_REL_ERR, ACCURACY_TOP1, DENSE_ACCURACY_TOP1, EVAL_IMAGES)
+                       TOP1_AGREEMENT, FIDELITY_REL_ERR, ACCURACY_TOP1, DENSE_ACCURACY_TOP1, EVAL_IMAGES,
+                       PRECISION_REL_ERR, PRECISION_WORST_LAYER_REL_ERR, PRECISION_TOP1_AGREEMENT, FP32_LAYERS)
 
 # --- params: the resolved Hydra config, flattened with dots -------------------------
 P_MODEL = "model.name"
@@ -109,6 +116,9 @@ T_RUN_KIND = "run_kind"         # parent | job
 T_BEST_SINGLE = "best_single"   # algo=auto: the best single candidate, e.g. im2col/blocked-t16/fp32
 T_BASELINE = "baseline"         # what baseline_latency_ms measured: pytorch fp32 | pytorch fp16
 T_EVAL_DATA = "eval_data"       # the evaluation images of the fidelity metrics (digits test split, ...)
+T_WEIGHTS = "weights"           # pruned/quantized jobs: the model's weights, "random" or torchvision's name
+T_FP32_LAYERS = "fp32_layer_names"      # fp16/int8: the conv layers quant.skip kept in fp32, comma separated
+T_PRECISION_WORST_LAYER = "precision_worst_layer"   # fp16/int8: the layer of precision_worst_layer_rel_err
 T_VISIBLE_DEVICES = "visible_devices"  # the GPUs a job of a parallel launcher was given (CUDA_VISIBLE_DEVICES)
 T_ENERGY_ERROR = "energy_error"  # why the energy window failed (the timings stand without it)
 
@@ -131,6 +141,9 @@ LAYER_COLUMNS = (
     # (empty for pytorch); tile: its blocked GEMM's TILE (empty for every other GEMM)
     "gemm_groups", "kernel", "tile",
     "latency_ms", "latency_p10_ms", "latency_p90_ms", "baseline_latency_ms", "max_rel_err",
+    # fp16/int8 jobs: how the exactness gate checked the layer (bit-exact, float32 bound, or the fp32
+    # tolerance where quant.skip kept it fp32: see kernel) and its cost against the fp32 layer
+    "gate", "precision_rel_err",
     # algo=auto: the layer's choice and runner-up (variant labels: scalar/fp32, im2col/vendor/fp32,
     # kn2row/blocked-t16/fp32, ...) with their tuning medians, and whether this run measured them
     # or took them from the tuning database (measured | reused); empty for other algorithms
