@@ -31,8 +31,8 @@ JOB_COLUMNS = [
     "run_id", "run_name", "experiment", "start_time", "status", "error",
     "model", "batch", "input_size", "algo", "gemm", "tile", "variant", "technique",
     "device", "backend", "runtime", "timing", "emulated", "cache_mode", "bench",
-    "quant", "prune", "prune_amount", "sweep_id", "git_sha", "git_dirty", "kernel_hash",
-    "energy_mode", "versions", "bench_params",
+    "quant", "prune", "prune_amount", "weights", "fp32_layer_names", "precision_worst_layer",
+    "sweep_id", "git_sha", "git_dirty", "kernel_hash", "energy_mode", "versions", "bench_params",
     *contract.METRICS, *contract.GPU_METRICS, *contract.COMPRESSION_METRICS,
 ]
 # Metrics loaded into the job frame: the contract's, and those of pruned/quantized jobs (NaN elsewhere).
@@ -74,6 +74,11 @@ def _int_or_none(text):
         return int(float(text))
     except (TypeError, ValueError):
         return None
+
+
+def _weights(param) -> str:
+    """model.weights as logged (null for random initialisation) -> the label results use."""
+    return "random" if param in (None, "", "None", "none", "null") else str(param)
 
 
 def _float_or(text, default):
@@ -118,6 +123,9 @@ def job_row(run, experiment_name: str = "") -> dict | None:
         "quant": variant.dtype,
         "prune": params.get(contract.P_PRUNE, "none").strip().lower() or "none",
         "prune_amount": _float_or(params.get(contract.P_PRUNE_AMOUNT), 0.0),
+        "weights": tags.get(contract.T_WEIGHTS) or _weights(params.get(contract.P_WEIGHTS)),
+        "fp32_layer_names": tags.get(contract.T_FP32_LAYERS, ""),
+        "precision_worst_layer": tags.get(contract.T_PRECISION_WORST_LAYER, ""),
         "sweep_id": tags.get(contract.T_SWEEP_ID, ""),
         "git_sha": tags.get(contract.T_GIT_SHA, ""),
         "git_dirty": tags.get(contract.T_GIT_DIRTY, ""),

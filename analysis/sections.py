@@ -69,14 +69,21 @@ def _error_format(value) -> str:
 # Columns of pruned/quantized jobs (experiments/compress; tables._compression_columns).
 COMPRESSION_FORMATS = {"speedup vs dense, same job [×]": "{:.2f}×", "MAC ratio": "{:.3g}", "pruned (achieved)": "{:.2f}",
                        "top-1 agreement": "{:.3f}", "fidelity rel err": "{:.2g}", "top-1 accuracy": "{:.3f}",
-                       "dense top-1 accuracy": "{:.3f}"}
+                       "dense top-1 accuracy": "{:.3f}", "cost: rel err vs fp32": "{:.2g}", "top-1 vs fp32": "{:.3f}",
+                       "worst layer rel err": "{:.2g}"}
 COMPRESSION_NOTE = ("Speedups are wall-clock: \"speedup vs dense, same job\" divides the dense fp32 model's time "
                     "on the same technique, measured in the same job, by the pruned model's; the MAC ratio beside it "
                     "is what pruning tools report (dense MACs over MACs with non-zero weights), which dense kernels "
                     "do not deliver for unstructured or filter pruning. Top-1 agreement and relative error are "
                     "against the dense fp32 model on the job's evaluation images (random images for a randomly "
                     "initialised model, a weak signal); top-1 accuracy where labels exist (digits_cnn, an image "
-                    "folder). PyTorch has no int8 convolution on GPUs: int8 runs are compared with fp32 (and fp16).")
+                    "folder). PyTorch has no int8 convolution on GPUs: int8 runs are compared with fp32 (and fp16). "
+                    "Every fp16/int8 layer passed the exactness gate (int8 bit-exact against an integer reference, fp16 "
+                    "within the float32 accumulation bound); the cost columns measure the precision alone, against the "
+                    "fp32 model it quantized: relative error of the logits, top-1 agreement, and the worst layer on the "
+                    "input the fp32 model gives it; \"kept fp32\" names the layers quant.skip left in fp32. Costs on "
+                    "random weights (weights: random) say how the arithmetic behaves, not what accuracy a trained "
+                    "model keeps.")
 
 class ReportBuilder:
     def __init__(self, jobs: pd.DataFrame, layers: pd.DataFrame, out_dir: Path,

@@ -371,6 +371,18 @@ def _compression_table(group_runs: pd.DataFrame, runs: pd.DataFrame, columns: di
     })
 
 
+def _precision_cost_columns(runs: pd.DataFrame) -> dict:
+    """What a reduced precision costs against the fp32 model it quantized (experiments/compress/precision_cost.py):
+    measured in each fp16/int8 job after its layers passed the exactness gate; empty for fp32 rows."""
+    quantized = runs["quant"] != "fp32"
+    return {"weights": runs["weights"],
+            "kept fp32": runs["fp32_layer_names"].where(quantized),
+            "cost: rel err vs fp32": runs[c.PRECISION_REL_ERR],
+            "top-1 vs fp32": runs[c.PRECISION_TOP1_AGREEMENT],
+            "worst layer": runs["precision_worst_layer"].where(quantized & (runs["precision_worst_layer"] != "")),
+            "worst layer rel err": runs[c.PRECISION_WORST_LAYER_REL_ERR]}
+
+
 def pruning(group_runs: pd.DataFrame) -> pd.DataFrame:
     """Pruned runs of one group: speedup against density, fidelity."""
     pruned = comparison_runs(group_runs[group_runs["prune"] != "none"])
@@ -411,7 +423,7 @@ def quantization(group_runs: pd.DataFrame) -> pd.DataFrame:
     chosen = chosen[chosen["technique"].isin(chosen.loc[chosen["quant"] != "fp32", "technique"])]
     table = _compression_table(group_runs, chosen, {"precision": chosen["quant"],
                                                     "bits": chosen["quant"].map(QUANT_BITS).astype("Int64")},
-                               "speedup vs fp32 [×]", ratio=False)
+                               "speedup vs fp32 [×]", ratio=False).assign(**_precision_cost_columns(chosen))
     table = table.sort_values(["model", "_order", "bits"], ascending=[True, True, False])
     table = table.dropna(axis=1, how="all")
     return table.drop(columns="_order").reset_index(drop=True)

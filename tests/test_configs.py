@@ -171,8 +171,33 @@ def test_bad_values(hydra_conf, override, message):
 def test_weights_must_be_cached_not_downloaded(hydra_conf, monkeypatch, tmp_path):
     import torch
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
-    with pytest.raises(ConfigError, match="not in the torch hub cache"):
+    with pytest.raises(ConfigError, match="not in the torch hub cache.*model.download=true"):
         job_spec(_compose("model.weights=DEFAULT"))
+    # asked to download: the check passes, torchvision fetches the file when the job builds the model
+    assert str(job_spec(_compose("model.weights=DEFAULT", "model.download=true")).weights).startswith("ResNet18_Weights")
+    with pytest.raises(ConfigError, match="model.download='yes'"):
+        job_spec(_compose("model.weights=DEFAULT", "model.download=yes"))
+
+
+@pytest.mark.parametrize("override,message", [
+    ("quant.calibration=minmax", "quant.calibration='minmax' is not supported; valid: max, percentile"),
+    ("quant.percentile=0", "quant.percentile=0.0"),
+    ("quant.percentile=abc", "quant.percentile='abc': expected a number"),
+    ("quant.max_cost=-1", "quant.max_cost=-1.0"),
+    ("quant.skip=3", "quant.skip=3: expected a list"),
+])
+def test_bad_quant_options(hydra_conf, override, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[")):
+        job_spec(_compose("quant=int8", override))
+
+
+def test_quant_options_reach_the_job(hydra_conf):
+    options = job_spec(_compose("quant=int8", "quant.calibration=percentile", "quant.percentile=99.9",
+                                "quant.skip=[depthwise,features.0.*]", "quant.max_cost=0.5")).compression.quantization
+    assert (options.calibration, options.percentile, options.skip, options.max_cost) == \
+        ("percentile", 99.9, ("depthwise", "features.0.*"), 0.5)
+    default = job_spec(_compose("quant=fp16")).compression.quantization
+    assert (default.calibration, default.skip, default.max_cost) == ("max", (), None)
 
 
 @pytest.mark.parametrize("override", ["algo=winograd", "gemm=cutlass", "backend=tpu", "bench=fast"])

@@ -1,6 +1,7 @@
 """fp16 and int8 convolutions (experiments/conv/lowp.py): the kernels through the emulator (warp 32 and
-64) and the GPU where one is, the numpy path, against a dequantized float64 reference (exact up to
-float32 rounding) and against the float64 convolution of the float32 operands (the dtype's tolerance)."""
+64) and the GPU where one is, the numpy path, through the exactness gate (experiments/conv/exactness.py:
+int8 bit-exact against an int64 reference, fp16 within the float32 accumulation bound) and against the
+float64 convolution of the float32 operands (the precision's rough budget)."""
 import numpy as np
 import pytest
 import torch
@@ -11,7 +12,9 @@ from hypothesis import strategies as st
 from experiments import conv2d, swap_conv2d
 from experiments.compress.quantization import calibrate
 from experiments.conv import lowp
-from experiments.conv.tolerance import DEQUANTIZED_TOLERANCE, RELATIVE_TOLERANCE, relative_error
+from experiments.conv import exactness
+from experiments.conv.geometry import as_pair
+from experiments.conv.tolerance import RELATIVE_TOLERANCE, relative_error
 from experiments.runtime import gpu_available, resolve
 from experiments.runtime.emulator import EmulatorRuntime
 
@@ -31,25 +34,17 @@ def runtime_named(name: str):
     return _EMULATORS.setdefault(warp, EmulatorRuntime(warp_size=warp))
 
 
-def dequantized_reference(x, w, b, dtype, act_scale=None, **kwargs):
-    """float64 convolution of exactly the values the dtype stores (same scales as the engine)."""
-    xn, wn = x.numpy(), w.numpy()
-    if dtype == "fp16":
-        xd, wd = xn.astype(np.float16).astype(np.float64), wn.astype(np.float16).astype(np.float64)
-    else:
-        s = lowp.activation_scale(xn) if act_scale is None else act_scale
-        xd = lowp.quantize(xn, s).astype(np.float64) * np.float32(s)
-        q, scales = lowp.quantize_weight(wn)
-        wd = q.astype(np.float64) * scales.astype(np.float64).reshape(-1, 1, 1, 1)
-    bias = None if b is None else b.double()
-    return F.conv2d(torch.from_numpy(xd), torch.from_numpy(wd), bias, **kwargs).numpy()
-
-
-def check(y, x, w, b, dtype, act_scale=None, **kwargs):
-    y = y.numpy()
-    exact = relative_error(y, dequantized_reference(x, w, b, dtype, act_scale, **kwargs))
-    assert exact < DEQUANTIZED_TOLERANCE, f"{dtype} vs dequantized reference: {exact:.3g}"
-    full = relative_error(y, F.conv2d(x.double(), w.double(), None if b is None else b.double(), **kwargs).numpy())
+def check(y, x, w, b, dtype, act_scale=None, algo="im2col", result_unit=0.0, stride=1, padding=0, dilation=1,
+          groups=1):
+    """The exactness gate (int8 bit-exact against int64, fp16 within the float32 accumulation bound), and the
+    distance from the float64 convolution of the float32 operands within the precision's rough budget."""
+    spec = exactness.LayerSpec("layer", w, b, as_pair(stride, "stride"), padding, as_pair(dilation, "dilation"), groups, "zeros", dtype,
+                               algo, act_scale, result_unit)
+    verdict = exactness.check(spec, x, y)
+    assert verdict.ok, verdict.describe()
+    kwargs = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    full = relative_error(y.numpy(), F.conv2d(x.double(), w.double(), None if b is None else b.double(),
+                                              **kwargs).numpy())
     assert full < RELATIVE_TOLERANCE[dtype], f"{dtype} vs float64 of float32 operands: {full:.3g}"
 
 
@@ -70,24 +65,24 @@ def _case(case, seed=0):
 @pytest.mark.parametrize("runtime", RUNTIMES)
 @pytest.mark.parametrize("dtype", ["fp16", "int8"])
 @pytest.mark.parametrize("algo, gemm, tile", ALGO_GEMMS, ids=lambda v: str(v))
-def test_kernels_match_dequantized_reference(runtime, dtype, algo, gemm, tile):
+def test_kernels_pass_the_exactness_gate(runtime, dtype, algo, gemm, tile):
     rt = runtime_named(runtime)
     for case in CASES:
         x, w, b = _case(case)
         kwargs = dict(stride=case[6], padding=case[7], dilation=case[8], groups=case[9])
         y = conv2d(x, w, b, **kwargs, algo=algo, gemm=gemm, tile=tile, backend=rt, dtype=dtype)
         assert y.dtype == torch.float32 and y.shape == F.conv2d(x, w, b, **kwargs).shape
-        check(y, x, w, b, dtype, **kwargs)
+        check(y, x, w, b, dtype, algo=algo, result_unit=lowp.result_unit(rt, gemm, dtype), **kwargs)
 
 
 @pytest.mark.parametrize("dtype", ["fp16", "int8"])
 @pytest.mark.parametrize("algo", ["im2col", "kn2row", "scalar"])
-def test_numpy_path_matches_dequantized_reference(dtype, algo):
+def test_numpy_path_passes_the_exactness_gate(dtype, algo):
     for case in CASES:
         x, w, b = _case(case, seed=1)
         kwargs = dict(stride=case[6], padding=case[7], dilation=case[8], groups=case[9])
         check(conv2d(x, w, b, **kwargs, algo=algo, gemm="vendor", backend="numpy", dtype=dtype), x, w, b, dtype,
-              **kwargs)
+              algo=algo, **kwargs)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -101,8 +96,9 @@ def test_property_numpy_any_shape_and_scale(n, c, f, h, w, k, stride, padding, a
     g = torch.Generator().manual_seed(seed)
     x, wt = torch.randn(n, c, h, w, generator=g) * scale, torch.randn(f, c, k, k, generator=g)
     y = conv2d(x, wt, None, stride, padding, algo=algo, gemm="vendor", backend="numpy", dtype=dtype)
-    exact = relative_error(y.numpy(), dequantized_reference(x, wt, None, dtype, stride=stride, padding=padding))
-    assert exact < DEQUANTIZED_TOLERANCE
+    spec = exactness.LayerSpec("layer", wt, None, (stride, stride), padding, (1, 1), 1, "zeros", dtype, algo, None)
+    verdict = exactness.check(spec, x, y)
+    assert verdict.ok, verdict.describe()
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -114,8 +110,9 @@ def test_property_emulator_kernels(c, f, h, k, algo, tile, dtype, seed):
     x, w = torch.randn(1, c, h, h + 1, generator=g), torch.randn(f, c, k, k, generator=g)
     y = conv2d(x, w, None, 1, k // 2, algo=algo, gemm="blocked", tile=tile, backend=runtime_named("emulator-warp32"),
                dtype=dtype)
-    exact = relative_error(y.numpy(), dequantized_reference(x, w, None, dtype, padding=k // 2))
-    assert exact < DEQUANTIZED_TOLERANCE
+    spec = exactness.LayerSpec("layer", w, None, (1, 1), k // 2, (1, 1), 1, "zeros", dtype, algo, None)
+    verdict = exactness.check(spec, x, y)
+    assert verdict.ok, verdict.describe()
 
 
 def test_quantization_semantics():
@@ -145,6 +142,7 @@ def test_calibrated_scales_and_swap():
     with torch.no_grad():
         y = ours[0](x)
     check(y, x, model[0].weight.detach(), model[0].bias.detach(), "int8", scales["0"], padding=1)
+    assert exactness.check_layer(ours[0], x, y).ok   # the module path: the layer's own parameters and scale
     assert ours[0].cost.min_bytes < ours[0].cost.flops   # 1-byte operands in the accounting
     assert ours[0].cost.kernel.endswith("/int8")
 

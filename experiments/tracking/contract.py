@@ -78,6 +78,7 @@ COMPRESSION_METRICS = (DENSE_LATENCY_MS, DENSE_BASELINE_LATENCY_MS, SPEEDUP_VS_D
 
 # --- params: the resolved Hydra config, flattened with dots -------------------------
 P_MODEL = "model.name"
+P_WEIGHTS = "model.weights"     # null: random initialisation; else torchvision weights from the hub cache
 P_BATCH = "model.batch_size"
 P_INPUT_SIZE = "model.input_size"
 P_ALGO = "algo.name"            # pytorch | im2col | kn2row | scalar | auto
