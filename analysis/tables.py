@@ -349,6 +349,7 @@ def _compression_columns(runs: pd.DataFrame, ratio: bool) -> dict:
     if ratio:
         columns["MAC ratio"] = runs.get(c.MAC_RATIO)
         columns["pruned (achieved)"] = runs.get(c.PRUNED_FRACTION)
+    columns["weights"] = runs["weights"]   # "random": fidelity and cost say how the arithmetic behaves, not accuracy
     columns.update({"top-1 agreement": runs.get(c.TOP1_AGREEMENT), "fidelity rel err": runs.get(c.FIDELITY_REL_ERR),
                     "top-1 accuracy": runs.get(c.ACCURACY_TOP1), "dense top-1 accuracy": runs.get(c.DENSE_ACCURACY_TOP1)})
     return {k: (v if v is not None else pd.Series(np.nan, index=runs.index)) for k, v in columns.items()}
@@ -375,8 +376,7 @@ def _precision_cost_columns(runs: pd.DataFrame) -> dict:
     """What a reduced precision costs against the fp32 model it quantized (experiments/compress/precision_cost.py):
     measured in each fp16/int8 job after its layers passed the exactness gate; empty for fp32 rows."""
     quantized = runs["quant"] != "fp32"
-    return {"weights": runs["weights"],
-            "kept fp32": runs["fp32_layer_names"].where(quantized),
+    return {"kept fp32": runs["fp32_layer_names"].where(quantized),
             "cost: rel err vs fp32": runs[c.PRECISION_REL_ERR],
             "top-1 vs fp32": runs[c.PRECISION_TOP1_AGREEMENT],
             "worst layer": runs["precision_worst_layer"].where(quantized & (runs["precision_worst_layer"] != "")),
