@@ -62,7 +62,7 @@ def test_mobilenet_int8_and_fp16_pass_the_gate_and_log_their_cost(convbench, tmp
     assert int8["features.1.conv.1"]["gate"] == "bit-exact"                 # a pointwise GEMM layer
     assert int8["features.1.conv.0.0"]["gate"] == "float32 bound"           # depthwise: float32 kernel
     assert 0 < jobs["mobilenet_v2/im2col/vendor/int8/dense"].data.metrics[contract.PRECISION_REL_ERR] < 1
-    _report_shows_the_cost_per_precision(uri)
+    _report_shows_the_cost_per_precision(uri, jobs)
 
 
 def test_max_cost_turns_the_cost_into_a_failure(convbench, tmp_path, capsys):
@@ -117,6 +117,31 @@ def test_named_weights_are_loaded_and_labelled(convbench, tmp_path, monkeypatch,
     assert jobs["mobilenet_v2/im2col/vendor/int8/dense"].data.tags[contract.T_WEIGHTS] == str(weights)
 
 
+def test_cost_measures():
+    """Model cost: relative error of the logits and top-1 agreement against the fp32 model; worst layer."""
+    from experiments.compress import precision_cost
+    from experiments.compress.fidelity import EvaluationData
+    fp32 = nn.Linear(3, 4, bias=False)
+    with torch.no_grad():
+        fp32.weight.copy_(torch.eye(4, 3))
+    images = torch.tensor([[3.0, 1, 0], [0, 2, 1], [1, 0, 5], [0, 4, 1]])
+    ours = images @ torch.eye(4, 3).T
+    ours[0, 1] = 3.5        # image 0: class 1 beats class 0 (3); logits off by 2.5 against a peak of 5
+    cost = precision_cost.measure(ours, fp32, EvaluationData(images, None, "test"), torch.device("cpu"),
+                                  {"a": 0.01, "b": 0.2}, "int8", ("c",), "random")
+    assert cost.top1_agreement == 0.75 and cost.model_rel_err == pytest.approx(2.5 / 5)
+    assert cost.worst_layer == ("b", 0.2) and cost.exceeds(None) is None and cost.exceeds(0.8) is None
+    assert "exceeds quant.max_cost=0.4; worst layer b 0.2" in cost.exceeds(0.4)
+    assert "1 layers kept fp32 (random weights)" in cost.describe()
+
+
+def test_fp32_layers_stay_fp32():
+    from experiments import swap_conv2d
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Conv2d(4, 2, 1)).eval()
+    ours = swap_conv2d(model, "im2col", "vendor", backend="numpy", dtype="int8", fp32_layers=("1",))
+    assert [ours[0].dtype, ours[1].dtype] == ["int8", "fp32"]
+
+
 def test_skip_selectors():
     model = build_model("mobilenet_v2", None, 0)
     convs = [name for name, m in model.named_modules() if type(m) is nn.Conv2d]
@@ -150,7 +175,7 @@ def test_quant_options_are_checked():
     assert "percentile 99.9" in QuantOptions("percentile", 99.9, ("depthwise",)).describe()
 
 
-def _report_shows_the_cost_per_precision(uri):
+def _report_shows_the_cost_per_precision(uri, jobs):
     from analysis import tables
     from analysis.load import jobs_frame
     from analysis.store import Store
@@ -161,5 +186,10 @@ def _report_shows_the_cost_per_precision(uri):
     for precision in ("fp16", "int8"):
         assert rows.loc[precision, "cost: rel err vs fp32"] > 0 and 0 <= rows.loc[precision, "top-1 vs fp32"] <= 1
         assert rows.loc[precision, "weights"] == "random" and rows.loc[precision, "kept fp32"] == "features.0.0"
-        assert str(rows.loc[precision, "worst layer"]).startswith("features.")
+        m, tags = jobs[f"mobilenet_v2/im2col/vendor/{precision}/dense"].data.metrics, \
+            jobs[f"mobilenet_v2/im2col/vendor/{precision}/dense"].data.tags
+        assert rows.loc[precision, "cost: rel err vs fp32"] == pytest.approx(m[contract.PRECISION_REL_ERR])
+        assert rows.loc[precision, "top-1 vs fp32"] == pytest.approx(m[contract.PRECISION_TOP1_AGREEMENT])
+        assert rows.loc[precision, "worst layer rel err"] == pytest.approx(m[contract.PRECISION_WORST_LAYER_REL_ERR])
+        assert rows.loc[precision, "worst layer"] == tags[contract.T_PRECISION_WORST_LAYER]
     assert rows.loc["fp32", "weights"] == "random" and np.isnan(rows.loc["fp32", "cost: rel err vs fp32"])
