@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
+from experiments.conv import exactness
 from experiments.conv.tolerance import relative_error
 
 from .fidelity import EvaluationData, predict
@@ -78,7 +79,6 @@ def measure(ours_logits: torch.Tensor, fp32_model, data: EvaluationData, device,
 def check_layers(ours, fp32_model, x: torch.Tensor) -> tuple[list, dict[str, float]]:
     """Each reduced-precision conv layer of ``ours`` (fp32_model swapped, experiments.conv.swap) on the input
     the fp32 model gives it: the exactness gate's verdicts and the layers' costs."""
-    from experiments.conv import exactness
     inputs: dict[str, torch.Tensor] = {}
     convs = [(name, m) for name, m in fp32_model.named_modules() if type(m) is torch.nn.Conv2d]
     hooks = [m.register_forward_pre_hook(lambda module, args, name=name: inputs.setdefault(name, args[0].clone()))
