@@ -137,6 +137,19 @@ def test_one_tap_off_fails_emulator(one_tap_off_emulator, dtype):
         assert failed["0"].method == "bit-exact" and "int64 reference" in failed["0"].describe()
 
 
+def test_fp16_overflow_must_match_the_reference():
+    """Inputs past half's range: the kernel's infinities and NaN are right where the reference has them."""
+    model = _layers()[:1]
+    x = X.clone()
+    x[0, 0, 4, 4] = 1e6                      # inf in half
+    ours = swap_conv2d(copy.deepcopy(model), "im2col", "vendor", backend="numpy", dtype="fp16")
+    with torch.no_grad():
+        y = ours[0](x)
+    assert not torch.isfinite(y).all() and exactness.check_layer(ours[0], x, y).ok
+    y[0, 0, 0, 0] = float("nan")
+    assert not exactness.check_layer(ours[0], x, y).ok
+
+
 def test_gamma_and_bad_dtype():
     assert exactness.gamma(1) == pytest.approx(2.0 ** -24)
     assert exactness.gamma(1000) > 1000 * 2.0 ** -24
