@@ -95,6 +95,22 @@ def test_global_channel_pruning_and_mobilenet(example):
         assert pruned(example).shape == (1, 1000)
 
 
+@pytest.mark.parametrize("kind", ["output_channel", "input_channel"])
+def test_shufflenet_prunes_inside_its_branches(example, kind):
+    """Channel shuffle defeats Torch-Pruning's graph: each block's second branch is pruned on its own, its
+    output (what the shuffle interleaves) kept; our kernels still compute what PyTorch does."""
+    from experiments.compress.prune import shuffle_branches
+    model = build_model("shufflenet_v2_x1_0", None, 0)
+    pruned, report = _pruned(model, example, kind, 0.5)
+    widths = [[m.out_channels for m in b.modules() if isinstance(m, nn.Conv2d)] for b in shuffle_branches(model)]
+    after = [[m.out_channels for m in b.modules() if isinstance(m, nn.Conv2d)] for b in shuffle_branches(pruned)]
+    assert len(widths) == 16
+    for (first, depthwise, last), (first2, depthwise2, last2) in zip(widths, after):
+        assert first2 == depthwise2 == first // 2 and last2 == last
+    assert 0.2 < report.achieved < 0.5 and "channel shuffle" in report.note and report.mac_ratio > 1.2
+    _runs_and_matches_ours(pruned, example)
+
+
 def test_specs_are_checked():
     for bad in [dict(kind="magnitude"), dict(kind="filter", amount=1.0), dict(kind="filter", amount=0.0),
                 dict(kind="filter", amount=0.5, importance="l3"), dict(kind="filter", amount=0.5, steps=0),

@@ -257,11 +257,23 @@ def _classifier_layers(model: nn.Module) -> list[nn.Module]:
     return convs[-1:]
 
 
+def shuffle_branches(model: nn.Module) -> list[nn.Sequential]:
+    """The second branches of ShuffleNetV2's blocks (torchvision). Channel shuffle interleaves the two
+    branches' outputs with a view and a transpose that Torch-Pruning's dependency graph cannot follow
+    (it fails building the graph), so such models are pruned branch by branch: the channels inside a
+    branch (its first 1x1 conv's outputs and the depthwise conv's), never a block's output channels."""
+    return [m.branch2 for m in model.modules()
+            if hasattr(m, "branch1") and isinstance(getattr(m, "branch2", None), nn.Sequential)]
+
+
 def _channels(model, spec: PruneSpec, example, finetune):
     import torch_pruning as tp
     side = "output" if spec.kind == "output_channel" else "input"
     convs = conv_layers(model)
     before = sum(conv.out_channels for _, conv in convs)
+    branches = shuffle_branches(model)
+    if branches:
+        return _channels_by_branch(model, branches, spec, example, finetune, side, before)
     pruner = tp.pruner.MetaPruner(
         model, example[:1], importance=ChannelNormImportance(spec.p, side), pruning_ratio=spec.amount,
         global_pruning=spec.scope == "global", iterative_steps=spec.steps,
@@ -273,6 +285,35 @@ def _channels(model, spec: PruneSpec, example, finetune):
             finetune(model)
     after = sum(conv.out_channels for _, conv in conv_layers(model))
     return 1.0 - after / before, [], ""
+
+
+def _channels_by_branch(model, branches, spec: PruneSpec, example, finetune, side: str, before: int):
+    """Channel pruning of shuffle_branches(model), each branch its own dependency graph traced on the
+    input the model gives it; the branch's last conv (the block's output) is left whole."""
+    import torch_pruning as tp
+    inputs: dict[int, torch.Tensor] = {}
+    hooks = [branch.register_forward_pre_hook(lambda module, args, i=i: inputs.setdefault(i, args[0][:1].clone()))
+             for i, branch in enumerate(branches)]
+    try:
+        with torch.no_grad():
+            model(example[:1])
+    finally:
+        for hook in hooks:
+            hook.remove()
+    pruners = [tp.pruner.MetaPruner(branch, inputs[i], importance=ChannelNormImportance(spec.p, side),
+                                    pruning_ratio=spec.amount, iterative_steps=spec.steps,
+                                    ignored_layers=[m for m in branch.modules() if isinstance(m, nn.Conv2d)][-1:])
+               for i, branch in enumerate(branches)]
+    for _ in range(spec.steps):
+        for pruner in pruners:
+            pruner.step()
+        if finetune is not None:
+            finetune(model)
+    after = sum(conv.out_channels for _, conv in conv_layers(model))
+    note = (f"channel shuffle: only the channels inside the {len(branches)} blocks' second branches were pruned "
+            f"(amount per branch{', scope per branch' if spec.scope == 'global' else ''}); block outputs, the "
+            f"first branches, the stem and the last conv keep their channels")
+    return 1.0 - after / before, [], note
 
 
 # --- layers (residual blocks) ------------------------------------------------------------------
