@@ -16,10 +16,11 @@ float32 accumulation of rounded operands. The reference is the float64 convoluti
 input and filter; any float32 summation order of K = C/G * KH * KW terms (plus the product's rounding
 where products of the operands are not exact in float32, and the bias add) lies within
 
-    |y - y64| <= gamma(n) * (|x| * |w| + |b|) + u_out * (|x| * |w|),   gamma(n) = n u / (1 - n u), u = 2^-24
+    |y - y64| <= gamma(n) * (|x| * |w| + |b|),   gamma(n) = n u / (1 - n u), u = 2^-24
 
-elementwise (Higham, Accuracy and Stability of Numerical Algorithms, 3.1), where ``*`` is the convolution
-and u_out the relative rounding of a GEMM result stored narrower than float32 (lowp.result_unit). A tap
+elementwise (Higham, Accuracy and Stability of Numerical Algorithms, 3.1), where ``*`` is the convolution;
+every GEMM here, the vendor's on a GPU included (experiments/conv/vendor_lowp.py), accumulates and returns
+float32 (int8: int32). A tap
 read from the wrong place moves an output by about one term, ~1/K of |x| * |w|: above gamma(K) for K up
 to about 4000 (fp16); int8 GEMM layers catch any wrong integer at any K. Where the operands overflow
 half (|x| > 65504), the reference holds the same infinities (or NaN) the layer must give.
@@ -81,15 +82,13 @@ class LayerSpec:
     dtype: str                      # fp16 | int8
     algo: str                       # im2col | kn2row | scalar
     act_scale: float | None         # int8: calibrated input scale; None: from each input
-    result_unit: float = 0.0        # rounding of a GEMM result stored narrower than float32
 
     @classmethod
     def of(cls, layer) -> "LayerSpec":
         """From an experiments.conv.swap.ConvbenchConv2d."""
         return cls(layer.name, layer.weight.detach(), None if layer.bias is None else layer.bias.detach(),
                    tuple(layer.stride), layer.padding, tuple(layer.dilation), layer.groups, layer.padding_mode,
-                   layer.dtype, layer.algo, layer.act_scale,
-                   lowp.result_unit(layer.runtime, layer.plan.kernel_gemm or layer.gemm, layer.dtype))
+                   layer.dtype, layer.algo, layer.act_scale)
 
     @property
     def depthwise(self) -> bool:
@@ -184,7 +183,7 @@ def _check_float(spec: LayerSpec, x: torch.Tensor, y: torch.Tensor) -> Verdict:
     reference = F.conv2d(xr, wr, **conv)
     magnitude = F.conv2d(xr.abs(), wr.abs(), **conv)
     terms = spec.reduction + (0 if products_exact else 1) + 1      # + the bias add
-    bound = gamma(terms) * magnitude + spec.result_unit * magnitude
+    bound = gamma(terms) * magnitude
     if spec.bias is not None:
         b = _b64(spec.bias.cpu().float())
         reference, bound = reference + b, bound + gamma(terms) * b.abs()
