@@ -53,10 +53,10 @@ def test_mobilenet_int8_and_fp16_pass_the_gate_and_log_their_cost(convbench, tmp
         assert m[contract.FP32_LAYERS] == 1 and tags[contract.T_FP32_LAYERS] == "features.0.0"
         assert tags[contract.T_WEIGHTS] == "random" and tags[contract.T_PRECISION_WORST_LAYER].startswith("features.")
         rows = {row["layer"]: row for row in _layers_csv(client, run)}
-        assert len(rows) == 52 and rows["features.0.0"]["precision"] == "fp32"
+        assert len(rows) == 52 and rows["features.0.0"]["kernel"] == "im2col/vendor/fp32"
         assert rows["features.0.0"]["gate"] == "fp32 tolerance"
         dtype = name.split("/")[3]
-        costs = {layer: float(row["precision_rel_err"]) for layer, row in rows.items() if row["precision"] == dtype}
+        costs = {layer: float(row["precision_rel_err"]) for layer, row in rows.items() if row["kernel"].endswith(dtype)}
         assert len(costs) == 51 and max(costs.values()) == pytest.approx(m[contract.PRECISION_WORST_LAYER_REL_ERR])
     int8 = {row["layer"]: row for row in _layers_csv(client, jobs["mobilenet_v2/im2col/vendor/int8/dense"])}
     assert int8["features.1.conv.1"]["gate"] == "bit-exact"                 # a pointwise GEMM layer
@@ -90,7 +90,7 @@ def test_a_wrong_kernel_fails_the_job(convbench, tmp_path, monkeypatch):
     assert convbench("-m", *DIGITS, "quant=int8", f"tracking.uri={uri}", *SMALL) == 1
     _, jobs = _jobs(uri)
     error = jobs["digits_cnn/im2col/vendor/int8/dense"].data.tags[contract.T_ERROR]
-    assert "im2col int8 fails the exactness gate" in error and "stem.0: " in error and "bit-exact" in error, error
+    assert "im2col/vendor/int8 fails the exactness gate" in error and "stem.0: " in error and "bit-exact" in error, error
 
 
 def test_unknown_skip_selector_fails_the_job_naming_the_valid_ones(convbench, tmp_path):
@@ -139,7 +139,7 @@ def test_fp32_layers_stay_fp32():
     from experiments import swap_conv2d
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Conv2d(4, 2, 1)).eval()
     ours = swap_conv2d(model, "im2col", "vendor", backend="numpy", dtype="int8", fp32_layers=("1",))
-    assert [ours[0].dtype, ours[1].dtype] == ["int8", "fp32"]
+    assert [ours[0].variant.dtype, ours[1].variant.dtype] == ["int8", "fp32"]
 
 
 def test_skip_selectors():

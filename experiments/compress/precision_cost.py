@@ -93,7 +93,7 @@ def check_layers(ours, fp32_model, x: torch.Tensor) -> tuple[list, dict[str, flo
     with torch.no_grad():
         for name, conv in convs:
             layer = ours.get_submodule(name)
-            if layer.dtype == "fp32":
+            if layer.variant.dtype == "fp32":
                 continue
             y = layer(inputs[name])
             verdicts.append(exactness.check_layer(layer, inputs[name], y))

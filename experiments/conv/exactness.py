@@ -88,7 +88,7 @@ class LayerSpec:
         """From an experiments.conv.swap.ConvbenchConv2d."""
         return cls(layer.name, layer.weight.detach(), None if layer.bias is None else layer.bias.detach(),
                    tuple(layer.stride), layer.padding, tuple(layer.dilation), layer.groups, layer.padding_mode,
-                   layer.dtype, layer.algo, layer.act_scale)
+                   layer.variant.dtype, layer.variant.algo, layer.act_scale)
 
     @property
     def depthwise(self) -> bool:
