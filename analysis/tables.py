@@ -376,7 +376,7 @@ def _precision_cost_columns(runs: pd.DataFrame) -> dict:
     """What a reduced precision costs against the fp32 model it quantized (experiments/compress/precision_cost.py):
     measured in each fp16/int8 job after its layers passed the exactness gate; empty for fp32 rows."""
     quantized = runs["quant"] != "fp32"
-    return {"kept fp32": runs["fp32_layer_names"].where(quantized),
+    return {"kept fp32": runs["fp32_layer_names"].replace("", "none").where(quantized),
             "cost: rel err vs fp32": runs[c.PRECISION_REL_ERR],
             "top-1 vs fp32": runs[c.PRECISION_TOP1_AGREEMENT],
             "worst layer": runs["precision_worst_layer"].where(quantized & (runs["precision_worst_layer"] != "")),
