@@ -82,6 +82,18 @@ EXPERIMENT ?=
 report: setup
 	$(PY) -m analysis.report --tracking-uri $(TRACKING_URI) $(if $(EXPERIMENT),--experiment $(EXPERIMENT)) --out reports
 
+.PHONY: sync stale
+# Runs kept in an outbox (mlflow-outbox/ of a sweep or run directory) while their tracking store was
+# unreachable: upload them. OUTBOX: the directories searched; SYNC_URI: another store than the runs' own.
+OUTBOX ?= multirun outputs
+sync: setup
+	$(PY) -m experiments.tracking.outbox $(OUTBOX) $(if $(SYNC_URI),--tracking-uri '$(SYNC_URI)')
+
+# RUNNING runs whose process is gone (this host), or still RUNNING after OLDER_THAN (other hosts): closed as KILLED.
+OLDER_THAN ?= 6h
+stale: setup
+	$(PY) -m experiments.tracking.stale --older-than '$(OLDER_THAN)' --tracking-uri '$(TRACKING_URI)'
+
 # Peak compute and bandwidth of this machine, for the report's roofline.
 ceilings: setup
 	$(PY) -m analysis.ceilings --out reports/ceilings.json

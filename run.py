@@ -6,8 +6,9 @@
     python run.py --help                            the config groups and their choices
     mlflow ui --backend-store-uri sqlite:///mlflow.db
 
-Exit code: 0 when every job succeeded, 1 when a job failed (the last line says which),
-2 on bad input (nothing was run).
+Exit code: 0 when every job succeeded, 1 when a job failed or its run could not be logged
+(the last line says which), 2 on bad input (nothing was run), 143 on SIGTERM and 130 on SIGINT
+(the job in flight and the sweep closed as KILLED).
 """
 import os
 import sys
@@ -17,7 +18,9 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")   # before anything im
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from experiments.harness import runner, sweep  # noqa: E402
+from experiments.harness import runner, signals, sweep  # noqa: E402
+from experiments.tracking import mlflow_log as mlf  # noqa: E402
+from experiments.tracking import stale  # noqa: E402
 
 
 @hydra.main(version_base="1.3", config_path=str(Path(__file__).resolve().parent / "conf"), config_name="config")
@@ -27,11 +30,17 @@ def task(cfg: DictConfig):
 
 def main() -> int:
     runner.reset_outcomes()
-    try:
-        task()
-    except BaseException as exc:
-        sweep.abort_open_sweeps(type(exc).__name__)
-        raise
+    with signals.stop_on_signals(), mlf.masked_log_records():
+        try:
+            task()
+        except BaseException as exc:
+            stop = signals.as_stop(exc)
+            reason = stop.reason if stop is not None else f"stopped by {type(exc).__name__}"
+            sweep.abort_open_sweeps(reason, killed=stop is not None)
+            if stop is None:
+                raise
+            stale.close_own_runs(reason)
+            return stop.exit_code
     return runner.exit_status()
 
 

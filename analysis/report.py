@@ -22,6 +22,8 @@ from analysis.sections import ReportBuilder
 from analysis.selection import dense_fp32, latest_per_configuration
 from analysis.store import MAKE_RUNS_HINT, NoRunsError, ReportError, Store
 from experiments.tracking import contract
+from experiments.tracking.mlflow_log import redact
+from experiments.tracking.stale import close_dead_local_runs
 
 TITLE = "convbench report: convolution algorithms in CNN inference"
 
@@ -73,8 +75,19 @@ def collect(store: Store, experiment: str | None, layers_dir: Path):
 def generate(tracking_uri: str, experiment: str | None, out_dir: Path,
              ceilings_path: Path | None = None) -> dict[str, Path]:
     store = Store(tracking_uri)
+    # runs left RUNNING by dead processes of this host can never finish: closed (KILLED) before reading
+    try:
+        closed = close_dead_local_runs(tracking_uri, [experiment] if experiment else None)
+    except Exception as exc:   # a read-only store: report it as it is
+        closed = []
+        print(f"report: could not close runs left RUNNING by dead processes: {type(exc).__name__}: "
+              f"{redact(str(exc))}", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="convbench-layers-") as tmp:
         jobs, layers, notes, source = collect(store, experiment, Path(tmp))
+    if closed:
+        notes.insert(0, f"{len(closed)} run(s) left RUNNING by processes of this host that are gone were closed "
+                        f"as KILLED before this report (they count as failed).")
+        print(f"report: closed {len(closed)} run(s) left RUNNING by processes that are gone, as KILLED")
     # The report owns figures/ and tables/: clear them so no stale file from an older report
     # (another model, another device) survives. ceilings.json and anything else stays.
     for owned in (FIGURES_DIR, TABLES_DIR):

@@ -44,11 +44,9 @@ def stop_group(process: subprocess.Popen) -> None:
             pass
 
 
-@contextmanager
-def make_server(tmp_path: Path, backend_store_uri: str, timeout_s: float = 90):
-    """`make server` with this store on a free port of 127.0.0.1; yields its URL."""
-    port = free_port()
-    log = tmp_path / "server.log"
+def start_server(tmp_path: Path, backend_store_uri: str, port: int, timeout_s: float = 90) -> subprocess.Popen:
+    """`make server` with this store on this port of 127.0.0.1, once it answers /health."""
+    log = tmp_path / f"server-{time.time():.0f}.log"
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
     process = subprocess.Popen(
         ["make", "--no-print-directory", "-C", str(REPO), "server", f"BACKEND_STORE_URI={backend_store_uri}",
@@ -56,18 +54,26 @@ def make_server(tmp_path: Path, backend_store_uri: str, timeout_s: float = 90):
          "SERVER_WORKERS=1", f"PYTHON={sys.executable}"],
         env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + timeout_s
+    while True:
+        try:
+            if str(rest(f"{url}/health")).strip() == "OK":
+                return process
+        except OSError:
+            pass
+        if process.poll() is not None or time.time() > deadline:
+            stop_group(process)
+            pytest.fail(f"make server did not come up: {log.read_text()[-3000:]}")
+        time.sleep(0.3)
+
+
+@contextmanager
+def make_server(tmp_path: Path, backend_store_uri: str, timeout_s: float = 90):
+    """`make server` with this store on a free port of 127.0.0.1; yields its URL."""
+    port = free_port()
+    process = start_server(tmp_path, backend_store_uri, port, timeout_s)
     try:
-        deadline = time.time() + timeout_s
-        while True:
-            try:
-                if str(rest(f"{url}/health")).strip() == "OK":
-                    break
-            except OSError:
-                pass
-            if process.poll() is not None or time.time() > deadline:
-                pytest.fail(f"make server did not come up: {log.read_text()[-3000:]}")
-            time.sleep(0.3)
-        yield url
+        yield f"http://127.0.0.1:{port}"
     finally:
         stop_group(process)
 

@@ -10,6 +10,8 @@
     artifacts.py  the run's files: config, layers.csv, raw samples, tuning snapshot
     console.py  what the user reads: progress bars, the closing summary
     sweep.py    the Hydra callback: one parent run per multirun, the sweep summary
+    signals.py  SIGTERM/SIGINT: the job in flight and the sweep closed as KILLED, exit 143/130
+    isolation.py  a parallel launcher's job in a child process: its crash fails that job only
 """
 
 import warnings

@@ -15,6 +15,7 @@ from experiments.conv import variant as variants
 from experiments.conv import resolve as resolve_conv
 from experiments.conv.tolerance import RELATIVE_TOLERANCE
 from experiments.conv.variant import DTYPES
+from experiments.tracking.retry import DEFAULT_RETRY_S, retry_seconds
 
 from experiments.compress.prune import KINDS as PRUNE_KINDS
 
@@ -156,6 +157,10 @@ def job_spec(cfg: DictConfig) -> JobSpec:
             raise ConfigError("backend=gpu runs the model around the kernels with torch on the same device, "
                               "but this torch build sees no CUDA/ROCm device; install a GPU build of torch")
     tuning = _tuning(cfg.get("tuning"), runtime, cfg.quant.name) if algo.name == AUTO else None
+    try:
+        retry_seconds(cfg.tracking.get("retry_s", DEFAULT_RETRY_S))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     return JobSpec(
         model=model.name, weights=weights, batch_size=int(model.batch_size), input_size=size,
         variant=variant, backend=cfg.backend.name, runtime=runtime, prune=cfg.prune.name,

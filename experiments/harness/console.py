@@ -24,8 +24,11 @@ def summary_text(report: JobReport, spec: JobSpec | None, outcome: JobOutcome, l
                  uri: str, cost: dict[str, float]) -> str:
     """The closing line(s) of a job; ``label`` says which job (job 2/3), ``in_sweep`` drops the details."""
     head = f"[convbench] {label} {report.name}:"
+    kept = "" if report.outbox is None else (
+        f"\n  NOT LOGGED: the tracking store {mlf.shown_uri(uri)} stayed unreachable; the whole run is kept in "
+        f"{report.outbox}; upload it with `make sync` (python -m experiments.tracking.outbox)")
     if report.failed:
-        return f"{head} FAILED: {report.error}" + (f" (run {report.run_id})" if report.run_id else "")
+        return f"{head} FAILED: {report.error}" + (f" (run {report.run_id})" if report.run_id else "") + kept
     model, baseline = outcome.model, outcome.baseline
     emulated = ", emulated: not a performance number" if spec.runtime.name == "emulator" else ""
     parts = [f"latency {_ms(model.median)} (p10 {_ms(model.p10)}, p90 {_ms(model.p90)}, n={model.n}"
@@ -58,6 +61,7 @@ def summary_text(report: JobReport, spec: JobSpec | None, outcome: JobOutcome, l
                  f"{cost.get('timing_s', 0):.1f} s, energy window {cost.get('energy_s', 0):.1f} s, fixed cost "
                  f"{cost['fixed_cost_s']:.2f} s (first calls {cost.get('first_calls_s', 0):.2f}, harness "
                  f"{cost['harness_overhead_s']:.2f}: setup, float64 reference, logging)"
-                 f"\n  MLflow run {report.run_id} in experiment '{spec.experiment}' at {mlf.resolve_uri(uri)}"
-                 f"\n  Open the UI: {mlf.ui_command(uri)}")
-    return text
+                 + ("" if report.outbox else
+                    f"\n  MLflow run {report.run_id} in experiment '{spec.experiment}' at {mlf.shown_uri(uri)}"
+                    f"\n  Open the UI: {mlf.ui_command(uri)}"))
+    return text + kept

@@ -23,6 +23,7 @@ class JobReport:
     run_id: str | None = None
     num: int | None = None
     metrics: dict | None = None
+    outbox: str | None = None      # the outbox entry that keeps the run while its store is unreachable
 
     @property
     def failed(self) -> bool:

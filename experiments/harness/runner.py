@@ -22,8 +22,10 @@ from experiments.compress import harness as compression
 from experiments.runtime import device_memory
 from experiments.tracking import contract as c
 from experiments.tracking import mlflow_log as mlf
+from experiments.tracking import outbox, stale
+from experiments.tracking.retry import DEFAULT_RETRY_S, retry_seconds, short
 
-from . import devices, sweep
+from . import devices, isolation, signals, sweep
 from .artifacts import write_artifacts
 from .config import JobSpec, job_spec
 from .console import progress_bar, summary_text
@@ -52,7 +54,7 @@ class JobContext:
         if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
             return cls()
         hc = HydraConfig.get()
-        state = SweepState.find(str(hc.sweep.dir))
+        state = SweepState.find(str(hc.sweep.dir), sweep.current_sweep_id())
         num = int(hc.job.num)
         duplicate_of = None
         if state is not None and num < len(state.jobs) and state.jobs[num]["overrides"] == list(hc.overrides.task):
@@ -66,10 +68,20 @@ class JobContext:
         total = self.state.total if self.state is not None and self.state.total is not None else "?"
         return f"job {self.num + 1}/{total}"
 
+    @property
+    def outbox_dir(self) -> Path:
+        """Where this job's run waits when its store stays unreachable: the sweep's (or run's) directory."""
+        if self.state is not None:
+            return self.state.sweep_dir / outbox.OUTBOX_DIR
+        from hydra.core.hydra_config import HydraConfig
+        run_dir = HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else "."
+        return Path(run_dir) / outbox.OUTBOX_DIR
+
     def record(self, report: JobReport) -> None:
         if self.state is not None and self.num is not None:
             self.state.write_result(self.num, {"num": self.num, "name": report.name, "status": report.status,
-                                               "error": report.error, "run_id": report.run_id})
+                                               "error": report.error, "run_id": report.run_id,
+                                               "outbox": report.outbox})
 
 
 def reset_outcomes() -> None:
@@ -80,11 +92,12 @@ def reset_outcomes() -> None:
 
 
 def exit_status() -> int:
-    """run.py's exit code: 1 when the sweep (or single job) of this invocation had a failure."""
+    """run.py's exit code: 1 when the sweep (or single job) of this invocation had a failure, or a run
+    that waits in an outbox."""
     summary = sweep.last_summary()
     if summary is not None:
         return 0 if summary.success else 1
-    return 1 if _last_job is not None and _last_job.failed else 0
+    return 1 if _last_job is not None and (_last_job.failed or _last_job.outbox) else 0
 
 
 def run_job(cfg: DictConfig) -> JobReport:
@@ -103,6 +116,18 @@ def run_job(cfg: DictConfig) -> JobReport:
               f"{context.duplicate_of + 1} (gemm and tile do not apply to every algorithm)", flush=True)
         context.record(report)
         return report
+    if context.in_sweep and not sweep.runs_here():   # a launcher's worker: a crash must fail this job only
+        try:
+            report = isolation.in_child(lambda: _checked_and_logged(cfg, context, started))
+        except isolation.ChildDied as died:
+            report = _crashed(cfg, context, died)
+    else:
+        report = _checked_and_logged(cfg, context, started)
+    _last_job = report
+    return report
+
+
+def _checked_and_logged(cfg: DictConfig, context: JobContext, started: float) -> JobReport:
     try:
         spec, config_error = job_spec(cfg), None
     except ConfigError as exc:
@@ -118,8 +143,32 @@ def run_job(cfg: DictConfig) -> JobReport:
         report = JobReport(name, STATUS_FAILED, f"harness error: {type(exc).__name__}: {exc}", num=context.num)
         traceback.print_exc()
         print(f"[convbench] {context.label} {name}: FAILED: {report.error}", file=sys.stderr, flush=True)
+    except BaseException as exc:   # SIGTERM/SIGINT (signals.py): close this job's run as KILLED, then stop
+        stop = signals.as_stop(exc)
+        if stop is not None:
+            closed = stale.close_own_runs(stop.reason, keep={context.state.parent_run_id} if context.state else set())
+            context.record(JobReport(name, STATUS_FAILED, stop.reason, closed[0] if closed else None, context.num))
+            print(f"[convbench] {context.label} {name}: KILLED ({stop.reason})", file=sys.stderr, flush=True)
+        raise
     context.record(report)
-    _last_job = report
+    return report
+
+
+def _crashed(cfg: DictConfig, context: JobContext, died: isolation.ChildDied) -> JobReport:
+    """The job's process died: its run (tagged with that pid) is closed as FAILED with the reason."""
+    planned = context.state.jobs if context.state is not None else []
+    name = planned[context.num]["name"] if context.num < len(planned) else _fallback_name(cfg)
+    error = f"crashed: {died.reason}"
+    uri, experiment = str(cfg.tracking.uri), str(cfg.tracking.experiment)
+    try:   # in a child as well: the worker itself never opens a store (isolation.py)
+        closed = isolation.in_child(lambda: [run.run_id for run in stale.close_dead_local_runs(
+            uri, [experiment], extra_filter=f"tags.`{c.T_PID}` = '{died.pid}'", reason=error, status="FAILED")])
+    except isolation.ChildDied:
+        closed = []
+    report = JobReport(name, STATUS_FAILED, error, closed[0] if closed else None, context.num)
+    print(f"[convbench] {context.label} {name}: FAILED: {error}" + (f" (run {report.run_id})" if closed else ""),
+          file=sys.stderr, flush=True)
+    context.record(report)
     return report
 
 
@@ -127,29 +176,39 @@ def _fallback_name(cfg: DictConfig) -> str:
     return "/".join(str(OmegaConf.select(cfg, key, default="?")) for key in ("model.name", "algo.name", "gemm.name"))
 
 
+def _retry_s(cfg) -> float:
+    try:
+        return retry_seconds(OmegaConf.select(cfg, "tracking.retry_s", default=DEFAULT_RETRY_S))
+    except ValueError:     # the job's config error says so; its run is logged with the default
+        return DEFAULT_RETRY_S
+
+
 def _run_logged(cfg, spec: JobSpec | None, config_error, name: str, context: JobContext,
                 started: float) -> JobReport:
-    uri, experiment = str(cfg.tracking.uri), str(cfg.tracking.experiment)
+    uri, experiment, retry_s = str(cfg.tracking.uri), str(cfg.tracking.experiment), _retry_s(cfg)
     state = context.state
     tags = {c.T_RUN_KIND: "job", c.T_STATUS: "running"}
     if state is not None:
         tags[c.T_SWEEP_ID] = state.sweep_id
     if context.device is not None:
         tags[c.T_VISIBLE_DEVICES] = context.device
+    from experiments.tracking.provenance import provenance_tags
+    tags.update(provenance_tags())
+    if spec is not None:
+        tags.update({c.T_BACKEND: spec.runtime.name, c.T_RUNTIME: spec.runtime.kind,
+                     c.T_EXECUTION: spec.runtime.execution,
+                     c.T_TIMING: "emulated" if spec.runtime.name == "emulator" else "measured"})
+    params = {**mlf.flatten(OmegaConf.to_container(cfg, resolve=True)),
+              **(resolved_params(spec) if spec is not None else {})}
+    run = outbox.RunRecord(uri, experiment, name, parent_run_id=state.parent_run_id if state else None, tags=tags,
+                           params={k: mlf.redact(v) for k, v in params.items()})
     try:
-        from experiments.tracking.provenance import provenance_tags
-        tags.update(provenance_tags())
-        if spec is not None:
-            tags.update({c.T_BACKEND: spec.runtime.name, c.T_RUNTIME: spec.runtime.kind,
-                         c.T_EXECUTION: spec.runtime.execution,
-                         c.T_TIMING: "emulated" if spec.runtime.name == "emulator" else "measured"})
-        run_id = mlf.start_run(uri, experiment, name, tags, state.parent_run_id if state else None)
-        params = mlf.flatten(OmegaConf.to_container(cfg, resolve=True))
-        mlf.log(uri, run_id, params={**params, **(resolved_params(spec) if spec is not None else {})})
-    except Exception as exc:    # the store is unreachable: nothing can be logged, say so
-        error = f"cannot log to the tracking store {mlf.resolve_uri(uri)}: {type(exc).__name__}: {exc}"
-        print(f"[convbench] {context.label} {name}: FAILED: {error}", file=sys.stderr, flush=True)
-        return JobReport(name, STATUS_FAILED, error, None, context.num)
+        run.run_id = mlf.start_run(uri, experiment, name, tags, run.parent_run_id, run.start_time_ms)
+        mlf.log(uri, run.run_id, params=run.params)
+    except Exception as exc:   # unreachable now: measure anyway; the results' delivery creates or completes the run
+        print(f"[convbench] {context.label} {name}: the tracking store {mlf.shown_uri(uri)} is unreachable "
+              f"({short(exc)}); measuring anyway: the run is logged at the end (retried for up to {retry_s:g} s, "
+              f"else kept in the outbox)", file=sys.stderr, flush=True)
 
     job, error, trace = None, "", ""
     open_run_s = time.perf_counter() - started   # config check, provenance, run creation, params
@@ -172,18 +231,22 @@ def _run_logged(cfg, spec: JobSpec | None, config_error, name: str, context: Job
             metrics[c.PEAK_DEVICE_MEMORY_BYTES] = peak
         job = None   # the job's arrays, before the caches go back to the driver
         device_memory.release(spec.runtime)
+    entry = None
     try:
-        _log_result(uri, run_id, cfg, spec, outcome, metrics, status, error, trace, started)
+        entry = _log_result(run, cfg, spec, outcome, metrics, status, error, trace, started, retry_s, context)
     except Exception as exc:
         status, error = STATUS_FAILED, error or f"logging the results failed: {type(exc).__name__}: {exc}"
-    report = JobReport(name, status, error, run_id, context.num, metrics)
+    report = JobReport(name, status, error, run.run_id, context.num, metrics, None if entry is None else str(entry))
     cost = costs(outcome.phases, time.perf_counter() - started)
     print(summary_text(report, spec, outcome, context.label, context.in_sweep, uri, cost),
           file=sys.stderr if report.failed else sys.stdout, flush=True)
     return report
 
 
-def _log_result(uri, run_id, cfg, spec, outcome: JobOutcome, metrics, status, error, trace, started: float) -> None:
+def _log_result(run: outbox.RunRecord, cfg, spec, outcome: JobOutcome, metrics, status, error, trace,
+                started: float, retry_s: float, context: JobContext) -> Path | None:
+    """Log the results (retrying while the store is unreachable), else keep the whole run in the outbox;
+    returns the outbox entry, None when logged."""
     logging_started = time.perf_counter()
     tags = {c.T_STATUS: status}
     if error:
@@ -202,9 +265,10 @@ def _log_result(uri, run_id, cfg, spec, outcome: JobOutcome, metrics, status, er
         now = time.perf_counter()
         phases = {**outcome.phases, "logging_s": now - logging_started}
         (Path(tmp) / c.A_HARNESS).write_text(json.dumps(
-            {"job": run_id, **costs(phases, now - started),
+            {"job": run.run_id, **costs(phases, now - started),
              "note": "seconds; logging_s and job_s stop before the artifact upload"}, indent=1))
-        mlf.log(uri, run_id, metrics=metrics, tags=tags)
-        mlf.log_artifacts(uri, run_id, Path(tmp))
-    mlf.finish(uri, run_id, status == STATUS_OK)
+        run.tags.update(tags)
+        run.metrics, run.artifacts, run.status = metrics, tmp, "FINISHED" if status == STATUS_OK else "FAILED"
+        entry = outbox.deliver(run, retry_s, context.outbox_dir, f"{context.label} {run.run_name}: logging the results")
     outcome.phases["logging_s"] = time.perf_counter() - logging_started
+    return entry

@@ -8,13 +8,16 @@
    any work, with every bad job listed;
 2. marks jobs that would measure exactly what an earlier job measures (gemm and tile do not
    apply to pytorch and scalar, the tile not to the vendor GEMM) as duplicates to skip;
-3. creates the parent run and writes the sweep state, ``<sweep dir>/.convbench/sweep.json``
-   (parent run id, sweep id, plan); its path also goes to $CONVBENCH_SWEEP_STATE. Jobs read
-   it there whatever the launcher (in this process, joblib workers, submitit on other nodes).
+3. closes the RUNNING runs of this host whose process is gone (experiments/tracking/stale.py),
+   creates the parent run and writes the sweep state,
+   ``<sweep dir>/.convbench/<sweep id>/sweep.json`` (parent run id, plan). The sweep id reaches
+   every job as $CONVBENCH_SWEEP_ID through ``hydra.job.env_set`` (Hydra sets it around the task
+   function whatever the launcher: this process, joblib workers, submitit on other nodes), so a
+   sweep rerun into the same directory, or two sweeps sharing one, each find their own state.
 
-Each job writes ``.convbench/results/<num>.json``. ``on_multirun_end`` reads them, prints the
-one-line summary, closes the parent (FINISHED when every job succeeded, else FAILED) and keeps
-the summary for run.py's exit code. A sweep interrupted before its end (Ctrl-C, a crash in
+Each job writes ``.convbench/<sweep id>/results/<num>.json``. ``on_multirun_end`` reads them, prints
+the one-line summary, closes the parent (FINISHED when every job succeeded, else FAILED) and keeps
+the summary for run.py's exit code. A sweep interrupted before its end (SIGTERM, Ctrl-C, a crash in
 Hydra) is closed by ``abort_open_sweeps()``, which run.py calls on the way out.
 """
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -32,10 +36,12 @@ from omegaconf import DictConfig
 
 from experiments.tracking import contract
 from experiments.tracking import mlflow_log as mlf
+from experiments.tracking import outbox, stale
+from experiments.tracking.retry import DEFAULT_RETRY_S
 
 from .errors import ConfigError
 
-STATE_ENV = "CONVBENCH_SWEEP_STATE"
+SWEEP_ID_ENV = "CONVBENCH_SWEEP_ID"
 STATE_DIR = ".convbench"
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 EXIT_CONFIG_ERROR = 2
@@ -53,6 +59,15 @@ class SweepState:
     experiment: str
     jobs: list[dict] = field(default_factory=list)   # per job: overrides, name, duplicate_of
     total: int | None = None
+    retry_s: float = DEFAULT_RETRY_S
+
+    @staticmethod
+    def location(sweep_dir: str | Path, sweep_id: str) -> Path:
+        return (Path(sweep_dir) / STATE_DIR / sweep_id / "sweep.json").absolute()
+
+    @property
+    def sweep_dir(self) -> Path:
+        return Path(self.path).parents[2]
 
     @property
     def results_dir(self) -> Path:
@@ -67,17 +82,12 @@ class SweepState:
         return cls(**json.loads(Path(path).read_text()))
 
     @classmethod
-    def find(cls, sweep_dir: str | None) -> "SweepState | None":
-        """The state of the running sweep: the file in the job's sweep dir, else $CONVBENCH_SWEEP_STATE.
-
-        The sweep dir first: a worker process that outlives one sweep (joblib's reusable loky
-        workers, when one process runs several sweeps) still has the first sweep's variable."""
-        candidates = [str(Path(sweep_dir) / STATE_DIR / "sweep.json")] if sweep_dir else []
-        candidates.append(os.environ.get(STATE_ENV))
-        for candidate in candidates:
-            if candidate and Path(candidate).is_file():
-                return cls.load(candidate)
-        return None
+    def find(cls, sweep_dir: str | None, sweep_id: str | None) -> "SweepState | None":
+        """The state of sweep ``sweep_id`` in the job's sweep dir; None when there is none."""
+        if not sweep_dir or not sweep_id:
+            return None
+        path = cls.location(sweep_dir, sweep_id)
+        return cls.load(path) if path.is_file() else None
 
     def write_result(self, num: int, result: dict) -> None:
         self.results_dir.mkdir(parents=True, exist_ok=True)
@@ -92,6 +102,11 @@ class SweepState:
         return sorted(found, key=lambda r: r.get("num", 0))
 
 
+def current_sweep_id() -> str | None:
+    """The sweep this process's job belongs to ($CONVBENCH_SWEEP_ID, set by Hydra from hydra.job.env_set)."""
+    return os.environ.get(SWEEP_ID_ENV)
+
+
 @dataclass
 class SweepSummary:
     sweep_id: str
@@ -100,17 +115,27 @@ class SweepSummary:
     failed: list[dict]
     skipped: int
     missing: int
+    in_outbox: list[str] = field(default_factory=list)   # outbox entries of jobs whose store was unreachable
+
+    @property
+    def all_ok(self) -> bool:
+        """Every job measured (its run in the store, or in an outbox until `make sync`)."""
+        return not self.failed and not self.missing
 
     @property
     def success(self) -> bool:
-        return not self.failed and not self.missing
+        """Every job measured and logged (run.py's exit code 0)."""
+        return self.all_ok and not self.in_outbox
 
     def line(self) -> str:
         ran = self.total - self.skipped
         head = f"convbench sweep {self.sweep_id}: {self.ok} of {ran} jobs ok"
         if self.skipped:
             head += f" ({self.skipped} duplicates skipped)"
-        if self.success:
+        if self.in_outbox:
+            head += (f"; {len(self.in_outbox)} run(s) NOT LOGGED, kept in the outbox "
+                     f"{Path(self.in_outbox[0]).parent} (tracking store unreachable): upload with `make sync`")
+        if self.all_ok:
             return head
         what = "; ".join(f"{f.get('name') or '#' + str(f.get('num'))}: {_first_line(f.get('error', ''))}"
                          for f in self.failed)
@@ -185,38 +210,43 @@ class SweepCallback(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         # Hydra turns exceptions of callbacks into warnings: a sweep that must not start exits here.
+        self._state = None
         try:
-            self._start(config)
+            self._state = self._start(config)
         except Exception as exc:   # bad input, a composition error, an unreachable store
             text = str(exc) if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}"
             print(f"convbench: {text}", file=sys.stderr)
             raise SystemExit(EXIT_CONFIG_ERROR) from None
 
-    def _start(self, config: DictConfig) -> None:
+    def _start(self, config: DictConfig) -> "SweepState":
         reset_summary()
-        os.environ.pop(STATE_ENV, None)
         started = time.perf_counter()
         job_overrides = plan_overrides(config)
         plan = check_jobs(config, job_overrides) if job_overrides is not None else []
         sweep_dir = Path(str(config.hydra.sweep.dir))
         sweep_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
         uri, experiment = str(config.tracking.uri), str(config.tracking.experiment)
-        state = SweepState(str((sweep_dir / STATE_DIR / "sweep.json").absolute()), sweep_id, None, uri, experiment,
-                           plan, len(plan) if job_overrides is not None else None)
+        state = SweepState(str(SweepState.location(sweep_dir, sweep_id)), sweep_id, None, uri, experiment,
+                           plan, len(plan) if job_overrides is not None else None,
+                           float(config.tracking.get("retry_s", DEFAULT_RETRY_S)))
         from experiments.tracking.provenance import provenance_tags
         try:
+            stale_runs = stale.close_dead_local_runs(uri, [experiment])
             state.parent_run_id = mlf.start_run(uri, experiment, f"sweep {sweep_id}", {
                 contract.T_RUN_KIND: "parent", contract.T_SWEEP_ID: sweep_id, contract.T_STATUS: "running",
                 **provenance_tags()})
             mlf.log(uri, state.parent_run_id, params={
-                "sweep.overrides": " ".join(config.hydra.overrides.task) or "(none)",
-                "sweep.jobs": state.total if state.total is not None else "unknown",
-                "sweep.dir": str(sweep_dir.resolve())})
+                contract.P_SWEEP_OVERRIDES: mlf.redact(" ".join(config.hydra.overrides.task)) or "(none)",
+                contract.P_SWEEP_JOBS: state.total if state.total is not None else "unknown",
+                contract.P_SWEEP_DIR: str(sweep_dir.resolve())}, metrics={contract.STALE_RUNS_CLOSED: len(stale_runs)})
         except Exception as exc:
-            raise ConfigError(f"cannot create the sweep's parent run in the tracking store {mlf.resolve_uri(uri)}: "
-                              f"{type(exc).__name__}: {_first_line(str(exc), 300)}") from None
+            raise ConfigError(f"cannot create the sweep's parent run in the tracking store {mlf.shown_uri(uri)}: "
+                              f"{type(exc).__name__}: {_first_line(mlf.redact(str(exc)), 300)}") from None
+        if stale_runs:
+            print(f"[convbench] closed {len(stale_runs)} run(s) of experiment '{experiment}' as KILLED: left RUNNING "
+                  f"by processes of this host that are gone", flush=True)
         state.save()
-        os.environ[STATE_ENV] = state.path
+        _hand_to_jobs(config, sweep_id)
         _open_sweeps[state.parent_run_id] = state
         skipped = sum(job["duplicate_of"] is not None for job in plan)
         jobs = f"{state.total} jobs" if state.total is not None else "jobs"
@@ -224,43 +254,71 @@ class SweepCallback(Callback):
               + (f" ({skipped} duplicates will be skipped)" if skipped else "")
               + f", checked in {time.perf_counter() - started:.1f} s; parent run {state.parent_run_id} "
               f"in experiment '{experiment}'", flush=True)
+        return state
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
-        state = SweepState.find(str(config.hydra.sweep.dir))
+        state = getattr(self, "_state", None)
         if state is None or state.parent_run_id not in _open_sweeps:
             return
         close_sweep(state)
 
 
-def close_sweep(state: SweepState, interrupted: str | None = None) -> SweepSummary:
-    """Summarize the jobs' results, close the parent run, forget the sweep."""
+def _hand_to_jobs(config: DictConfig, sweep_id: str) -> None:
+    """Every job of this sweep gets $CONVBENCH_SWEEP_ID: launchers compose each job's config from the
+    sweep's Hydra overrides, so one more override there reaches the jobs of every launcher, in any
+    process, and Hydra sets the variable around the task function (hydra.job.env_set)."""
+    from omegaconf import read_write
+    os.environ[SWEEP_ID_ENV] = sweep_id
+    with read_write(config.hydra.overrides):
+        config.hydra.overrides.hydra.append(f"++hydra.job.env_set.{SWEEP_ID_ENV}={sweep_id}")
+
+
+def close_sweep(state: SweepState, interrupted: str | None = None, killed: bool = False) -> SweepSummary:
+    """Summarize the jobs' results, close the parent run (KILLED when a signal stopped the sweep), forget
+    the sweep."""
     global _last_summary
     results = state.results()
     total = state.total if state.total is not None else len(results)
     failed = [r for r in results if r.get("status") == "failed"]
     summary = SweepSummary(state.sweep_id, total, sum(r.get("status") == "ok" for r in results), failed,
-                           sum(r.get("status") == "skipped" for r in results), max(0, total - len(results)))
+                           sum(r.get("status") == "skipped" for r in results), max(0, total - len(results)),
+                           [r["outbox"] for r in results if r.get("outbox")])
     _last_summary = summary
     _open_sweeps.pop(state.parent_run_id, None)
-    if os.environ.get(STATE_ENV) == state.path:
-        del os.environ[STATE_ENV]
-    line = summary.line() if interrupted is None else f"{summary.line()} (stopped by {interrupted})"
-    print(f"[convbench] MLflow: parent run {state.parent_run_id}; open the UI: {mlf.ui_command(state.tracking_uri)}")
+    if os.environ.get(SWEEP_ID_ENV) == state.sweep_id:
+        del os.environ[SWEEP_ID_ENV]
+    uri, run_id = state.tracking_uri, state.parent_run_id
+    if interrupted is not None:   # jobs of other processes (joblib workers) stopped with the sweep
+        try:
+            stale.close_dead_local_runs(uri, [state.experiment], extra_filter=f"tags.`{mlf.PARENT_RUN_ID_TAG}` = "
+                                        f"'{run_id}'", reason=f"{interrupted}: the sweep stopped while this job ran",
+                                        wait_s=10)
+        except Exception as exc:
+            print(f"convbench: could not close the sweep's unfinished jobs: {type(exc).__name__}: "
+                  f"{_first_line(mlf.redact(str(exc)))}", file=sys.stderr)
+    line = summary.line() if interrupted is None else f"{summary.line()} ({interrupted})"
+    print(f"[convbench] MLflow: parent run {run_id}; open the UI: {mlf.ui_command(uri)}")
     print(line, file=sys.stderr if not summary.success or interrupted else sys.stdout, flush=True)
-    try:
-        uri, run_id = state.tracking_uri, state.parent_run_id
-        ok = summary.success and interrupted is None
-        mlf.log(uri, run_id, metrics={"jobs_total": total, "jobs_ok": summary.ok, "jobs_failed": len(failed),
-                                      "jobs_skipped": summary.skipped, "jobs_missing": summary.missing},
-                tags={contract.T_STATUS: "ok" if ok else "failed",
-                      **({} if ok else {contract.T_ERROR: line})})
-        multirun_yaml = Path(state.path).parent.parent / "multirun.yaml"
-        if multirun_yaml.is_file():
-            mlf.client(uri).log_artifact(run_id, str(multirun_yaml))
-        mlf.finish(uri, run_id, ok, status="KILLED" if interrupted == "KeyboardInterrupt" else None)
-    except Exception as exc:
-        print(f"convbench: could not close the parent run {state.parent_run_id}: {type(exc).__name__}: {exc}",
-              file=sys.stderr)
+    ok = summary.all_ok and interrupted is None
+    closing = outbox.RunRecord(
+        uri, state.experiment, f"sweep {state.sweep_id}", run_id,
+        tags={contract.T_RUN_KIND: "parent", contract.T_SWEEP_ID: state.sweep_id,
+              contract.T_STATUS: "ok" if ok else "failed", **({} if ok else {contract.T_ERROR: line})},
+        metrics={contract.JOBS_TOTAL: total, contract.JOBS_OK: summary.ok, contract.JOBS_FAILED: len(failed),
+                 contract.JOBS_SKIPPED: summary.skipped, contract.JOBS_MISSING: summary.missing,
+                 contract.JOBS_IN_OUTBOX: len(summary.in_outbox)},
+        status="KILLED" if killed else "FINISHED" if ok else "FAILED")
+    with tempfile.TemporaryDirectory(prefix="convbench-sweep-") as artifacts:
+        multirun_yaml = state.sweep_dir / "multirun.yaml"
+        if multirun_yaml.is_file():   # Hydra's record of the sweep, tracking.uri's password masked
+            (Path(artifacts) / multirun_yaml.name).write_text(mlf.redact(multirun_yaml.read_text()))
+        closing.artifacts = artifacts
+        # a signal's clean-up does not wait for an unreachable store: it goes to the outbox at once
+        entry = outbox.deliver(closing, 0 if interrupted else state.retry_s, state.sweep_dir / outbox.OUTBOX_DIR,
+                               f"closing the parent run {run_id}")
+    if entry is not None:
+        print(f"convbench: could not close the parent run {run_id} ({closing.error}); kept in {entry}: upload "
+              f"it with `make sync`", file=sys.stderr)
     return summary
 
 
@@ -270,8 +328,8 @@ def runs_here() -> bool:
     return bool(_open_sweeps)
 
 
-def abort_open_sweeps(reason: str = "interrupted") -> None:
+def abort_open_sweeps(reason: str = "interrupted", killed: bool = False) -> None:
     """Close every parent run this process opened and did not close (run.py, on an exception)."""
     for state in list(_open_sweeps.values()):
-        close_sweep(state, interrupted=reason)
+        close_sweep(state, interrupted=reason, killed=killed)
 

@@ -100,8 +100,8 @@ P_VARIANT_TILE = f"{VARIANT_PREFIX}tile"       # empty but for the blocked GEMM
 VARIANT_PARAMS = (*(f"{VARIANT_PREFIX}{field}" for field in VARIANT_FIELDS), P_VARIANT_LABEL)
 
 # --- tags ---------------------------------------------------------------------------
-T_STATUS = "status"             # ok | failed
-T_ERROR = "error"               # exception text of a failed job
+T_STATUS = "status"             # ok | failed (a run closed as KILLED is failed too; its error says why)
+T_ERROR = "error"               # exception text of a failed job, or what stopped a KILLED run
 T_DEVICE = "device"             # e.g. "NVIDIA H100 80GB HBM3", or the CPU model
 T_BACKEND = "backend"           # resolved: gpu | emulator | numpy
 T_RUNTIME = "runtime"           # cuda | hip | cpu | emulated
@@ -122,6 +122,12 @@ T_FP32_LAYERS = "fp32_layer_names"      # fp16/int8: the conv layers quant.skip 
 T_PRECISION_WORST_LAYER = "precision_worst_layer"   # fp16/int8: the layer of precision_worst_layer_rel_err
 T_VISIBLE_DEVICES = "visible_devices"  # the GPUs a job of a parallel launcher was given (CUDA_VISIBLE_DEVICES)
 T_ENERGY_ERROR = "energy_error"  # why the energy window failed (the timings stand without it)
+# The process that writes a run: a RUNNING run whose process is gone is closed as KILLED
+# (experiments/tracking/stale.py); the start time tells a live process from a reused pid.
+T_HOST = "host"
+T_PID = "pid"
+T_PROCESS_START = "process_start"   # the process's start, seconds since the epoch
+T_OUTBOX = "outbox"             # set on a run uploaded later from an outbox: the outbox entry it came from
 
 # --- artifacts ----------------------------------------------------------------------
 A_CONFIG = "config.yaml"
@@ -130,6 +136,15 @@ A_SAMPLES_DIR = "samples"       # raw per-call timings, one CSV per measured tar
 A_TUNING_DB = "tuning.db"       # algo=auto: a snapshot of the tuning database after the run's tuning
 A_TRACEBACK = "traceback.txt"   # a failed job's traceback
 A_HARNESS = "harness.json"      # where the job's time went (setup, check, timing, energy, logging)
+
+# --- params and metrics of a parent run (one per sweep) ------------------------------
+P_SWEEP_OVERRIDES = "sweep.overrides"
+P_SWEEP_JOBS = "sweep.jobs"
+P_SWEEP_DIR = "sweep.dir"
+JOBS_TOTAL, JOBS_OK, JOBS_FAILED = "jobs_total", "jobs_ok", "jobs_failed"
+JOBS_SKIPPED, JOBS_MISSING = "jobs_skipped", "jobs_missing"
+JOBS_IN_OUTBOX = "jobs_in_outbox"   # jobs whose runs wait in the sweep's outbox (store unreachable)
+STALE_RUNS_CLOSED = "stale_runs_closed"   # RUNNING runs of dead processes this sweep's start closed as KILLED
 
 # Columns of layers.csv (one row per conv layer of the model).
 LAYER_COLUMNS = (

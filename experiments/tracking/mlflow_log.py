@@ -4,19 +4,25 @@ Everything goes through ``MlflowClient`` with explicit run ids, never the fluent
 process-global active run, so that a parent run, its children and jobs in other processes
 (joblib, submitit launchers) never step on each other.
 
-Importing this module turns MLflow's telemetry off (before MLflow is imported) and bounds the
-HTTP retries, so that an unreachable server fails in seconds rather than minutes.
+Importing this module turns MLflow's telemetry and its "View run at <URL>" lines off (before MLflow is
+imported) and bounds MLflow's own HTTP retries, so that an unreachable server fails in seconds; the
+harness retries longer itself (retry.py), printing what it waits for.
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import re
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+# MLflow prints "View run ... at: <server URL>" on closing a run: credentials in the URL included. Our
+# summary names the run and the UI already, with the password masked.
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PARENT_RUN_ID_TAG = "mlflow.parentRunId"
@@ -25,6 +31,46 @@ PARENT_RUN_ID_TAG = "mlflow.parentRunId"
 
 _MAX_TAG = 5000                    # MLflow allows 8000 characters per tag value; errors are cut to this
 _MAX_PARAM = 6000
+
+_open_runs: dict[str, str] = {}    # run id -> store URI: started by this process, not finished yet
+
+
+# the scheme's colon may come escaped (Hydra prints overrides as `tracking.uri=http\://user\:password@host`)
+_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*\\?://)(?P<user>[^/?#@\s:]*):(?P<password>[^/?#@\s]+)@")
+
+
+def redact(text: str) -> str:
+    """Any URI's password in a text (``http://user:password@host``) shown as ``***``."""
+    return _CREDENTIALS.sub(r"\g<scheme>\g<user>:***@", text)
+
+
+@contextmanager
+def masked_log_records():
+    """Within: every log record's message has its URIs' passwords masked (Hydra's launchers log each
+    job's overrides, tracking.uri included; urllib3 logs the URLs it retries)."""
+    import logging
+    previous = logging.getLogRecordFactory()
+
+    def masked(*args, **kwargs):
+        record = previous(*args, **kwargs)
+        try:
+            message = record.getMessage()
+        except Exception:       # a malformed record: logging reports it as it would have
+            return record
+        if "@" in message:
+            record.msg, record.args = redact(message), None
+        return record
+
+    logging.setLogRecordFactory(masked)
+    try:
+        yield
+    finally:
+        logging.setLogRecordFactory(previous)
+
+
+def shown_uri(uri: str) -> str:
+    """A store's URI as printed and logged: resolved, its password masked."""
+    return redact(resolve_uri(uri))
 
 
 def resolve_uri(uri: str) -> str:
@@ -39,7 +85,7 @@ def resolve_uri(uri: str) -> str:
 
 def ui_command(uri: str) -> str:
     """The command that opens the MLflow UI on this store."""
-    uri = resolve_uri(uri)
+    uri = shown_uri(uri)
     if uri.startswith(("http://", "https://")):
         return f"open {uri} in a browser"
     root = str(REPO_ROOT) + "/"
@@ -50,18 +96,52 @@ def ui_command(uri: str) -> str:
 
 def _artifact_location(uri: str, experiment: str) -> str | None:
     """For a sqlite store, artifacts live next to the database (not in the working directory)."""
-    if not uri.startswith("sqlite:///"):
+    db = sqlite_path(uri)
+    if db is None:
         return None   # a server decides (mlflow-artifacts:/ when it serves artifacts)
-    db = Path(uri[len("sqlite:///"):].split("?", 1)[0])
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", experiment) or "default"
     return (db.parent / "mlruns" / safe).as_uri()
+
+
+def sqlite_path(uri: str) -> Path | None:
+    uri = resolve_uri(uri)
+    return Path(uri[len("sqlite:///"):].split("?", 1)[0]) if uri.startswith("sqlite:///") else None
+
+
+@contextmanager
+def store_creation_lock(uri: str):
+    """Held while a process opens a sqlite store: the first one creates the schema, the others wait.
+
+    MLflow creates a missing database by running its schema migrations; two processes doing that at
+    once both fail (``table _alembic_tmp_... already exists``) and can leave the store broken. The
+    lock is a file beside the database (``mlflow.db.lock``), taken with flock, so it is released
+    when its holder exits, however it exits."""
+    db = sqlite_path(uri)
+    try:
+        lock = None if db is None else open(f"{db}.lock", "a")
+    except OSError:
+        if not db.is_file():
+            raise
+        lock = None        # an existing store in a directory we may not write to (read it, e.g. a report)
+    if lock is None:
+        yield
+        return
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @lru_cache(maxsize=None)
 def client(uri: str):
     """One client (and one database engine) per store and process."""
     from mlflow.tracking import MlflowClient
-    return MlflowClient(tracking_uri=resolve_uri(uri))
+    with store_creation_lock(uri):
+        opened = MlflowClient(tracking_uri=resolve_uri(uri))
+        opened.search_experiments(max_results=1)   # opens the store now: creates a new one's schema
+    return opened
 
 
 def experiment_id(uri: str, name: str) -> str:
@@ -91,20 +171,29 @@ def flatten(config, prefix: str = "") -> dict[str, str]:
     return flat
 
 
-def start_run(uri: str, experiment: str, name: str, tags: dict[str, str], parent_run_id: str | None = None) -> str:
+def start_run(uri: str, experiment: str, name: str, tags: dict[str, str], parent_run_id: str | None = None,
+              start_time_ms: int | None = None) -> str:
     tags = {k: str(v) for k, v in tags.items()}
     if parent_run_id:
         tags[PARENT_RUN_ID_TAG] = parent_run_id
-    return client(uri).create_run(experiment_id(uri, experiment), run_name=name, tags=tags).info.run_id
+    run_id = client(uri).create_run(experiment_id(uri, experiment), start_time=start_time_ms, run_name=name,
+                                    tags=tags).info.run_id
+    _open_runs[run_id] = uri
+    return run_id
+
+
+def open_runs() -> dict[str, str]:
+    """Runs this process started and has not finished (run id -> store URI)."""
+    return dict(_open_runs)
 
 
 def log(uri: str, run_id: str, *, params: dict | None = None, metrics: dict | None = None,
-        tags: dict | None = None) -> None:
+        tags: dict | None = None, timestamp_ms: int | None = None) -> None:
     """Params, metrics and tags in as few requests as MLflow's batch limits allow."""
     import time
 
     from mlflow.entities import Metric, Param, RunTag
-    now = int(time.time() * 1000)
+    now = timestamp_ms or int(time.time() * 1000)
     entries = (
         [Param(k, str(v)[:_MAX_PARAM]) for k, v in (params or {}).items()],
         [Metric(k, float(v), now, 0) for k, v in (metrics or {}).items() if v is not None],
@@ -121,5 +210,6 @@ def log_artifacts(uri: str, run_id: str, directory: Path) -> None:
     client(uri).log_artifacts(run_id, str(directory))
 
 
-def finish(uri: str, run_id: str, ok: bool, status: str | None = None) -> None:
-    client(uri).set_terminated(run_id, status or ("FINISHED" if ok else "FAILED"))
+def finish(uri: str, run_id: str, ok: bool, status: str | None = None, end_time_ms: int | None = None) -> None:
+    client(uri).set_terminated(run_id, status or ("FINISHED" if ok else "FAILED"), end_time=end_time_ms)
+    _open_runs.pop(run_id, None)

@@ -33,8 +33,11 @@ def _versions() -> dict[str, str]:
 
 
 def provenance_tags() -> dict[str, str]:
-    """git sha and dirty flag, kernel source hash, library versions (cupy when it is loaded)."""
+    """git sha and dirty flag, kernel source hash, library versions (cupy when it is loaded), and the
+    host and process that write the run."""
     from experiments.runtime.sources import kernel_source_hash
+
+    from .stale import process_tags
 
     sha = _git("rev-parse", "HEAD")
     status = _git("status", "--porcelain", "--untracked-files=no")
@@ -43,6 +46,7 @@ def provenance_tags() -> dict[str, str]:
         contract.T_GIT_DIRTY: "unknown" if status is None else str(bool(status)).lower(),
         contract.T_KERNEL_HASH: kernel_source_hash(),
         **_versions(),
+        **process_tags(),
     }
     if "cupy" in sys.modules:
         tags[contract.T_VERSION_PREFIX + "cupy"] = sys.modules["cupy"].__version__
