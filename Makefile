@@ -76,6 +76,16 @@ bench-grouped: setup
 bench-pruning: setup
 	$(PY) -m experiments.bench.pruning $(ARGS)
 
+.PHONY: kernel-report
+# Every kernel of hip/ compiled for sm_90 (nvcc) and gfx90a (hipcc), no GPU needed: registers, spills, shared
+# memory, theoretical occupancy on H100 and MI250, the SASS hot loop's instruction mix; checks the ladder's targets.
+NVDISASM_VERSION := 13.2.86
+NVDISASM := build/tools/nvdisasm-$(NVDISASM_VERSION)/nvidia/cu13/bin/nvdisasm
+$(NVDISASM):
+	$(PY) -m pip install -q --target build/tools/nvdisasm-$(NVDISASM_VERSION) nvidia-cuda-nvdisasm==$(NVDISASM_VERSION)
+kernel-report: setup $(NVDISASM)
+	$(PY) -m analysis.kernel_report --nvdisasm $(NVDISASM) --out results/$$(date +%F)-kernels.md $(ARGS)
+
 TRACKING_URI ?= sqlite:///mlflow.db
 EXPERIMENT ?=
 

@@ -53,3 +53,13 @@ __device__ __forceinline__ __half __float2half_rn(const float f)
 }
 #endif
 #endif
+
+// n / d for a divisor d fixed at launch, without a division instruction (an integer division is a
+// ~20-instruction sequence on NVIDIA, a subroutine call for 64 bits; this is one multiply-high, an
+// add and a shift). The host passes mul and shift (experiments.conv.kernel_launch.divisor, after
+// Granlund & Montgomery, "Division by invariant integers using multiplication", 1994):
+//   shift = ceil(log2 d), mul = floor(2^32 * (2^shift - d) / d) + 1;  exact for 0 <= n < 2^31.
+__device__ __forceinline__ unsigned fast_div(unsigned n, unsigned mul, unsigned shift)
+{
+    return (__umulhi(n, mul) + n) >> shift;
+}

@@ -7,8 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")"
 out=../build/compile
 mkdir -p "$out"
-# Only the blocked GEMMs (float32 and low precision) take TILE; every other kernel is built once.
-tiles_of() { case "$1" in gemm_blocked.hip|gemm_lowp.hip) echo "8 16 32";; *) echo 16;; esac; }
+# Only the GEMMs (the ladder, hip/gemm_<n>_*.hip, and low precision) take TILE; every other kernel is built once.
+tiles_of() { case "$1" in gemm_*.hip) echo "8 16 32";; *) echo 16;; esac; }
 status=0
 
 require() {

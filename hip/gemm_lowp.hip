@@ -1,4 +1,4 @@
-// gemm_blocked_fp16 / gemm_blocked_int8: the blocked GEMM of gemm_blocked.hip on low-precision
+// gemm_blocked_fp16 / gemm_blocked_int8: the blocked GEMM of gemm_1_blocked.hip on low-precision
 // operands. Same tiling, launch and batching (groups, strides) as gemm_blocked; only the element
 // types differ:
 //

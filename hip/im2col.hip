@@ -6,27 +6,28 @@
 //   cols[n][r][p] = x[n][c][oh*SH - PH + kh*DH][ow*SW - PW + kw*DW], or 0 in the padding.
 //
 // Each input pixel is copied once per kernel offset that sees it: the k*k inflation of the
-// input that the following GEMM (C_out x C*KH*KW times cols) pays for in memory traffic.
+// input that the following GEMM (C_out x C*KH*KW times cols) pays for in memory traffic. The
+// kernel is a copy, memory bound, so it issues as little as it can per element:
 //
-// Launch: block (256), grid (ceil(HO*WO/256), min(C*KH*KW, 65535), N). Rows beyond
-// gridDim.y are covered by a grid-stride loop; consecutive threads write consecutive p.
-#include "common.h"
+//   block (blockIdx.x, r):  one row r of cols, 4 * IM2COL_THREADS consecutive columns
+//   thread:                 4 consecutive columns p0..p0+3, one 128-bit store where the row is
+//                           16-byte aligned (HO*WO % 4 == 0), scalar stores otherwise
+//
+//   cols row r: | t0: p0..p3 | t1: p4..p7 | ... |      consecutive threads, consecutive 16 bytes
+//
+// No integer division: the row's (c, kh, kw) and the first pixel's (oh, ow) come from fast_div
+// (common.h: a multiply-high and a shift, with constants the host computed), once per thread; the
+// other three pixels step along the output row.
+//
+// Launch: block (IM2COL_THREADS), grid (ceil(HO*WO / (4*IM2COL_THREADS)), min(C*KH*KW, 65535), N);
+// rows beyond gridDim.y are covered by a grid-stride loop.
+#include "im2col.h"
 
-KERNEL void im2col(const float* __restrict__ x, float* __restrict__ cols,
-                   int C, int H, int W, int KH, int KW, int SH, int SW, int PH, int PW,
-                   int DH, int DW, int HO, int WO)
+KERNEL void __launch_bounds__(IM2COL_THREADS)
+im2col(const float* __restrict__ x, float* __restrict__ cols,
+       int C, int H, int W, int KH, int KW, int SH, int SW, int PH, int PW, int DH, int DW, int HO, int WO,
+       unsigned wo_mul, unsigned wo_shift, unsigned kw_mul, unsigned kw_shift, unsigned taps_mul, unsigned taps_shift)
 {
-    const int p = blockIdx.x * blockDim.x + threadIdx.x;
-    if (p >= HO * WO) return;
-    const int oh = p / WO, ow = p % WO;
-    const int rows = C * KH * KW;
-    const float* image = x + (long long)blockIdx.z * C * H * W;
-    float* out = cols + (long long)blockIdx.z * rows * HO * WO;
-
-    for (int r = blockIdx.y; r < rows; r += gridDim.y) {
-        const int c = r / (KH * KW), kh = (r / KW) % KH, kw = r % KW;
-        const int ih = oh * SH - PH + kh * DH, iw = ow * SW - PW + kw * DW;
-        const bool inside = ih >= 0 && ih < H && iw >= 0 && iw < W;
-        out[(long long)r * HO * WO + p] = inside ? image[((long long)c * H + ih) * W + iw] : 0.0f;
-    }
+    im2col_body(x, cols, 0.0f, C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, HO, WO,
+                wo_mul, wo_shift, kw_mul, kw_shift, taps_mul, taps_shift);
 }

@@ -40,12 +40,13 @@ scalar_conv(const float* __restrict__ x, const float* __restrict__ w, float* __r
     const int group = blockIdx.y / blocks_per_group;
     const int f0 = group * group_out + (blockIdx.y % blocks_per_group) * COB;
     const int f_end = (group + 1) * group_out;  // first channel of the next group
-    const int taps_per_channel = KH * KW, taps = group_in * taps_per_channel;
+    const int taps = group_in * KH * KW;
     const float* image = x + ((long long)blockIdx.z * C + (long long)group * group_in) * H * W;
 
     float acc[COB];
     for (int j = 0; j < COB; ++j) acc[j] = 0.0f;
 
+    int c = 0, kh = 0, kw = 0;  // the tap t0 + s, stepped (no division per stage or tap)
     for (int t0 = 0; t0 < taps; t0 += STAGE) {
         for (int i = threadIdx.x; i < STAGE * COB; i += PIXELS) {
             const int j = i / STAGE, s = i % STAGE;  // consecutive threads read consecutive taps
@@ -55,7 +56,6 @@ scalar_conv(const float* __restrict__ x, const float* __restrict__ w, float* __r
         __syncthreads();
 
         if (active) {
-            int c = t0 / taps_per_channel, kh = (t0 % taps_per_channel) / KW, kw = t0 % KW;
             const int staged = min(STAGE, taps - t0);
             for (int s = 0; s < staged; ++s) {
                 const int ih = oh * SH - PH + kh * DH, iw = ow * SW - PW + kw * DW;

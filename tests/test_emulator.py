@@ -147,6 +147,18 @@ def test_divergent_barrier_is_an_error_and_the_module_recovers():
     assert (out == 1).all()
 
 
+def test_fiber_stack_overflow_is_an_error_and_the_module_recovers():
+    """Fiber stacks lie side by side: an overflow lands in the neighbour's, caught by the canary."""
+    module = checks()
+    out = np.zeros(4, np.float32)
+    fn = module.get_function("deep_stack")
+    with pytest.raises(EmulatorError, match=r"'deep_stack'.*thread \(2,0,0\) of block \(0,0,0\) overflowed its "
+                                            r"\d+-byte fiber stack"):
+        fn((1,), (4,), (out, np.int32(2)))
+    fn((3,), (4,), (out, np.int32(-1)))  # no thread goes deep: fine, on the same fibers
+    assert (out == 1).all()
+
+
 def test_dynamic_shared_memory_and_syncthreads_count():
     x = np.random.default_rng(1).standard_normal(1000).astype(np.float32)
     sums, positives = np.zeros(8, np.float32), np.zeros(8, np.int32)

@@ -51,6 +51,7 @@ def test_report_on_a_simulated_device(monkeypatch, tmp_path):
                                       ("pandas",), table),
                        gpu_check.Part("bench-layers, batch 32", (python, "-c", "raise SystemExit(3)"), ("pandas",))],
             "sweep": [gpu_check.Part("the card's sweep", (python, "run.py"), ("no_such_module_here",))],
+            "ladder": [gpu_check.Part("bench-ladder", (python, "-c", "print('ladder ran')"), ("pandas",))],
         }
 
     monkeypatch.setattr(gpu_check, "parts", parts)
@@ -64,6 +65,7 @@ def test_report_on_a_simulated_device(monkeypatch, tmp_path):
     assert "| bench-layers, batch 32 | 3 |" in text
     assert "| the card's sweep | skipped |" in text and "skipped: this Python lacks no_such_module_here" in text
     assert f"`{sys.executable} -c print('3 passed')`" in text
+    assert "| bench-ladder | 0 |" in text and "ladder ran" in text
 
 
 def test_the_real_plan_runs_every_part_with_the_given_python(tmp_path):
@@ -74,3 +76,5 @@ def test_the_real_plan_runs_every_part_with_the_given_python(tmp_path):
     assert [c[c.index("--batch") + 1] for c in layer_runs] == ["1", "32"]
     assert all({"resnet18", "vgg16", "mobilenet_v2", "--backend", "gpu"} <= set(c) for c in layer_runs)
     assert any("algo=im2col,kn2row,scalar" in c and "backend=gpu" in c for c in commands)
+    assert any({"experiments.bench.ladder", "--backend", "gpu", "--quick"} <= set(c) for c in commands)
+    assert set(plan) == set(gpu_check.PARTS)

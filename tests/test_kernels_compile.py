@@ -7,14 +7,14 @@ rejects. (nvcc and hipcc builds run in `make compile-check`.)
 import pytest
 from cupy.cuda import nvrtc  # pinned with nvidia-cuda-nvrtc 13.0 (matches the lent GPUs' driver)
 
+from experiments.conv import ladder
 from experiments.conv.kernel_launch import GEMM_WPT, SCALAR_COB, SCALAR_COBS
 from experiments.runtime.gpu import compile_options
 from experiments.runtime.sources import HIP_DIR, source_path
 
 BUILDS = [
-    ("gemm_blocked.hip", "gemm_blocked", {"TILE": 8, "WPT": GEMM_WPT}),
-    ("gemm_blocked.hip", "gemm_blocked", {"TILE": 16, "WPT": GEMM_WPT}),
-    ("gemm_blocked.hip", "gemm_blocked", {"TILE": 32, "WPT": GEMM_WPT}),
+    *[(rung.source, rung.kernel, {"TILE": tile}) for rung in ladder.RUNGS for tile in ladder.TILES],
+    *[("gemm_5_splitk.hip", "gemm_splitk_reduce", {"TILE": tile}) for tile in ladder.TILES],
     ("im2col.hip", "im2col", {}),
     ("kn2row_shift_add.hip", "kn2row_shift_add", {}),
     ("scalar_conv.hip", "scalar_conv", {"COB": SCALAR_COB}),

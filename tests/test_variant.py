@@ -152,7 +152,7 @@ def test_an_emulator_job_with_tile_8_reaches_the_report_as_tile_8(convbench, tmp
                      "gemm.tile=8", "bench=smoke", "bench.model.warmup=1", "bench.model.min_samples=7",
                      "bench.layer.warmup=1", "bench.layer.min_samples=5", "energy=off", f"tracking.uri={uri}")
     assert code == 0
-    assert {d["TILE"] for source, d in compiled if source.endswith("gemm_blocked.hip")} == {8}
+    assert {d["TILE"] for source, d in compiled if source.endswith("gemm_1_blocked.hip")} == {8}
 
     store = Store(uri)
     jobs = jobs_frame(store.runs([e.experiment_id for e in store.experiments(None)]))

@@ -5,13 +5,16 @@
        by every variant against PyTorch, and our blocked GEMM at every tile against the vendor GEMM
        (4096^3 and the models' im2col GEMMs)
     3. the product card's sweep (algo=im2col,kn2row,scalar) on the GPU into a fresh MLflow store
+    4. bench-ladder --quick: every rung and tile of the GEMM ladder against cuBLAS FP32 (TF32 off) at
+       4096^3 and on resnet18's and vgg16's im2col GEMMs at batch 1 and 32; im2col, the shift-add and
+       depthwise as fractions of the measured device-to-device copy bandwidth
 
 It writes results/<date>-gpu-check-<device>.md with each part's exact command, exit code, time and
 output tables; the sweep's store stays in outputs/gpu-check-<date>/mlflow.db for `mlflow ui`. Each part runs in its own process with this interpreter (``make gpu-check PYTHON=...``
 runs from an existing GPU environment, installing nothing); a part whose packages are missing is
 skipped with a note. Without a GPU that CuPy and torch both see it stops at once (exit 2).
 
-    python -m experiments.bench.gpu_check [--out-dir results] [--parts tests layers sweep]
+    python -m experiments.bench.gpu_check [--out-dir results] [--parts tests layers sweep ladder]
 """
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ from pathlib import Path
 EXIT_NO_GPU = 2
 MODELS = ("resnet18", "vgg16", "mobilenet_v2")
 BATCHES = (1, 32)
+PARTS = ("tests", "layers", "sweep", "ladder")
 OUTPUT_TAIL = 60   # lines of a part's output kept in the report when it has no tables
 REPO = Path(__file__).resolve().parents[2]
 
@@ -62,6 +66,9 @@ def parts(python: str, store: Path, work: Path) -> dict[str, list[Part]]:
         "sweep": [Part("the card's sweep", (python, "run.py", "-m", "algo=im2col,kn2row,scalar", "backend=gpu",
                                              f"tracking.uri=sqlite:///{store}"),
                        ("hydra", "mlflow", "codecarbon"))],
+        "ladder": [Part("bench-ladder", (python, "-m", "experiments.bench.ladder", "--backend", "gpu", "--quick",
+                                         "--out", str(work / "ladder.md")),
+                        ("pandas", "tabulate"), work / "ladder.md")],
     }
 
 
@@ -111,7 +118,7 @@ def software_facts() -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out-dir", default="results")
-    parser.add_argument("--parts", nargs="+", default=["tests", "layers", "sweep"], choices=["tests", "layers", "sweep"])
+    parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS)
     args = parser.parse_args(argv)
     from experiments.runtime.gpu import auto_backend, cupy_device
     backend, why = auto_backend()

@@ -22,8 +22,11 @@ def validate(algo: str, gemm: str, tile: int, backend="auto"):
     return resolve(algo, gemm, tile, backend)[1]
 
 
-def resolve(algo: str, gemm: str, tile: int | None, backend="auto", dtype: str = "fp32"):
+def resolve(algo: str, gemm: str, tile: int | None, backend="auto", dtype: str = "fp32",
+            gemm_kernel: str | None = None):
     """Check a choice before any work; returns (its Variant, the runtime it resolves to).
+
+    ``gemm_kernel``: the blocked GEMM's rung of the ladder (experiments.conv.ladder; None: the default).
 
     ``backend`` is a name (auto, gpu, emulator, numpy) or a runtime object (e.g. an
     ``EmulatorRuntime(warp_size=64)``).
@@ -43,7 +46,7 @@ def resolve(algo: str, gemm: str, tile: int | None, backend="auto", dtype: str =
             f"use gemm='vendor' (BLAS) or 'sparse' (scipy CSR) on the numpy backend, or backend='gpu' or "
             f"'emulator' for the blocked GEMM")
     lowp.check_dtype(dtype, gemm)
-    return Variant.of(algo, gemm, tile, dtype), runtime
+    return Variant.of(algo, gemm, tile, dtype, gemm_kernel), runtime
 
 
 def resolve_padding(padding, weight_shape, stride, dilation):
@@ -66,7 +69,7 @@ def resolve_padding(padding, weight_shape, stride, dilation):
 
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
            algo: str = "im2col", gemm: str = "blocked", tile: int = DEFAULT_TILE, backend="auto",
-           dtype: str = "fp32", act_scale: float | None = None):
+           dtype: str = "fp32", act_scale: float | None = None, gemm_kernel: str | None = None):
     """``torch.nn.functional.conv2d`` by one of convbench's algorithms.
 
     x, weight and bias may be torch tensors (any layout or device), numpy or cupy arrays; the
@@ -83,8 +86,11 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
     quantizes the filter per output channel and the input per tensor (scale ``act_scale``, or
     max|x|/127 of this input), accumulates in int32 and dequantizes (experiments.conv.lowp).
     The output is float32 in every case.
+
+    ``gemm_kernel`` names the rung of the GEMM ladder that ``gemm='blocked'`` runs (experiments.conv.
+    ladder: naive, blocked (the default), vec4, dbuf, warptile, splitk, fold; float32 only).
     """
-    variant, runtime = resolve(algo, gemm, tile, backend, dtype)
+    variant, runtime = resolve(algo, gemm, tile, backend, dtype, gemm_kernel)
     symmetric, extra = resolve_padding(padding, tuple(weight.shape), stride, dilation)
     xd = to_runtime(x, runtime)
     if any(extra):

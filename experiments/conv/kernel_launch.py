@@ -14,29 +14,31 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import vendor_lowp
+from . import ladder, vendor_lowp
 from .geometry import ConvGeometry
 from .lowp import LowpFilter, activation_scale, round_trip
 from .sparse import CsrFilter
 from .variant import Variant
 
-ELEMENTWISE_BLOCK = 256   # threads per block of im2col, the shift-add and the conversions (one element each)
+from .ladder import MAX_GRID_Y, MAX_GRID_Z   # the kernels grid-stride over what exceeds y
+
+ELEMENTWISE_BLOCK = 256   # threads per block of im2col and the shift-add (4 outputs each) and the conversions
 MAX_GRID_X = 65535        # the conversion kernels grid-stride beyond this many blocks
-MAX_GRID_Y = 65535        # CUDA and HIP limit; the kernels grid-stride over the rest
-MAX_GRID_Z = 65535        # CUDA's limit on gridDim.z (the batch of gemm_blocked and spmm_csr)
-# gemm_blocked's TILE (Variant.tile: 8, 16 or 32) is the side of its thread block, TILE x TILE threads;
-# each thread computes a GEMM_WPT x GEMM_WPT micro-tile, so a block computes a (TILE*GEMM_WPT)^2
-# tile of the output: TILE 8 -> 32 x 32, 16 -> 64 x 64, 32 -> 128 x 128 (hip/gemm_blocked.hip).
+# The float32 GEMM is a rung of the ladder (experiments/conv/ladder.py, Variant.kernel). The fp16/int8
+# GEMMs have rung 1's layout: TILE (Variant.tile: 8, 16 or 32) is the side of the thread block, TILE x
+# TILE threads, each computing a GEMM_WPT x GEMM_WPT micro-tile, so a block computes a (TILE*GEMM_WPT)^2
+# tile of the output: TILE 8 -> 32 x 32, 16 -> 64 x 64, 32 -> 128 x 128 (hip/gemm_lowp.hip).
 GEMM_WPT = 4
 SCALAR_COB = 16           # output channels per thread of scalar_conv
 SCALAR_COBS = (4, 8, 16)  # compiled variants: a grouped layer with few channels per group takes the smallest that fits
 SCALAR_PIXELS = 128       # threads per block of scalar_conv (must match PIXELS in the kernel)
 DEPTHWISE_THREADS = 256   # threads per block of depthwise_conv (must match DW_THREADS in the kernel)
+DEPTHWISE_OUTPUTS = 4     # outputs per thread of depthwise_conv (DW_OUTPUTS)
 SPMM_LANES, SPMM_ROWS, SPMM_CPT = 32, 8, 4   # spmm_csr's block (SP_LANES x SP_ROWS) and columns per thread
 
-# (primitive, operand dtype) -> (source, kernel); each computes in its operand's precision
+# (primitive, operand dtype) -> (source, kernel); each computes in its operand's precision (the float32
+# GEMM: the variant's rung of the ladder)
 _KERNELS = {
-    ("gemm", "float32"): ("gemm_blocked.hip", "gemm_blocked"),
     ("gemm", "float16"): ("gemm_lowp.hip", "gemm_blocked_fp16"),
     ("gemm", "int8"): ("gemm_lowp.hip", "gemm_blocked_int8"),
     ("im2col", "float32"): ("im2col.hip", "im2col"),
@@ -54,6 +56,20 @@ def ceil_div(a: int, b: int) -> int:
 
 def _ints(*values: int) -> tuple:
     return tuple(np.int32(v) for v in values)
+
+
+def divisor(d: int) -> tuple:
+    """(mul, shift) with n // d == (umulhi(n, mul) + n) >> shift for 0 <= n < 2**31: the constants of
+    fast_div in hip/common.h, which divides by d without a division instruction."""
+    if not 1 <= d < 2**31:
+        raise ValueError(f"fast_div: divisor {d} outside 1 .. 2**31 - 1")
+    shift = (d - 1).bit_length()
+    return np.uint32((2**32 * (2**shift - d)) // d + 1), np.uint32(shift)
+
+
+def _flat_index_fits(kernel: str, count: int) -> None:
+    if count >= 2**31:
+        raise ValueError(f"{kernel}: {count} elements per image exceed the kernel's 32-bit index (2**31 - 1)")
 
 
 def _accumulator(xp, operand):
@@ -87,6 +103,10 @@ class KernelLauncher:
         groups, m, k = (1, *a.shape) if a.ndim == 2 else a.shape
         if self.variant.gemm != "blocked":   # cuBLAS / hipBLAS on a GPU, BLAS on the CPU
             return self._vendor(a, b, groups)
+        if a.dtype == np.float32:
+            c = ladder.gemm(self.runtime, self.variant.kernel, self.variant.tile, a, b.reshape(batch * groups, k, n),
+                            groups)
+            return c.reshape(batch, groups * m, n)
         if batch * groups > MAX_GRID_Z:
             raise ValueError(f"gemm_blocked: {batch} images x {groups} groups exceeds the grid's z limit of {MAX_GRID_Z}")
         c = self.xp.empty((batch, groups * m, n), dtype=_accumulator(self.xp, a))
@@ -128,19 +148,21 @@ class KernelLauncher:
     def im2col(self, x, g: ConvGeometry):
         """N x (C*KH*KW) x (H_o*W_o) columns of the input x (N x C x H x W)."""
         rows, pixels = g.in_channels * g.taps, g.out_h * g.out_w
+        _flat_index_fits("im2col", rows * pixels)
         cols = self.xp.empty((g.batch, rows, pixels), dtype=x.dtype)
         kernel = self._typed("im2col", x)
-        kernel((ceil_div(pixels, ELEMENTWISE_BLOCK), min(rows, MAX_GRID_Y), g.batch), (ELEMENTWISE_BLOCK,),
-               (x, cols, *_ints(g.in_channels, g.in_h, g.in_w, *g.kernel_args())))
+        kernel((ceil_div(pixels, 4 * ELEMENTWISE_BLOCK), min(rows, MAX_GRID_Y), g.batch), (ELEMENTWISE_BLOCK,),
+               (x, cols, *_ints(g.in_channels, g.in_h, g.in_w, *g.kernel_args()),
+                *divisor(g.out_w), *divisor(g.kernel_w), *divisor(g.taps)))
         return cols
 
     def shift_add(self, partial, g: ConvGeometry):
         """Sum of kn2row's k*k shifted partial planes (N x F*KH*KW x H*W) into N x F x H_o x W_o."""
         out = self.xp.empty(g.output_shape, dtype=self.xp.float32)
         kernel = self._kernel("kn2row_shift_add.hip", "kn2row_shift_add")
-        kernel((ceil_div(g.out_h * g.out_w, ELEMENTWISE_BLOCK), min(g.out_channels, MAX_GRID_Y), g.batch),
+        kernel((ceil_div(g.out_h * g.out_w, 4 * ELEMENTWISE_BLOCK), min(g.out_channels, MAX_GRID_Y), g.batch),
                (ELEMENTWISE_BLOCK,),
-               (partial, out, *_ints(g.out_channels, g.in_h, g.in_w, *g.kernel_args())))
+               (partial, out, *_ints(g.out_channels, g.in_h, g.in_w, *g.kernel_args()), *divisor(g.out_w)))
         return out
 
     def scalar(self, x, w, g: ConvGeometry):
@@ -157,9 +179,13 @@ class KernelLauncher:
     def depthwise(self, x, w, g: ConvGeometry):
         """Direct depthwise convolution (groups == C) of x with the F x 1 x KH x KW filter w."""
         out = self.xp.empty(g.output_shape, dtype=self.xp.float32)
+        plane = g.out_h * g.out_w
+        _flat_index_fits("depthwise_conv", g.out_channels * plane)
         kernel = self._kernel("depthwise_conv.hip", "depthwise_conv")
-        kernel((ceil_div(g.out_channels * g.out_h * g.out_w, DEPTHWISE_THREADS), 1, g.batch), (DEPTHWISE_THREADS,),
-               (x, w, out, *_ints(g.in_channels, g.in_h, g.in_w, g.out_channels, *g.kernel_args())))
+        kernel((ceil_div(g.out_channels * plane, DEPTHWISE_OUTPUTS * DEPTHWISE_THREADS), 1, g.batch),
+               (DEPTHWISE_THREADS,),
+               (x, w, out, *_ints(g.in_channels, g.in_h, g.in_w, g.out_channels, *g.kernel_args()),
+                *divisor(plane), *divisor(g.out_w), *divisor(g.out_channels // g.in_channels)))
         return out
 
     # --- precision conversions (hip/quantize.hip) -------------------------------------------

@@ -10,14 +10,18 @@ read this value; nothing else re-derives a default or re-parses a name.
             depthwise (what a depthwise layer runs)
     gemm    blocked, vendor, sparse, auto_sparse              pytorch, scalar, auto, depthwise
     tile    8, 16, 32: TILE, the blocked GEMM's thread-block  every GEMM but blocked
-            side; each thread computes a GEMM_WPT x GEMM_WPT
-            micro-tile, so a block computes a (TILE*4)^2
-            output tile (experiments/conv/kernel_launch.py)
+            side (TILE x TILE threads); the output tile a
+            block computes depends on the rung (kernel)
     dtype   fp32, fp16, int8                                  (always applies)
+    kernel  the blocked GEMM's rung of the ladder: naive,     every GEMM but blocked
+            blocked (default), vec4, dbuf, warptile, splitk,
+            fold (experiments/conv/ladder.py); fp16 and int8
+            have rung blocked only
 
 Its one label format, read back by ``Variant.parse``:
 
-    algo[/gemm[-tTILE]]/dtype      scalar/fp32, im2col/vendor/fp16, kn2row/blocked-t16/fp32
+    algo[/gemm[-KERNEL][-tTILE]]/dtype    scalar/fp32, im2col/vendor/fp16, kn2row/blocked-t16/fp32,
+                                          im2col/blocked-fold-t16/fp32 (the default rung is not named)
 
 Adding a field (say a GEMM kernel rung, or a quantization option) is: one dataclass field
 with its default, one entry in ``_resolve`` if it only applies to some choices, one line in
@@ -27,6 +31,8 @@ with its default, one entry in ``_resolve`` if it only applies to some choices, 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
+
+from .ladder import DEFAULT_KERNEL, KERNELS
 
 ALGORITHMS = ("im2col", "kn2row", "scalar")            # the engine's own (experiments/conv/api.py)
 GEMM_ALGORITHMS = ("im2col", "kn2row")                  # the algorithms with a GEMM step
@@ -45,10 +51,14 @@ class Variant:
     gemm: str | None = None
     tile: int | None = None
     dtype: str = "fp32"
+    kernel: str | None = None
 
     @classmethod
-    def of(cls, algo: str, gemm: str | None = None, tile: int | None = None, dtype: str = "fp32") -> "Variant":
-        """The variant of a choice: gemm only for GEMM algorithms, tile only for the blocked GEMM.
+    def of(cls, algo: str, gemm: str | None = None, tile: int | None = None, dtype: str = "fp32",
+           kernel: str | None = None) -> "Variant":
+        """The variant of a choice: gemm only for GEMM algorithms, tile and kernel only for the blocked
+        GEMM (kernel None: the default rung). ValueError for an unknown rung, or a float32-only rung at
+        another precision.
 
         ``Variant.of("scalar", "blocked", 32)`` is ``Variant("scalar")``: two choices that run the
         same kernels resolve to one variant (and one label).
@@ -56,8 +66,15 @@ class Variant:
         if algo not in GEMM_ALGORITHMS:
             gemm = None
         if gemm != "blocked":
-            tile = None
-        return cls(algo, gemm, None if tile is None else int(tile), dtype)
+            return cls(algo, gemm, None, dtype)
+        kernel = kernel or DEFAULT_KERNEL
+        if kernel not in KERNELS:
+            raise ValueError(f"unknown GEMM kernel {kernel!r}; valid (the rungs of the ladder, naive to fast): "
+                             f"{', '.join(KERNELS)}")
+        if dtype != "fp32" and kernel != DEFAULT_KERNEL:
+            raise ValueError(f"gemm kernel {kernel!r} is a float32 rung of the GEMM ladder; dtype={dtype!r} "
+                             f"runs rung {DEFAULT_KERNEL!r} (hip/gemm_lowp.hip)")
+        return cls(algo, gemm, None if tile is None else int(tile), dtype, kernel)
 
     @property
     def uses_gemm(self) -> bool:
@@ -65,14 +82,16 @@ class Variant:
 
     @property
     def gemm_label(self) -> str:
-        """The label's GEMM segment: vendor, blocked-t16 ("" without a GEMM)."""
+        """The label's GEMM segment: vendor, blocked-t16, blocked-fold-t16 ("" without a GEMM)."""
         if self.gemm is None:
             return ""
-        return self.gemm if self.tile is None else f"{self.gemm}-t{self.tile}"
+        rung = f"-{self.kernel}" if self.kernel not in (None, DEFAULT_KERNEL) else ""
+        return self.gemm + rung + ("" if self.tile is None else f"-t{self.tile}")
 
     @property
     def label(self) -> str:
-        """algo[/gemm[-tTILE]]/dtype, e.g. kn2row/blocked-t16/fp32 (run names, tuning, layers.csv, report)."""
+        """algo[/gemm[-KERNEL][-tTILE]]/dtype, e.g. kn2row/blocked-t16/fp32 (run names, tuning, layers.csv,
+        report)."""
         return "/".join(part for part in (self.algo, self.gemm_label, self.dtype) if part)
 
     @classmethod
@@ -80,17 +99,25 @@ class Variant:
         """The variant of a ``label``; ValueError naming the label when it is not one."""
         parts = label.split("/")
         if len(parts) not in (2, 3) or parts[-1] not in DTYPES:
-            raise ValueError(f"{label!r} is not a variant label (algo[/gemm[-tTILE]]/dtype, "
+            raise ValueError(f"{label!r} is not a variant label (algo[/gemm[-KERNEL][-tTILE]]/dtype, "
                              f"e.g. kn2row/blocked-t16/fp32)")
-        gemm, tile = None, None
+        gemm, tile, kernel = None, None, None
         if len(parts) == 3:
-            gemm, _, tile_text = parts[1].partition("-t")
-            tile = int(tile_text) if tile_text else None
-        return cls(parts[0], gemm, tile, parts[-1])
+            head, dash_t, tile_text = parts[1].rpartition("-t")
+            if dash_t and tile_text.isdigit():
+                gemm, tile = head, int(tile_text)
+            else:
+                gemm = parts[1]
+            gemm, _, kernel = gemm.partition("-")
+            if gemm == "blocked":
+                kernel = kernel or DEFAULT_KERNEL
+        return cls(parts[0], gemm, tile, parts[-1], kernel or None)
 
     def with_gemm(self, gemm: str | None) -> "Variant":
         """The same variant on another GEMM back-end (auto_sparse resolved for one layer)."""
-        return replace(self, gemm=gemm, tile=self.tile if gemm == "blocked" else None)
+        blocked = gemm == "blocked"
+        return replace(self, gemm=gemm, tile=self.tile if blocked else None,
+                       kernel=(self.kernel or DEFAULT_KERNEL) if blocked else None)
 
     def params(self) -> dict[str, str]:
         """The resolved values as MLflow params: variant.algo, variant.gemm, ..., variant.label."""

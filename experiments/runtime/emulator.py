@@ -1,7 +1,7 @@
 """The emulator runtime: the HIP/CUDA kernels of hip/ compiled by g++ and run on the CPU.
 
     rt = EmulatorRuntime(warp_size=32)
-    fn = rt.load("gemm_blocked.hip", {"TILE": 16}).get_function("gemm_blocked")
+    fn = rt.load("gemm_1_blocked.hip", {"TILE": 16}).get_function("gemm_blocked")
     fn(grid, block, (a, b, c, np.int32(m), np.int32(n), np.int32(k), ...))   # numpy arrays
 
 How a load works:

@@ -10,8 +10,8 @@
 // A launch hands the blocks of the grid to a small pool of worker threads (the calling thread
 // is worker 0). A worker runs one whole block at a time, so `__shared__` can simply be
 // `static thread_local`: every worker has its own copy, used by the blocks it runs in turn.
-// Each GPU thread of the block is a *fiber*: a C++ call stack of its own (64 KiB, mmap'd, with
-// a guard page), created once per worker with makecontext and from then on entered and left
+// Each GPU thread of the block is a *fiber*: a C++ call stack of its own (64 KiB), created once per
+// worker with makecontext and from then on entered and left
 // with _setjmp/_longjmp (no signal-mask syscall, ~10x faster than swapcontext). The worker's
 // own stack runs the scheduler:
 //
@@ -152,8 +152,8 @@ struct Fiber {  // what a switch touches comes first (one or two cache lines)
     int predicate;              // the argument of __syncthreads_count/_and/_or
     bool started;
     jmp_buf context;            // where the fiber continues when resumed (valid once started)
-    void* mapping;              // guard page + stack
-    size_t mapping_bytes;
+    unsigned char* stack;       // its lowest address holds the canary (stacks grow down)
+    size_t stack_bytes;
     ucontext_t start;           // only for the first entry onto the fresh stack (makecontext)
 };
 
@@ -175,10 +175,21 @@ struct Launch {
     }
 };
 
+// The fiber stacks of a worker lie side by side in a few large mappings (one per growth), a guard
+// page below each mapping: one mapping each would cost two kernel memory areas per fiber, and a
+// process that loads many kernel builds of 1024-thread blocks would run into vm.max_map_count
+// (65530 by default). A stack that overflows into its neighbour is caught by the canary at its
+// bottom, checked each time the fiber yields (the launch fails, naming the thread).
+struct StackChunk { void* mapping; size_t bytes; };
+constexpr unsigned char STACK_CANARY = 0xA5;
+constexpr size_t STACK_CANARY_BYTES = 64;
+
 struct Worker {
     jmp_buf scheduler;          // where a yielding fiber returns to (inside run_block)
     Fiber** fibers;
     unsigned fiber_count, fiber_capacity;
+    StackChunk* chunks;
+    unsigned chunk_count;
     Fiber* current;
     Launch* launch;
     int barrier_result;         // count of true predicates at the last barrier
@@ -188,11 +199,10 @@ struct Worker {
     bool tls_block_known;
 
     ~Worker() {
-        for (unsigned i = 0; i < fiber_count; ++i) {
-            munmap(fibers[i]->mapping, fibers[i]->mapping_bytes);
-            free(fibers[i]);
-        }
+        for (unsigned i = 0; i < fiber_count; ++i) free(fibers[i]);
+        for (unsigned i = 0; i < chunk_count; ++i) munmap(chunks[i].mapping, chunks[i].bytes);
         free(fibers);
+        free(chunks);
         free(dynamic_shared);
     }
 };
@@ -286,10 +296,10 @@ __attribute__((noinline)) inline void resume(Worker& worker, Fiber* f) {
     worker.current = f;
     if (_setjmp(worker.scheduler) == 0) {
         if (!f->started) {  // first entry (or a restart after a failed block): a fresh stack
-            const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+            memset(f->stack, STACK_CANARY, STACK_CANARY_BYTES);  // an overflow of the last launch is forgiven
             getcontext(&f->start);
-            f->start.uc_stack.ss_sp = static_cast<char*>(f->mapping) + page;
-            f->start.uc_stack.ss_size = f->mapping_bytes - page;
+            f->start.uc_stack.ss_sp = f->stack + STACK_CANARY_BYTES;
+            f->start.uc_stack.ss_size = f->stack_bytes - STACK_CANARY_BYTES;
             f->start.uc_link = nullptr;
             makecontext(&f->start, reinterpret_cast<void (*)()>(&fiber_main), 0);
             f->started = true;
@@ -299,24 +309,40 @@ __attribute__((noinline)) inline void resume(Worker& worker, Fiber* f) {
     }
 }
 
-inline bool make_fiber(Worker& worker) {
-    if (worker.fiber_count == worker.fiber_capacity) {
-        const unsigned capacity = worker.fiber_capacity ? 2 * worker.fiber_capacity : 256;
-        auto grown = static_cast<Fiber**>(realloc(worker.fibers, capacity * sizeof(Fiber*)));
+// Make the worker's fiber count n: the new stacks in one mapping, a guard page below them.
+inline bool make_fibers(Worker& worker, unsigned n) {
+    if (worker.fiber_count >= n) return true;
+    const unsigned add = n - worker.fiber_count;
+    if (n > worker.fiber_capacity) {
+        auto grown = static_cast<Fiber**>(realloc(worker.fibers, n * sizeof(Fiber*)));
         if (!grown) return false;
         worker.fibers = grown;
-        worker.fiber_capacity = capacity;
+        worker.fiber_capacity = n;
     }
+    auto chunks = static_cast<StackChunk*>(realloc(worker.chunks, (worker.chunk_count + 1) * sizeof(StackChunk)));
+    if (!chunks) return false;
+    worker.chunks = chunks;
     const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
-    const size_t bytes = (CONVBENCH_FIBER_STACK_BYTES + page - 1) / page * page + page;
+    const size_t stack = (CONVBENCH_FIBER_STACK_BYTES + page - 1) / page * page;
+    const size_t bytes = page + add * stack;
     void* m = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (m == MAP_FAILED) return false;
-    mprotect(m, page, PROT_NONE);  // a stack overflow faults instead of corrupting the next stack
-    auto f = static_cast<Fiber*>(calloc(1, sizeof(Fiber)));
-    if (!f) { munmap(m, bytes); return false; }
-    f->mapping = m;
-    f->mapping_bytes = bytes;
-    worker.fibers[worker.fiber_count++] = f;
+    mprotect(m, page, PROT_NONE);  // the lowest stack overflows into a fault, the others into a canary
+    worker.chunks[worker.chunk_count++] = StackChunk{m, bytes};
+    for (unsigned i = 0; i < add; ++i) {
+        auto f = static_cast<Fiber*>(calloc(1, sizeof(Fiber)));
+        if (!f) return false;
+        f->stack = static_cast<unsigned char*>(m) + page + i * stack;
+        f->stack_bytes = stack;
+        memset(f->stack, STACK_CANARY, STACK_CANARY_BYTES);
+        worker.fibers[worker.fiber_count++] = f;
+    }
+    return true;
+}
+
+inline bool stack_intact(const Fiber* f) {
+    for (size_t i = 0; i < STACK_CANARY_BYTES; ++i)
+        if (f->stack[i] != STACK_CANARY) return false;
     return true;
 }
 
@@ -333,11 +359,9 @@ inline void abandon_fibers(Worker& worker) {  // mid-kernel stacks: restart them
 inline bool run_block(Worker& worker, Launch& launch, uint3 block) {
     const dim3 bd = launch.block;
     const unsigned n = bd.x * bd.y * bd.z;
-    while (worker.fiber_count < n) {
-        if (!make_fiber(worker)) {
-            launch.fail("cannot allocate fiber stack %u of a worker (out of memory?)", worker.fiber_count);
-            return false;
-        }
+    if (!make_fibers(worker, n)) {
+        launch.fail("cannot allocate %u fiber stacks for a block (out of memory?)", n);
+        return false;
     }
     poison_shared_memory(worker, launch);
     blockIdx = block;
@@ -352,6 +376,13 @@ inline bool run_block(Worker& worker, Launch& launch, uint3 block) {
             threadIdx = t;
             if (++t.x == bd.x) { t.x = 0; if (++t.y == bd.y) { t.y = 0; ++t.z; } }
             resume(worker, f);
+            if (!stack_intact(f)) {
+                launch.fail("thread (%u,%u,%u) of block (%u,%u,%u) overflowed its %u-byte fiber stack "
+                            "(CONVBENCH_FIBER_STACK_BYTES)", threadIdx.x, threadIdx.y, threadIdx.z,
+                            block.x, block.y, block.z, static_cast<unsigned>(f->stack_bytes));
+                abandon_fibers(worker);
+                return false;
+            }
             if (f->state == Fiber::AtBarrier) {
                 if (waiting++ == 0) first_waiting = i;
                 count += f->predicate != 0;

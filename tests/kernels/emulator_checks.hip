@@ -71,6 +71,21 @@ KERNEL void divergent_barrier(float* out, int active)
     out[threadIdx.x] = 1.0f;
 }
 
+// Thread `deep` fills a local array of 80 KB, more than a fiber's 64 KiB stack: it runs into the stack
+// below its own (the previous thread's), which the emulator must report instead of computing on. The
+// array lives in a function of its own, so that only that thread's frame grows.
+__device__ __noinline__ float fill_deep_array()
+{
+    volatile float local[20000];
+    for (int i = 0; i < 20000; ++i) local[i] = (float)i;
+    return local[0] + local[19999];
+}
+
+KERNEL void deep_stack(float* out, int deep)
+{
+    out[threadIdx.x] = (int)threadIdx.x == deep ? fill_deep_array() : 1.0f;
+}
+
 // Per-block sum of x through dynamic shared memory (blockDim.x floats, a power of two), and the
 // number of positive x per block through __syncthreads_count.
 KERNEL void block_sum(const float* __restrict__ x, float* __restrict__ sums, int* __restrict__ positives, int n)
