@@ -45,16 +45,20 @@ def _inputs(model, x):
 
 
 def test_candidates_follow_the_runtime_and_the_filter():
-    spec = tuning_spec({"db": "x.db", "gemms": ["vendor", "blocked", "sparse"]})
+    spec = tuning_spec({"db": "x.db", "gemms": ["vendor", "blocked", "sparse"], "kernels": ["blocked", "fold"],
+                        "tiles": [8, 32]})
     numpy = [c.label for c in candidates_for(resolve("numpy"), spec, sparse=False)]
     assert numpy == ["im2col/vendor/fp32", "kn2row/vendor/fp32", "scalar/fp32"]          # no kernels: no blocked GEMM
     pruned = [c.label for c in candidates_for(resolve("numpy"), spec, sparse=True)]   # a filter with zeros
     assert pruned == ["im2col/vendor/fp32", "im2col/sparse/fp32", "kn2row/vendor/fp32", "kn2row/sparse/fp32",
                       "scalar/fp32"]
     emulator = [c.label for c in candidates_for(resolve("emulator"), spec, sparse=False)]
-    assert emulator == ["im2col/vendor/fp32", "im2col/blocked-t8/fp32", "im2col/blocked-t16/fp32",
-                        "im2col/blocked-t32/fp32", "kn2row/vendor/fp32", "kn2row/blocked-t8/fp32",
-                        "kn2row/blocked-t16/fp32", "kn2row/blocked-t32/fp32", "scalar/fp32"]
+    assert emulator == ["im2col/vendor/fp32", "im2col/blocked-t8/fp32", "im2col/blocked-t32/fp32",
+                        "im2col/blocked-fold-t8/fp32", "im2col/blocked-fold-t32/fp32", "kn2row/vendor/fp32",
+                        "kn2row/blocked-t8/fp32", "kn2row/blocked-t32/fp32", "kn2row/blocked-fold-t8/fp32",
+                        "kn2row/blocked-fold-t32/fp32", "scalar/fp32"]
+    default = tuning_spec({"db": "x.db"})   # rungs and tiles of conf/tuning/default.yaml
+    assert default.kernels == ("blocked", "warptile", "splitk", "fold") and default.tiles == (8, 16, 32)
     assert all(Variant.parse(label).label == label for label in emulator + pruned)
     with pytest.raises(ValueError, match="no candidate on backend 'numpy'"):
         candidates_for(resolve("numpy"), tuning_spec({"db": "x.db", "algos": ["im2col"], "gemms": ["blocked"]}))
@@ -63,6 +67,7 @@ def test_candidates_follow_the_runtime_and_the_filter():
 @pytest.mark.parametrize("node,message", [
     ({"db": "t.db", "algos": ["im2col", "winograd"]}, "'winograd' is not valid"),
     ({"db": "t.db", "tiles": [12]}, "tiles"),
+    ({"db": "t.db", "kernels": ["fastest"]}, "tuning.kernels=.*'fastest' is not valid; choose from naive, blocked"),
     ({"db": "t.db", "gemms": ["auto_sparse"]}, "'auto_sparse' is not valid"),   # a rule, not a candidate
     ({"db": "t.db", "budget_s": 0}, "budget_s"),
     ({"db": "t.db", "journal_mode": "memory"}, "journal_mode"),
@@ -288,7 +293,7 @@ def test_algo_auto_on_the_emulator_is_tagged_emulated(convbench, tmp_path):
     code = convbench("algo=auto", "backend=emulator", "model=resnet18", "model.input_size=16", "bench=smoke",
                      "bench.model.warmup=0", "bench.model.min_samples=1", "bench.layer.warmup=0",
                      "bench.layer.min_samples=1", "energy=off", "tuning.algos=[im2col,scalar]", "tuning.gemms=[blocked]",
-                     "tuning.tiles=[16]", "tuning.warmup=0",
+                     "tuning.tiles=[16]", "tuning.kernels=[blocked,fold]", "tuning.warmup=0",
                      "tuning.first_samples=1", "tuning.budget_s=1", f"tuning.db={tmp_path}/t.db", f"tracking.uri={uri}")
     assert code == 0
     client = MlflowClient(uri)
@@ -297,6 +302,8 @@ def test_algo_auto_on_the_emulator_is_tagged_emulated(convbench, tmp_path):
     with TuningDatabase(tmp_path / "t.db") as database:
         assert {key.runtime for key, _ in database.entries()} == {"emulator/emulated"}
         assert {key.kernel_hash for key, _ in database.entries()} != {"none"}
+        results = [entry.results for _, entry in database.entries()]
+    assert all({"im2col/blocked-t16/fp32", "im2col/blocked-fold-t16/fp32"} <= set(r) for r in results)   # both rungs
 
 
 @pytest.mark.gpu
@@ -313,7 +320,8 @@ def test_tuning_on_the_gpu_measures_blocked_tiles_by_device_events(tmp_path):
     outcome = tune_model(model, convs, inputs, runtime, spec, "fp32", EventClock("torch"), TOL)
     assert (outcome.measured, outcome.reused) == (2, 1)
     results = outcome.layers[0].entry.results
-    assert {"im2col/blocked-t8/fp32", "im2col/blocked-t16/fp32", "im2col/blocked-t32/fp32", "scalar/fp32"} <= set(results)
+    assert {"im2col/blocked-t8/fp32", "im2col/blocked-t16/fp32", "im2col/blocked-t32/fp32", "scalar/fp32",
+            "im2col/blocked-fold-t16/fp32", "kn2row/blocked-splitk-t8/fp32"} <= set(results)
     assert all(r["status"] != "failed" for r in results.values()), results
     key = outcome.layers[0].key
     assert key.runtime.startswith("gpu/") and key.kernel_hash != "none" and key.batch == 2

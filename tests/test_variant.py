@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from experiments.conv import ConvGeometry, Variant, layer_cost
+from experiments.conv import ConvGeometry, Variant, ladder, layer_cost
 from experiments.conv.plan import ConvPlan
 from experiments.conv.tolerance import relative_error
 from experiments.harness.errors import ToleranceError
@@ -65,23 +65,26 @@ class _RawModule:
         return lambda grid, block, args, shared_mem=0: None
 
 
+@pytest.mark.parametrize("kernel", ["blocked", "fold"])
 @pytest.mark.parametrize("tile", [8, 32])
-def test_the_gpu_runtime_compiles_the_blocked_gemm_with_the_variant_tile(monkeypatch, tile):
+def test_the_gpu_runtime_compiles_the_blocked_gemm_with_the_variant_tile(monkeypatch, tile, kernel):
     from experiments.runtime import gpu
     monkeypatch.setitem(sys.modules, "cupy", types.SimpleNamespace(RawModule=_RawModule))
     gpu._load_module.cache_clear()
     monkeypatch.setattr(_RawModule, "compiled", [])
     runtime = gpu.GpuRuntime.__new__(gpu.GpuRuntime)   # no device: the loader is what is under test
     runtime.xp, runtime.kind = np, "cuda"
+    monkeypatch.setattr(ladder, "multiprocessors", lambda runtime: ladder.DEFAULT_SMS)   # split-K asks the device
     try:
         w = np.random.default_rng(0).standard_normal((6, 4, 3, 3)).astype(np.float32)
-        plan = ConvPlan.build(w, None, 1, 1, 1, 1, Variant.of("im2col", "blocked", tile), runtime)
+        plan = ConvPlan.build(w, None, 1, 1, 1, 1, Variant.of("im2col", "blocked", tile, kernel=kernel), runtime)
         plan(np.zeros((1, 4, 7, 5), np.float32))
     finally:
         gpu._load_module.cache_clear()
-    gemm = [m for m in _RawModule.compiled if "gemm_blocked(" in m.code]
-    assert len(gemm) == 1 and f"-DTILE={tile}" in gemm[0].options and "-DWPT=4" in gemm[0].options
-    assert plan.last_cost.kernel == f"im2col/blocked-t{tile}/fp32"
+    gemm = [m for m in _RawModule.compiled if f"{ladder.rung(kernel).kernel}(" in m.code]
+    assert len(gemm) == 1 and f"-DTILE={tile}" in gemm[0].options
+    rung = "" if kernel == ladder.DEFAULT_KERNEL else f"-{kernel}"
+    assert plan.last_cost.kernel == f"im2col/blocked{rung}-t{tile}/fp32"
 
 
 # --- the check before timing ---------------------------------------------------------------------

@@ -14,6 +14,7 @@ from experiments.conv import GEMMS, TILES, Variant
 from experiments.conv import variant as variants
 from experiments.conv import resolve as resolve_conv
 from experiments.conv.tolerance import RELATIVE_TOLERANCE
+from experiments.conv.ladder import KERNELS
 from experiments.conv.variant import DTYPES
 from experiments.tracking.retry import DEFAULT_RETRY_S, retry_seconds
 
@@ -132,9 +133,10 @@ def job_spec(cfg: DictConfig) -> JobSpec:
         raise ConfigError(f"model.batch_size={model.batch_size!r}: expected a positive int")
     _choice("algo", algo.name, algos())
     _choice("gemm", gemm.name, GEMMS)
-    tile = gemm.get("tile")
+    tile, kernel = gemm.get("tile"), gemm.get("kernel")
     if gemm.name == "blocked":
         _choice("gemm.tile", tile, TILES)
+        _choice("gemm.kernel", kernel, KERNELS)
     _choice("backend", cfg.backend.name, runtimes.BACKENDS)
     _choice("quant", cfg.quant.name, QUANTS)
     _choice("prune", cfg.prune.name, PRUNES)
@@ -147,7 +149,7 @@ def job_spec(cfg: DictConfig) -> JobSpec:
         if algo.name in (PYTORCH, AUTO):
             variant, runtime = Variant.of(algo.name, dtype=cfg.quant.name), runtimes.resolve(cfg.backend.name)
         else:
-            variant, runtime = resolve_conv(algo.name, gemm.name, tile, cfg.backend.name, cfg.quant.name)
+            variant, runtime = resolve_conv(algo.name, gemm.name, tile, cfg.backend.name, cfg.quant.name, kernel)
     except (ValueError, RuntimeError) as exc:   # bad combination; GpuUnavailableError is a RuntimeError
         auto = " (backend=auto chose numpy: no GPU is visible)" if cfg.backend.name == "auto" else ""
         raise ConfigError(f"{type(exc).__name__}: {exc}{auto}") from None

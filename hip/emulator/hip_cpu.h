@@ -99,6 +99,8 @@ struct dim3 {
     constexpr dim3(uint3 v) : x(v.x), y(v.y), z(v.z) {}
     constexpr operator uint3() const { return {x, y, z}; }
 };
+struct __attribute__((aligned(16))) float4 { float x, y, z, w; };  // the GEMM ladder's 128-bit loads
+inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
 
 // ---- the built-in variables: per OS thread, set by the scheduler before it resumes a fiber ----
 inline thread_local uint3 threadIdx;
@@ -113,7 +115,7 @@ typedef _Float16 half;
 inline __half __float2half_rn(float x) { return static_cast<__half>(x); }
 inline float __half2float(__half x) { return static_cast<float>(x); }
 
-// ---- min/max (the float functions, fmaf among them, come from <math.h>) ----
+// ---- min/max and __umulhi (the float functions, fmaf among them, come from <math.h>) ----
 template <class A, class B, class = std::enable_if_t<std::is_arithmetic_v<A> && std::is_arithmetic_v<B>>>
 inline std::common_type_t<A, B> min(A a, B b) {
     using T = std::common_type_t<A, B>;
@@ -123,6 +125,10 @@ template <class A, class B, class = std::enable_if_t<std::is_arithmetic_v<A> && 
 inline std::common_type_t<A, B> max(A a, B b) {
     using T = std::common_type_t<A, B>;
     return static_cast<T>(a) < static_cast<T>(b) ? static_cast<T>(b) : static_cast<T>(a);
+}
+
+inline unsigned int __umulhi(unsigned int a, unsigned int b) {  // fast_div in common.h
+    return static_cast<unsigned int>((static_cast<unsigned long long>(a) * b) >> 32);
 }
 
 // ---- atomics: blocks run concurrently on the workers, so these are real atomic operations ----
