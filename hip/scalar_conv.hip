@@ -57,6 +57,7 @@ scalar_conv(const float* __restrict__ x, const float* __restrict__ w, float* __r
 
         if (active) {
             const int staged = min(STAGE, taps - t0);
+#pragma unroll 1  // unrolled, the stepped tap indices of several taps at once spill on sm_90
             for (int s = 0; s < staged; ++s) {
                 const int ih = oh * SH - PH + kh * DH, iw = ow * SW - PW + kw * DW;
                 const float v = (ih >= 0 && ih < H && iw >= 0 && iw < W)
