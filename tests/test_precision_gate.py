@@ -116,12 +116,14 @@ def test_one_tap_off_fails_numpy(one_tap_off_numpy, algo, dtype):
 
 @pytest.fixture
 def one_tap_off_emulator(monkeypatch, tmp_path):
-    """im2col_lowp.hip with unfolded row 0 (channel 0, tap (0, 0)) read from tap (0, 1), compiled by the emulator."""
-    source = (HIP_DIR / "im2col_lowp.hip").read_text()
-    right = "const int ih = oh * SH - PH + kh * DH, iw = ow * SW - PW + kw * DW;"
-    assert right in source
+    """im2col_lowp.hip with unfolded row 0 (channel 0, tap (0, 0)) read from tap (0, 1), compiled by the emulator:
+    a copy beside a copy of the body it includes (hip/im2col.h, shared with the float32 im2col), which is wrong."""
+    body = (HIP_DIR / "im2col.h").read_text()
+    right = "iw = ow[j] * SW - PW + kw * DW;"
+    assert right in body
+    (tmp_path / "im2col.h").write_text(body.replace(right, right.replace("kw * DW", "(kw + (r == 0)) * DW")))
     wrong = tmp_path / "im2col_lowp.hip"
-    wrong.write_text(source.replace(right, right.replace("kw * DW", "(kw + (r == 0)) * DW")))
+    wrong.write_text((HIP_DIR / "im2col_lowp.hip").read_text())   # #include "im2col.h" finds the copy first
     real = emulator.source_path
     monkeypatch.setattr(emulator, "source_path", lambda name: wrong if name == "im2col_lowp.hip" else real(name))
     return EmulatorRuntime(warp_size=32)
