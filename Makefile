@@ -108,8 +108,10 @@ stale: setup
 ceilings: setup
 	$(PY) -m analysis.ceilings --out reports/ceilings.json
 
+# As light as `make server`: one worker, MLflow's job runner off (it adds a dozen processes, GBs of memory).
 ui: setup
-	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=$${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false} $(VENV)/bin/mlflow ui \
+		--backend-store-uri '$(TRACKING_URI)' --host 127.0.0.1 --port $(SERVER_PORT) --workers 1
 
 # A tracking server for sweeps on many processes or machines (README: "Sweeps on a cluster"); jobs log
 # to it with tracking.uri=http://SERVER_HOST:SERVER_PORT. The store: BACKEND_STORE_URI, this repository's

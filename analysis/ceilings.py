@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -20,17 +21,32 @@ from experiments.runtime.host import cpu_name
 
 DEFAULT_PATH = Path("reports") / "ceilings.json"
 
-# Datasheet FP32 peak without tensor cores [GFLOP/s] and memory bandwidth [GB/s], matched
-# by substring of the device name (longest key first). FP32 because the kernels are FP32 CUDA
-# cores; tensor-core peaks (TF32/FP16) would put every point far under the roof.
-CONFIGURED = {
-    "H100 PCIe": (51_200, 2_000),
-    "H100": (66_900, 3_350),        # SXM5 (e.g. "NVIDIA H100 80GB HBM3")
-    "H200": (66_900, 4_800),
-    "A100": (19_500, 2_039),
-    "MI300X": (163_400, 5_300),
-    "MI250X": (47_900, 3_276),
-}
+@dataclass(frozen=True)
+class DevicePeak:
+    """A vendor's published FP32 peak without tensor/matrix cores and its memory bandwidth."""
+
+    name: str              # matched as a substring of the runs' device tag (longest first)
+    peak_gflops: float
+    bandwidth_gbs: float
+    source: str            # where the numbers are published
+
+
+# FP32 on the CUDA/vector cores, because our kernels are plain FP32 code: tensor-core or matrix-core
+# peaks (TF32, FP16, "FP32 matrix") would put every point far under a roof no FP32 kernel can reach.
+DATASHEET = (
+    DevicePeak("H100 PCIe", 51_200, 2_000, "NVIDIA H100 datasheet (PCIe: FP32 51 TFLOP/s, 2.0 TB/s), "
+               "nvidia.com/en-us/data-center/h100"),
+    DevicePeak("H100", 66_900, 3_350, "NVIDIA H100 datasheet (SXM: FP32 67 TFLOP/s, HBM3 3.35 TB/s), "
+               "nvidia.com/en-us/data-center/h100"),
+    DevicePeak("H200", 66_900, 4_800, "NVIDIA H200 datasheet (SXM: FP32 67 TFLOP/s, HBM3e 4.8 TB/s), "
+               "nvidia.com/en-us/data-center/h200"),
+    DevicePeak("A100", 19_500, 2_039, "NVIDIA A100 datasheet (80GB SXM: FP32 19.5 TFLOP/s, HBM2e 2,039 GB/s), "
+               "nvidia.com/en-us/data-center/a100"),
+    DevicePeak("MI250X", 47_900, 3_277, "AMD Instinct MI250X specifications (FP32 vector 47.9 TFLOP/s; matrix "
+               "95.7; HBM2e 3.2768 TB/s), amd.com/en/products/accelerators/instinct/mi200/mi250x.html"),
+    DevicePeak("MI300X", 81_700, 5_300, "AMD Instinct MI300X specifications (FP32 vector 81.7 TFLOP/s; matrix "
+               "163.4; HBM3 5.3 TB/s), amd.com/en/products/accelerators/instinct/mi300/mi300x.html"),
+)
 
 
 @dataclass
@@ -38,7 +54,7 @@ class Ceilings:
     device: str
     peak_gflops: float
     bandwidth_gbs: float
-    source: str               # "measured" or "configured"
+    source: str               # "measured", "datasheet" or "observed" (envelope of the points)
     method: str = ""          # how: "cupy matmul 8192^3 float32; cupy copy 1 GiB" or datasheet
     measured_at: str = ""
 
@@ -70,11 +86,33 @@ def ceilings_for(device: str, measured: dict[str, Ceilings]) -> Ceilings | None:
     for name, entry in measured.items():
         if name.lower() in lowered or lowered in name.lower():
             return entry
-    for key in sorted(CONFIGURED, key=len, reverse=True):
-        if key.lower() in lowered:
-            peak, bandwidth = CONFIGURED[key]
-            return Ceilings(device, peak, bandwidth, "configured", f"datasheet values for {key}")
+    for peak in sorted(DATASHEET, key=lambda p: len(p.name), reverse=True):
+        if peak.name.lower() in lowered:
+            return Ceilings(device, peak.peak_gflops, peak.bandwidth_gbs, "datasheet", peak.source)
     return None
+
+
+def observed_envelope(device: str, intensity, achieved) -> Ceilings:
+    """When neither a measurement nor a datasheet is known: the smallest roof over the points
+    themselves (their highest GFLOP/s, and the steepest bandwidth line through them). A lower bound
+    of the device's real roof, labelled as such."""
+    import numpy as np
+    intensity, achieved = np.asarray(intensity, float), np.asarray(achieved, float)
+    return Ceilings(device, float(achieved.max()), float((achieved / intensity).max()), "observed",
+                    "envelope of the measured points: the real roof is at least this high")
+
+
+def device_peaks(measured: dict[str, Ceilings]) -> "pd.DataFrame":
+    """Every datasheet entry and every measured device, each with where its numbers come from."""
+    import pandas as pd
+    rows = [{"device": name, "peak [GFLOP/s]": entry.peak_gflops, "bandwidth [GB/s]": entry.bandwidth_gbs,
+             "ridge [FLOP/B]": entry.ridge_intensity,
+             "source": f"measured ({entry.measured_at or 'date unknown'}): {entry.method}"}
+            for name, entry in sorted(measured.items())]
+    rows += [{"device": peak.name, "peak [GFLOP/s]": peak.peak_gflops, "bandwidth [GB/s]": peak.bandwidth_gbs,
+              "ridge [FLOP/B]": peak.peak_gflops / peak.bandwidth_gbs, "source": f"datasheet: {peak.source}"}
+             for peak in DATASHEET]
+    return pd.DataFrame(rows)
 
 
 # --- measurement ----------------------------------------------------------------------
@@ -120,11 +158,11 @@ def measure_gpu(matmul_n: int, copy_mib: int, repeats: int) -> Ceilings:
 
 
 def measure_cpu(matmul_n: int, copy_mib: int, repeats: int) -> Ceilings:
+    """BLAS sgemm (torch.mm on all cores) at the best of three sizes around matmul_n: a CPU's peak is
+    what its BLAS reaches, and one size can land on a bad blocking or a busy moment."""
     import numpy as np
     import torch
 
-    a = torch.rand(matmul_n, matmul_n, dtype=torch.float32)
-    b = torch.rand(matmul_n, matmul_n, dtype=torch.float32)
     src = np.ones(copy_mib * 2**20 // 4, dtype=np.float32)
     dst = np.empty_like(src)
 
@@ -135,15 +173,22 @@ def measure_cpu(matmul_n: int, copy_mib: int, repeats: int) -> Ceilings:
             return (time.perf_counter_ns() - start) / 1e9
         return run
 
-    torch.mm(a, b)  # warm-up: thread pool, oneDNN/BLAS kernel choice
-    matmul_s = _best_seconds(timed(lambda: torch.mm(a, b)), repeats)
+    best_gflops, best_n = 0.0, matmul_n
+    for n in (matmul_n // 2, matmul_n, matmul_n * 3 // 2):
+        a, b = torch.rand(n, n, dtype=torch.float32), torch.rand(n, n, dtype=torch.float32)
+        torch.mm(a, b)  # warm-up: thread pool, BLAS kernel choice
+        gflops = 2 * n**3 / _best_seconds(timed(lambda: torch.mm(a, b)), repeats) / 1e9
+        if gflops > best_gflops:
+            best_gflops, best_n = gflops, n
     copy_s = _best_seconds(timed(lambda: np.copyto(dst, src)), repeats)
     return Ceilings(
         device=cpu_name(),
-        peak_gflops=2 * matmul_n**3 / matmul_s / 1e9,
+        peak_gflops=best_gflops,
         bandwidth_gbs=2 * src.nbytes / copy_s / 1e9,
         source="measured",
-        method=(f"torch {torch.__version__} float32 matmul {matmul_n}^3 on "
+        method=(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; "
+                f"BLAS sgemm: torch {torch.__version__} float32 matmul, best of {matmul_n // 2}, {matmul_n}, "
+                f"{matmul_n * 3 // 2} (peak at {best_n}^3) on "
                 f"{torch.get_num_threads()} threads, numpy copy {copy_mib} MiB (read+write), "
                 f"best of {repeats}"),
         measured_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),

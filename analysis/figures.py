@@ -5,6 +5,7 @@ uses one colour per technique across all figures so a reader learns it once.
 """
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -16,6 +17,8 @@ import pandas as pd  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 
 from analysis.selection import ordered_techniques  # noqa: E402
+from experiments.harness.timing import NOISY_IQR_REL  # noqa: E402
+from experiments.tracking.labels import ratio_text, significant  # noqa: E402
 
 DPI = 130
 _FIXED_COLOURS = {
@@ -47,8 +50,13 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def wrap_title(title: str, width: int = 64) -> str:
+    """Long titles (they name the device and what ran) broken into lines that fit above the axes."""
+    return "\n".join(textwrap.fill(line, width) for line in title.split("\n"))
+
+
 def _style(ax, title: str, xlabel: str, ylabel: str) -> None:
-    ax.set_title(title, fontsize=11)
+    ax.set_title(wrap_title(title), fontsize=11)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(True, which="major", alpha=0.3)
@@ -70,10 +78,13 @@ def latency_bars(table: pd.DataFrame, title: str, path: Path) -> Path:
     ax.set_yticks(y, labels)
     # Labels start right of the p90 whisker, so they never cross it.
     label_x = median + (errors[1] if errors is not None else 0)
-    for yi, value, x, speedup in zip(y, median, label_x, table["speedup vs PyTorch [×]"]):
+    for (_, row), yi, value, x in zip(table.iterrows(), y, median, label_x):
+        speedup = row["speedup vs PyTorch [×]"]
         if np.isfinite(value) and np.isfinite(speedup):
-            ratio = f"{speedup:.2f}" if speedup >= 1 else f"{speedup:.3g}"
-            ax.text(x, yi, f"  {value:.3g} ms (speedup {ratio}×)", va="center", fontsize=8)
+            versus = "PyTorch" if row["technique"] == "pytorch" else ratio_text(speedup)
+            if row.get("significant", "") == "not significant":
+                versus += ", not significant"
+            ax.text(x, yi, f"  {significant(value, 3)} ms ({versus})", va="center", fontsize=8)
     ax.set_xlim(0, np.nanmax(label_x) * 1.6)
     whiskers = ", whiskers p10–p90" if errors is not None else ""
     _style(ax, title, f"median model forward latency [ms] (lower is better{whiskers})", "")
@@ -85,8 +96,10 @@ def _row_label(row) -> str:
     return f"{row['technique']} (tile {int(tile)})" if pd.notna(tile) else row["technique"]
 
 
-def layer_heatmap(matrix: pd.DataFrame, title: str, path: Path) -> Path:
-    """Layers x techniques, coloured by latency relative to the fastest technique on that layer."""
+def layer_heatmap(matrix: pd.DataFrame, title: str, noise: pd.DataFrame | None,
+                  significant_lead: pd.Series | None, path: Path) -> Path:
+    """Layers x techniques, coloured by latency relative to the fastest technique on that layer; a noisy
+    cell (IQR/median > 10%) carries †, a fastest within the noise of its runner-up reads 'tie'."""
     relative = matrix.div(matrix.min(axis=1), axis=0)
     fig, ax = plt.subplots(figsize=(1.3 * len(matrix.columns) + 3.0, max(3.2, 0.34 * len(matrix) + 1.8)))
     finite = relative.to_numpy(dtype=float)
@@ -95,9 +108,13 @@ def layer_heatmap(matrix: pd.DataFrame, title: str, path: Path) -> Path:
                       norm=LogNorm(vmin=1.0, vmax=vmax))
     ax.set_xticks(range(len(matrix.columns)), matrix.columns, rotation=30, ha="right")
     ax.set_yticks(range(len(matrix)), matrix.index)
+    noisy = noise.gt(NOISY_IQR_REL).to_numpy() if noise is not None else np.zeros(finite.shape, bool)
+    tie = significant_lead.eq(False).fillna(False).to_numpy() if significant_lead is not None \
+        else np.zeros(len(matrix), bool)
     for (i, j), value in np.ndenumerate(finite):
         if np.isfinite(value):
-            text = "fastest" if value == 1.0 else f"{value:.2f}×"
+            text = ("tie" if tie[i] else "fastest") if value == 1.0 else f"{value:.2f}×"
+            text += "†" if noisy[i, j] else ""
             ax.text(j, i, text, ha="center", va="center", fontsize=7,
                     fontweight="bold" if value == 1.0 else "normal",
                     color="white" if value > vmax ** 0.7 else "black")
@@ -106,7 +123,7 @@ def layer_heatmap(matrix: pd.DataFrame, title: str, path: Path) -> Path:
     bar.set_ticks(ticks, labels=[f"{t:g}×" for t in ticks])
     bar.minorticks_off()
     bar.set_label("latency ÷ fastest on layer")
-    ax.set_title(title, fontsize=11)
+    ax.set_title(wrap_title(title), fontsize=11)
     ax.set_xlabel("technique")
     ax.set_ylabel("conv layer (model order)")
     return _save(fig, path)
@@ -156,12 +173,14 @@ def energy_bars(table: pd.DataFrame, title: str, path: Path) -> Path:
                 ax.text(value, yi, f" {value:.3g}", va="center", fontsize=8)
         ax.set_xlim(0, np.nanmax(values) * 1.3 if np.isfinite(values).any() else 1)
         _style(ax, "", column + " (lower is better)", "")
-    fig.suptitle(title, fontsize=11)
+    fig.suptitle(wrap_title(title, 90), fontsize=11)
+    fig.tight_layout()   # keeps the suptitle's lines clear of the axes' frames
     return _save(fig, path)
 
 
-def roofline(points: pd.DataFrame, ceilings, title: str, path: Path) -> Path:
-    """Achieved GFLOP/s of each layer against its arithmetic intensity, under the roofs."""
+def roofline(points: pd.DataFrame, roofs: list, title: str, path: Path) -> Path:
+    """Achieved GFLOP/s of each layer against its arithmetic intensity, under its roofs: the first is the
+    device's (measured, datasheet or observed), a second one the envelope of points that rise above it."""
     intensity_col, achieved_col = "arithmetic intensity [FLOP/B]", "achieved [GFLOP/s]"
     fig, ax = plt.subplots(figsize=(7.5, 5))
     for technique in ordered_techniques(points["technique"]):
@@ -169,22 +188,18 @@ def roofline(points: pd.DataFrame, ceilings, title: str, path: Path) -> Path:
         ax.scatter(own[intensity_col], own[achieved_col], s=22, alpha=0.8, color=colour(technique),
                    marker=marker(technique), label=technique, edgecolors="none")
     x_low = min(points[intensity_col].min() / 2, 0.05)
-    x_high = points[intensity_col].max() * 2
-    y_low, y_high = points[achieved_col].min() / 3, points[achieved_col].max() * 3
+    x_high = max([points[intensity_col].max() * 2] + [roof.ridge_intensity * 4 for roof in roofs])
+    y_low = min([points[achieved_col].min() / 3] + [x_low * roof.bandwidth_gbs for roof in roofs])
+    y_high = max([points[achieved_col].max() * 3] + [roof.peak_gflops * 3 for roof in roofs])
     ax.set_xscale("log")
     ax.set_yscale("log")
-    if ceilings is not None:
-        x_high = max(x_high, ceilings.ridge_intensity * 4)
-        xs = np.logspace(np.log10(x_low), np.log10(x_high), 200)
-        roof = np.minimum(ceilings.peak_gflops, xs * ceilings.bandwidth_gbs)
-        ax.plot(xs, roof, color="black", linewidth=1.5,
-                label=f"roof ({ceilings.source}): {ceilings.peak_gflops:,.0f} GFLOP/s, "
-                      f"{ceilings.bandwidth_gbs:,.0f} GB/s")
-        ax.axvline(ceilings.ridge_intensity, color="black", linestyle=":", linewidth=0.8)
-        ax.text(ceilings.ridge_intensity, ceilings.peak_gflops * 1.25,
-                f"ridge {ceilings.ridge_intensity:.3g} FLOP/B", ha="center", fontsize=8)
-        y_low = min(y_low, x_low * ceilings.bandwidth_gbs)
-        y_high = max(y_high, ceilings.peak_gflops * 3)
+    xs = np.logspace(np.log10(x_low), np.log10(x_high), 200)
+    for roof, style in zip(roofs, ("-", "--")):
+        ax.plot(xs, np.minimum(roof.peak_gflops, xs * roof.bandwidth_gbs), color="black", linewidth=1.5,
+                linestyle=style, label=f"roof, {roof.source}: {roof.peak_gflops:,.0f} GFLOP/s, "
+                                       f"{roof.bandwidth_gbs:,.0f} GB/s")
+        ax.text(roof.ridge_intensity, roof.peak_gflops * 1.25, f"ridge {roof.ridge_intensity:.3g} FLOP/B",
+                ha="center", fontsize=8)
     ax.set_xlim(x_low, x_high)
     ax.set_ylim(y_low, y_high)
     _style(ax, title, "arithmetic intensity [FLOP/byte]", "achieved performance [GFLOP/s]")

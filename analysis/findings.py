@@ -9,7 +9,10 @@ import numpy as np
 import pandas as pd
 
 from analysis.load import PYTORCH
-from analysis.tables import IQR_REL, MEDIAN_MS, NOISY_IQR_REL, SPEEDUP, TECHNIQUE, TILE
+from analysis.tables import (
+    CI_HIGH, CI_LOW, IQR_REL, MEDIAN_MS, NOISY_IQR_REL, PYTORCH_SAME_JOB_MS, SPEEDUP, TECHNIQUE, TILE,
+)
+from experiments.tracking.labels import ratio_text
 
 
 def _ms(value: float) -> str:
@@ -21,51 +24,58 @@ def _label(row) -> str:
     return f"{row[TECHNIQUE]} (tile {int(tile)})" if pd.notna(tile) else row[TECHNIQUE]
 
 
+def _interval(row) -> str:
+    """' (95% CI 1.2–1.9×)' or ' (not significant: 95% CI 0.9–1.3× contains 1)'; '' without one."""
+    low, high = row.get(CI_LOW, np.nan), row.get(CI_HIGH, np.nan)
+    if pd.isna(low) or pd.isna(high):
+        return ""
+    if low <= 1 <= high:
+        return f" (not significant: the 95% interval {low:.3g}–{high:.3g}× contains 1)"
+    return f" (95% CI {low:.3g}–{high:.3g}×)"
+
+
+def ranked_by_speedup(e2e: pd.DataFrame) -> pd.DataFrame:
+    """The table's rows, fastest relative to PyTorch first, by the same-job speedup the table shows."""
+    return e2e[e2e[SPEEDUP].notna()].sort_values(SPEEDUP, ascending=False, kind="stable")
+
+
 def end_to_end_findings(e2e: pd.DataFrame) -> list[str]:
-    timed = e2e[e2e[MEDIAN_MS].notna()].sort_values(MEDIAN_MS)
-    if timed.empty:
+    """Who is fastest and the ranking, both from the speedup column (each job's own PyTorch time),
+    never from medians of different jobs, so a finding cannot contradict the table."""
+    ranked = ranked_by_speedup(e2e)
+    ours = ranked[ranked[TECHNIQUE] != PYTORCH]
+    if ours.empty:
         return []
     out = []
-    fastest = timed.iloc[0]
-    pytorch = timed[timed[TECHNIQUE] == PYTORCH]
-    ours = timed[timed[TECHNIQUE] != PYTORCH]
-    if fastest[TECHNIQUE] == PYTORCH and len(ours):
-        closest = ours.iloc[0]
-        side_by_side = (f"; timed side by side in its own job, its speedup over PyTorch is "
-                        f"{closest[SPEEDUP]:.2f}×" if pd.notna(closest[SPEEDUP]) else "")
-        out.append(f"PyTorch is fastest end-to-end ({_ms(fastest[MEDIAN_MS])}); the closest "
-                   f"implementation, {_label(closest)}, takes "
-                   f"{closest[MEDIAN_MS] / fastest[MEDIAN_MS]:.2f}× as long "
-                   f"({_ms(closest[MEDIAN_MS])}){side_by_side}.")
-    elif fastest[TECHNIQUE] != PYTORCH:
-        versus = (f", {fastest[SPEEDUP]:.2f}× faster than PyTorch"
-                  f"{f' ({_ms(pytorch.iloc[0][MEDIAN_MS])})' if len(pytorch) else ''}"
-                  if pd.notna(fastest[SPEEDUP]) else "")
-        out.append(f"**{_label(fastest)}** is fastest end-to-end: {_ms(fastest[MEDIAN_MS])} "
-                   f"median{versus}.")
-    if len(timed) > 2:
-        ranking = " < ".join(f"{_label(row)} {_ms(row[MEDIAN_MS])}" for _, row in timed.iterrows())
-        out.append(f"Ranking by median latency: {ranking}.")
-    out += _vendor_vs_blocked(timed)
+    top = ours.iloc[0]
+    same_job = (f"{_ms(top[MEDIAN_MS])} against PyTorch's {_ms(top[PYTORCH_SAME_JOB_MS])} in the same job"
+                if pd.notna(top.get(PYTORCH_SAME_JOB_MS, np.nan)) else f"{_ms(top[MEDIAN_MS])} median")
+    if top[SPEEDUP] > 1:
+        out.append(f"**{_label(top)}** is fastest end-to-end: {ratio_text(top[SPEEDUP])} than PyTorch "
+                   f"({same_job}){_interval(top)}.")
+    else:
+        out.append(f"PyTorch is fastest end-to-end: the closest implementation, {_label(top)}, is "
+                   f"{ratio_text(top[SPEEDUP])} ({same_job}){_interval(top)}.")
+    if len(ours) > 1:
+        ranking = " > ".join(f"{_label(row)} ({ratio_text(row[SPEEDUP])})" for _, row in ours.iterrows())
+        out.append(f"Ranking by speedup over PyTorch, each timed side by side in its own job: {ranking}.")
+    out += _vendor_vs_blocked(ranked)
     return out
 
 
-def _vendor_vs_blocked(timed: pd.DataFrame) -> list[str]:
+def _vendor_vs_blocked(ranked: pd.DataFrame) -> list[str]:
+    """Vendor against blocked GEMM per algorithm: the ratio of their same-job speedups."""
     out = []
-    algos = {t.split("+")[0] for t in timed[TECHNIQUE] if "+" in t}
+    algos = {t.split("+")[0] for t in ranked[TECHNIQUE] if "+" in t}
     for algo in sorted(algos):
-        blocked = timed[timed[TECHNIQUE] == f"{algo}+blocked"]
-        vendor = timed[timed[TECHNIQUE] == f"{algo}+vendor"]
+        blocked = ranked[ranked[TECHNIQUE] == f"{algo}+blocked"]
+        vendor = ranked[ranked[TECHNIQUE] == f"{algo}+vendor"]
         if blocked.empty or vendor.empty:
             continue
         b, v = blocked.iloc[0], vendor.iloc[0]
         tile = f" at its best tile ({int(b[TILE])})" if pd.notna(b.get(TILE, np.nan)) else ""
-        if v[MEDIAN_MS] <= b[MEDIAN_MS]:
-            out.append(f"With {algo}, the vendor GEMM is {b[MEDIAN_MS] / v[MEDIAN_MS]:.2f}× "
-                       f"faster than the blocked GEMM{tile}.")
-        else:
-            out.append(f"With {algo}, the blocked GEMM{tile} is {v[MEDIAN_MS] / b[MEDIAN_MS]:.2f}× "
-                       f"faster than the vendor GEMM.")
+        out.append(f"With {algo}, the vendor GEMM is {ratio_text(v[SPEEDUP] / b[SPEEDUP])} than the blocked "
+                   f"GEMM{tile} (ratio of their speedups over PyTorch).")
     return out
 
 
@@ -82,13 +92,19 @@ def tile_findings(sweep: pd.DataFrame) -> list[str]:
     return out
 
 
-def layer_findings(matrix: pd.DataFrame, shapes: pd.DataFrame, winners: pd.Series) -> list[str]:
+def layer_findings(matrix: pd.DataFrame, shapes: pd.DataFrame, winners: pd.Series,
+                   significant: pd.Series | None = None) -> list[str]:
     out = []
     counts = winners.value_counts()
     if counts.empty:
         return out
     listed = ", ".join(f"{name} on {n}" for name, n in counts.items())
-    out.append(f"Fastest per layer ({len(winners.dropna())} conv layers): {listed}.")
+    ties = ""
+    if significant is not None and significant.notna().any():
+        tied = int(significant.eq(False).sum())
+        ties = (f"; on {tied} of them the lead over the runner-up is within the noise (95% interval "
+                f"includes 1), so those winners are ties" if tied else "; every lead is beyond the noise")
+    out.append(f"Fastest per layer ({len(winners.dropna())} conv layers): {listed}{ties}.")
     if PYTORCH in matrix and len(matrix.columns) > 1:
         ours = matrix.drop(columns=PYTORCH)
         best_ours = ours.min(axis=1)
@@ -185,15 +201,18 @@ def noise_findings(e2e_tables: list[pd.DataFrame]) -> list[str]:
 
 
 def energy_findings(table: pd.DataFrame, mode_text: str) -> list[str]:
-    column = "energy per inference [J]"
+    column, co2 = "energy per inference [J]", "CO2 per inference [mg CO2e]"
     if column not in table or table[column].isna().all():
         return []
     ordered = table.dropna(subset=[column]).sort_values(column)
     best = ordered.iloc[0]
-    text = f"Lowest energy per inference: {best[TECHNIQUE]} ({best[column]:.3g} J)"
+    amount = f"{best[column]:.3g} J"
+    if co2 in table and pd.notna(best.get(co2, np.nan)):
+        amount += f" and {best[co2]:.3g} mg CO2e"
+    text = f"Lowest energy per inference: {best[TECHNIQUE]}, {amount} per image"
     pytorch = ordered[ordered[TECHNIQUE] == PYTORCH]
     if len(pytorch) and best[TECHNIQUE] != PYTORCH:
-        text += f", {pytorch.iloc[0][column] / best[column]:.2f}× less than PyTorch"
+        text += f", {pytorch.iloc[0][column] / best[column]:.2f}× less energy than PyTorch"
     return [f"{text}; energy {mode_text}."]
 
 
@@ -209,6 +228,22 @@ def variant_findings(table: pd.DataFrame, knob: str, versus: str) -> list[str]:
         best = own.loc[own[versus].idxmax()]
         error = f", max rel err {best['max rel err']:.2g}" if pd.notna(best["max rel err"]) else ""
         value = f"{best[knob]:g}" if isinstance(best[knob], float) else str(best[knob])
-        out.append(f"{technique}: largest speedup over its dense fp32 run is "
-                   f"{best[versus]:.2f}× at {knob} {value}{error}.")
+        out.append(f"{technique}: its best {knob}, {value}, is {ratio_text(best[versus])} than its dense "
+                   f"fp32 run{error}.")
+    return out
+
+
+def auto_findings(run, per_layer: pd.DataFrame) -> list[str]:
+    """What algo=auto chose, how close the runner-ups were, and what tuning bought over one candidate."""
+    counts = per_layer["choice"].value_counts()
+    listed = ", ".join(f"{name} on {n}" for name, n in counts.items())
+    close = int((per_layer["runner-up ÷ choice [×]"] < 1.05).sum())
+    out = [f"algo=auto ({run['run_name']}) chose {listed} of {len(per_layer)} layers; on {close} layer(s) the "
+           f"runner-up was within 5% in tuning."]
+    versus = run.get("speedup_vs_best_single", np.nan)
+    if pd.notna(versus):
+        tuning = run.get("tuning_s", np.nan)
+        spent = f" after {tuning:.3g} s of tuning" if pd.notna(tuning) else ""
+        out.append(f"The tuned model is {ratio_text(versus)} than the best single candidate "
+                   f"({run['best_single'] or 'unnamed'}), timed in the same job{spent}.")
     return out

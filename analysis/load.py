@@ -32,11 +32,12 @@ JOB_COLUMNS = [
     "model", "batch", "input_size", "algo", "gemm", "tile", "variant", "technique",
     "device", "backend", "runtime", "timing", "emulated", "cache_mode", "bench",
     "quant", "prune", "prune_amount", "weights", "fp32_layer_names", "precision_worst_layer",
-    "sweep_id", "git_sha", "git_dirty", "kernel_hash", "energy_mode", "versions", "bench_params",
-    *contract.METRICS, *contract.GPU_METRICS, *contract.COMPRESSION_METRICS,
+    "sweep_id", "git_sha", "git_dirty", "kernel_hash", "energy_mode", "best_single", "versions", "bench_params",
+    *contract.METRICS, *contract.AUTO_METRICS, *contract.GPU_METRICS, *contract.COMPRESSION_METRICS,
 ]
-# Metrics loaded into the job frame: the contract's, and those of pruned/quantized jobs (NaN elsewhere).
-LOADED_METRICS = (*contract.METRICS, *contract.GPU_METRICS, *contract.COMPRESSION_METRICS)
+# Metrics loaded into the job frame: the contract's, and those of algo=auto, GPU and pruned/quantized jobs
+# (NaN elsewhere).
+LOADED_METRICS = (*contract.METRICS, *contract.AUTO_METRICS, *contract.GPU_METRICS, *contract.COMPRESSION_METRICS)
 
 
 def technique_of(algo: str, gemm: str | None) -> str:
@@ -131,6 +132,7 @@ def job_row(run, experiment_name: str = "") -> dict | None:
         "git_dirty": tags.get(contract.T_GIT_DIRTY, ""),
         "kernel_hash": tags.get(contract.T_KERNEL_HASH, ""),
         "energy_mode": tags.get(contract.T_ENERGY_MODE, ""),
+        "best_single": tags.get(contract.T_BEST_SINGLE, ""),
         "versions": {
             key[len(contract.T_VERSION_PREFIX):]: value
             for key, value in tags.items()

@@ -81,7 +81,8 @@ def _markdown_block(block) -> list[str]:
 _STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em;
        color: #222; line-height: 1.45; }
-table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.88em; }
+.table-wrap { max-width: 100%; overflow-x: auto; margin: 0.5em 0 1.5em; }
+table { border-collapse: collapse; font-size: 0.88em; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; }
 th { background: #f2f2f2; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
@@ -90,6 +91,8 @@ figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption, .caption { font-size: 0.9em; color: #444; font-style: italic; }
 code { background: #f5f5f5; padding: 0 0.2em; }
 h2 { border-bottom: 1px solid #ddd; margin-top: 2em; }
+@media print { body { max-width: none; margin: 0; } table { font-size: 0.7em; }
+               .table-wrap { overflow-x: visible; } th, td { padding: 0.1em 0.3em; } }
 """
 
 
@@ -136,7 +139,9 @@ def _html_table(table: Table) -> str:
         )
         rows.append(f"<tr>{cells}</tr>")
     caption = f'<p class="caption">{inline_html(table.caption)}</p>'
-    return f"{caption}<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    # wide tables scroll inside the page instead of running past its edge
+    return (f'{caption}<div class="table-wrap"><table><thead><tr>{head}</tr></thead>'
+            f"<tbody>{''.join(rows)}</tbody></table></div>")
 
 
 # --- LaTeX ----------------------------------------------------------------------------
@@ -166,6 +171,10 @@ def latex_table(table: Table) -> str:
     align = "".join("r" if _is_numeric_column(table, c) else "l" for c in table.frame.columns)
     body = shown.to_latex(index=False, escape=True, caption=latex_escape(table.caption),
                           label=f"tab:{table.name}", position="htbp", column_format=align)
+    # within the text width however many columns (needs \usepackage{graphicx}, as every figure does)
+    shrink_to_fit = "\\resizebox{\\ifdim\\width>\\linewidth\\linewidth\\else\\width\\fi}{!}{%\n"
+    body = body.replace("\\begin{tabular}", shrink_to_fit + "\\begin{tabular}", 1)
+    body = body.replace("\\end{tabular}", "\\end{tabular}}", 1)
     return _latex_symbols(body)
 
 

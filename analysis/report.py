@@ -15,12 +15,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.ceilings import load_measured
+from analysis.ceilings import load_measured, measure, save
 from analysis.load import STATUS_OK, STATUS_RUNNING, jobs_frame, layers_frame
 from analysis.render import FIGURES_DIR, TABLES_DIR, write_report
 from analysis.sections import ReportBuilder
-from analysis.selection import dense_fp32, latest_per_configuration
+from analysis.samples import read_samples
+from analysis.selection import best_per_configuration, dense_fp32
 from analysis.store import MAKE_RUNS_HINT, NoRunsError, ReportError, Store
+from experiments.runtime.host import cpu_name
 from experiments.tracking import contract
 from experiments.tracking.mlflow_log import redact
 from experiments.tracking.stale import close_dead_local_runs
@@ -41,8 +43,8 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
-def collect(store: Store, experiment: str | None, layers_dir: Path):
-    """Jobs to report on, their layers, and notes about what was left out and why."""
+def collect(store: Store, experiment: str | None, artifacts_dir: Path):
+    """Jobs to report on, their layers and raw timing samples, and notes about what was left out and why."""
     experiments = store.experiments(experiment)
     names = {e.experiment_id: e.name for e in experiments}
     jobs = jobs_frame(store.runs(list(names)), names)
@@ -54,22 +56,29 @@ def collect(store: Store, experiment: str | None, layers_dir: Path):
     if len(running):
         notes.append(f"{len(running)} unfinished run(s) were skipped (still running or crashed "
                      f"without a status).")
-    ok, superseded = latest_per_configuration(jobs[jobs["status"] == STATUS_OK])
-    if superseded:
-        notes.append(f"{superseded} run(s) repeated a configuration measured again later (a "
-                     f"repeated sweep, or pytorch/scalar crossed with GEMM tiles that do not apply "
-                     f"to them): the most recent run of each configuration is used.")
+    ok, superseded = best_per_configuration(jobs[jobs["status"] == STATUS_OK])
+    if len(superseded):
+        notes.append(f"{len(superseded)} run(s) measured a configuration that another run measured with a "
+                     f"more precise protocol (paper > default > smoke) or, with the same protocol, later: "
+                     f"each configuration is reported from one run (table 'Runs used'); replaced: "
+                     f"{', '.join(sorted(superseded['run_id'].str[:8]))}.")
     jobs = pd.concat([ok, jobs[~jobs["status"].isin([STATUS_OK, STATUS_RUNNING])]])
-    # Only measured dense fp32 runs appear in per-layer sections: fetch only their layers.csv.
+    # Only measured dense fp32 runs appear in per-layer sections: fetch only their artifacts.
     wanted = dense_fp32(ok[~ok["emulated"]])["run_id"]
-    paths = {run_id: store.download_layers(run_id, layers_dir / run_id) for run_id in wanted}
+    paths = {run_id: store.download_layers(run_id, artifacts_dir / run_id) for run_id in wanted}
     missing = [run_id for run_id, path in paths.items() if path is None]
     if missing:
         notes.append(f"{len(missing)} run(s) have no {contract.A_LAYERS} artifact: they appear "
                      f"end-to-end but not per layer.")
     layers = layers_frame({run_id: path for run_id, path in paths.items() if path is not None})
-    source = {"tracking_uri": store.tracking_uri, "experiments": sorted(set(jobs["experiment"]))}
-    return jobs, layers, notes, source
+    folders = {run_id: store.download_samples(run_id, artifacts_dir / run_id) for run_id in wanted}
+    samples = {run_id: read_samples(folder) for run_id, folder in folders.items() if folder is not None}
+    if len(samples) < len(folders):
+        notes.append(f"{len(folders) - len(samples)} run(s) have no raw timing samples "
+                     f"({contract.A_SAMPLES_DIR}/): their speedups have no confidence interval.")
+    source = {"tracking_uri": store.tracking_uri, "experiments": sorted(set(jobs["experiment"])),
+              "replaced": superseded}
+    return jobs, layers, samples, notes, source
 
 
 def generate(tracking_uri: str, experiment: str | None, out_dir: Path,
@@ -82,8 +91,8 @@ def generate(tracking_uri: str, experiment: str | None, out_dir: Path,
         closed = []
         print(f"report: could not close runs left RUNNING by dead processes: {type(exc).__name__}: "
               f"{redact(str(exc))}", file=sys.stderr)
-    with tempfile.TemporaryDirectory(prefix="convbench-layers-") as tmp:
-        jobs, layers, notes, source = collect(store, experiment, Path(tmp))
+    with tempfile.TemporaryDirectory(prefix="convbench-artifacts-") as tmp:
+        jobs, layers, samples, notes, source = collect(store, experiment, Path(tmp))
     if closed:
         notes.insert(0, f"{len(closed)} run(s) left RUNNING by processes of this host that are gone were closed "
                         f"as KILLED before this report (they count as failed).")
@@ -93,9 +102,26 @@ def generate(tracking_uri: str, experiment: str | None, out_dir: Path,
     for owned in (FIGURES_DIR, TABLES_DIR):
         shutil.rmtree(out_dir / owned, ignore_errors=True)
     out_dir.mkdir(parents=True, exist_ok=True)
-    measured = load_measured(ceilings_path or out_dir / "ceilings.json")
-    sections = ReportBuilder(jobs, layers, out_dir, measured, source, notes).build()
+    ceilings_path = ceilings_path or out_dir / "ceilings.json"
+    measured = load_measured(ceilings_path)
+    measure_this_cpu(jobs, measured, ceilings_path)
+    sections = ReportBuilder(jobs, layers, out_dir, measured, source, notes, samples).build()
     return write_report(sections, out_dir, TITLE)
+
+
+def measure_this_cpu(jobs: pd.DataFrame, measured: dict, path: Path) -> None:
+    """Runs timed on this very CPU get a measured roof (BLAS sgemm, memory copy) when `make ceilings`
+    has not been run: a few seconds, saved beside the report for the next time."""
+    here = cpu_name()
+    timed_here = ((jobs["status"] == STATUS_OK) & ~jobs["emulated"] & (jobs["backend"] != "gpu")
+                  & (jobs["device"] == here))
+    if not timed_here.any() or here in measured:
+        return
+    entry = measure("cpu")
+    entry.method += "; measured by `make report` on this machine"
+    save(entry, path)
+    measured[here] = entry
+    print(f"report: measured this CPU's roofline ceilings ({entry.describe()}) -> {path}")
 
 
 def main(argv: list[str] | None = None) -> int:

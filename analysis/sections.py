@@ -11,14 +11,16 @@ from pathlib import Path
 import pandas as pd
 
 from analysis import figures, findings, tables
-from analysis.ceilings import Ceilings, ceilings_for
+from analysis.ceilings import Ceilings, ceilings_for, device_peaks, observed_envelope
 from analysis.document import Bullets, Figure, Names, Paragraph, Section, Table
 from analysis.load import STATUS_FAILED, STATUS_OK, STATUS_RUNNING
 from analysis.render import FIGURES_DIR
 from analysis.selection import (
-    comparison_runs, dense_fp32, group_label, iterate_groups, iterate_scenarios, scenario_label,
+    GROUP_KEYS, SCENARIO_KEYS, comparison_runs, dense_fp32, group_label, iterate_groups, iterate_scenarios,
+    scenario_label,
 )
 from experiments.tracking import contract as c
+from experiments.tracking.labels import GPU, ratio_text, significant, what_ran
 
 PROTOCOL = (
     "Bench protocol (docs/design.md): buffers are built and the result is checked against a float64 "
@@ -42,10 +44,9 @@ ENERGY_MODES = {
 ENERGY_MODE_SHORT = {"rapl": "RAPL counters", "nvml": "NVML power readings",
                      "estimated": "CodeCarbon ESTIMATE, not measured"}
 
-FMT_MS = "{:.4g}"
-def FMT_X(value) -> str:
-    """2.50×, but 0.0853× rather than 0.09×: slowdowns keep three significant digits."""
-    return f"{value:.2f}×" if value >= 1 else f"{value:.3g}×"
+FMT_MS = significant      # 4 significant digits, never '1e+03'
+FMT_X = ratio_text         # '1.56× faster', '1.6× slower'
+FMT_CI = "{:.3g}×"
 FMT_REL = "{:.1%}"
 
 
@@ -54,6 +55,11 @@ def energy_mode_text(modes) -> str:
     if len(modes) == 1:
         return ENERGY_MODES.get(modes[0], f"in mode '{modes[0]}' (not documented)")
     return "; ".join(f"{m}: {ENERGY_MODES.get(m, 'mode not documented')}" for m in modes)
+
+
+def _speedup_format(value) -> str:
+    """The number beside its reading: '0.63 (1.6× slower)'; PyTorch's own row reads 'reference'."""
+    return "1 (reference)" if value == 1 else f"{value:.3g} ({ratio_text(value)})"
 
 
 def _tile_format(value) -> str:
@@ -87,9 +93,11 @@ COMPRESSION_NOTE = ("Speedups are wall-clock: \"speedup vs dense, same job\" div
 
 class ReportBuilder:
     def __init__(self, jobs: pd.DataFrame, layers: pd.DataFrame, out_dir: Path,
-                 measured_ceilings: dict[str, Ceilings], source: dict, data_notes: list[str]):
+                 measured_ceilings: dict[str, Ceilings], source: dict, data_notes: list[str],
+                 samples: dict | None = None):
         self.jobs = jobs
         self.layers = layers
+        self.samples = samples or {}     # run_id -> {target: raw seconds} (analysis/samples.py)
         self.figures_dir = out_dir / FIGURES_DIR
         self.measured_ceilings = measured_ceilings
         self.source = source
@@ -113,9 +121,28 @@ class ReportBuilder:
         ok = self.jobs[self.jobs["status"] == STATUS_OK]
         measured = ok[~ok["emulated"]]
         chapters = [self._group_chapter(key, runs) for key, runs in iterate_groups(measured)]
-        sections = [self._setup(), self.findings, *chapters,
+        sections = [self._what_ran(measured), self._setup(), self.findings, *chapters,
                     self._emulated(ok[ok["emulated"]]), self._failed(), self._data_notes()]
         return [s for s in sections if not s.is_empty()]
+
+    # --- what ran ---------------------------------------------------------------------
+
+    def _what_ran(self, measured: pd.DataFrame) -> Section:
+        """First thing a reader sees: which implementations the numbers are of, and on what."""
+        section = Section("What ran")
+        items = [f"{device}: {what_ran(backend)} ({len(runs)} run(s))"
+                 for (device, backend), runs in measured.groupby(["device", "backend"], sort=True)]
+        emulated = self.jobs[self.jobs["emulated"]]
+        if len(emulated):
+            items.append(f"{len(emulated)} emulated run(s): {what_ran('emulator')}; in the correctness table only.")
+        if not (measured["backend"] == "gpu").any():
+            section.add(Paragraph("**No GPU run in this report.** Every timing below is of "
+                                  + (f"the {what_ran('numpy')}" if len(measured) else "no measured run")
+                                  + f": it says nothing about the {GPU}. Run the sweep with `backend=gpu` on a "
+                                  "GPU machine for those."))
+        if items:
+            section.add(Bullets(items))
+        return section
 
     # --- setup ------------------------------------------------------------------------
 
@@ -160,12 +187,25 @@ class ReportBuilder:
         bench = self._bench_parameters()
         if not bench.empty:
             section.add(self._table(["setup", "bench"], "Bench parameters as logged (bench.*)", bench))
+        used = self._runs_used()
+        if not used.empty:
+            section.add(self._table(["setup", "runs_used"], "Runs used: one per configuration, the most precise "
+                                    "protocol (paper > default > smoke) and among those the newest", used))
         section.add(Paragraph("Energy: " + energy_mode_text(jobs["energy_mode"]) + "."))
         if jobs["emulated"].any():
             section.add(Paragraph("Runs on the emulator (kernels compiled for the CPU) check "
                                   "correctness only; their timings are not performance and appear "
                                   "in no comparison."))
         return section
+
+    def _runs_used(self) -> pd.DataFrame:
+        used = self.jobs[self.jobs["status"] == STATUS_OK].sort_values("start_time")
+        return pd.DataFrame({
+            "run": used["run_name"], "run id": used["run_id"].str[:8], "model": used["model"],
+            "technique": used["technique"], tables.TILE: used["tile"], "precision": used["quant"],
+            "pruning": used["prune"], "backend": used["backend"], "protocol": used["bench"].replace("", "unknown"),
+            "started (UTC)": used["start_time"].dt.strftime("%Y-%m-%d %H:%M"),
+        }).dropna(axis=1, how="all").reset_index(drop=True)
 
     def _versions(self) -> pd.DataFrame:
         found: dict[str, set] = {}
@@ -196,10 +236,11 @@ class ReportBuilder:
         per_layer = chapter.child("Per-layer comparison")
         sweep_section = chapter.child("Parallelism parameter: blocked GEMM tile sweep")
         energy = chapter.child("Energy and CO2")
+        auto = chapter.child("algo=auto: the tuned choice per layer")
         points = []
         for scenario_key, scenario_runs in iterate_scenarios(compared):
             scenario = scenario_label(scenario_key)
-            e2e, notes = tables.end_to_end(scenario_runs)
+            e2e, notes = tables.end_to_end(scenario_runs, self.samples)
             e2e_tables.append(e2e)
             self._end_to_end(end_to_end.child(scenario), key, scenario, e2e, notes)
             all_tiles = dense[(dense["model"] == scenario_key[0]) & (dense["batch"] == scenario_key[1])
@@ -208,6 +249,7 @@ class ReportBuilder:
             facts += self._tile_sweep(sweep_section.child(scenario), key, scenario, all_tiles, e2e)
             facts += self._per_layer(per_layer.child(scenario), key, scenario, scenario_runs)
             facts += self._energy(energy.child(scenario), key, scenario, scenario_runs)
+            facts += self._auto(auto.child(scenario), key, scenario, scenario_runs)
             if facts:
                 found.child(scenario).add(Bullets(facts))
             points.append(tables.roofline_points(scenario_runs, self.layers))
@@ -228,13 +270,16 @@ class ReportBuilder:
         if e2e.empty:
             return
         formats = {tables.TILE: _tile_format, tables.MEDIAN_MS: FMT_MS, tables.P10_MS: FMT_MS,
-                   tables.P90_MS: FMT_MS, tables.IQR_REL: FMT_REL, tables.SPEEDUP: FMT_X,
-                   tables.PYTORCH_SAME_JOB_MS: FMT_MS}
+                   tables.P90_MS: FMT_MS, tables.IQR_REL: FMT_REL, tables.SPEEDUP: _speedup_format,
+                   tables.PYTORCH_SAME_JOB_MS: FMT_MS, tables.CI_LOW: FMT_CI, tables.CI_HIGH: FMT_CI,
+                   tables.ENERGY_PER_IMAGE: "{:.3g}", tables.CO2_PER_IMAGE: "{:.3g}"}
         section.add(Paragraph(
-            "Median model forward latency with p10 and p90; blocked GEMM rows are at their best "
-            "tile (named). Speedup = PyTorch's median timed in the same job, side by side "
-            "(column 'PyTorch same job'), ÷ this median: it cancels drift between jobs, so it "
-            "can differ from the ratio to the separate PyTorch row."))
+            f"What ran: {what_ran(key[1])}. Median model forward latency with p10 and p90; blocked GEMM "
+            "rows are at their best tile (named). Speedup = PyTorch's median timed in the same job, side "
+            "by side (column 'PyTorch same job'), ÷ this median: it cancels drift between jobs, so it can "
+            "differ from the ratio to the separate PyTorch row. Its 95% interval is a bootstrap of both "
+            "medians from the job's raw samples; where it contains 1 the difference is **not significant**. "
+            "Energy and CO2 are per image (one inference), from the job's energy window."))
         section.add(self._table(["end_to_end", *key, scenario],
                                 f"End-to-end inference time, {scenario}, {group_label(key)}",
                                 e2e, formats))
@@ -249,16 +294,27 @@ class ReportBuilder:
         if matrix.empty:
             return []
         shapes = tables.layer_shapes(runs, self.layers)
-        table = tables.per_layer(matrix, shapes)
+        samples = tables.layer_samples(runs, self.samples)
+        noise = tables.layer_noise(matrix, samples) if samples else None
+        verdicts = tables.winner_is_significant(matrix, samples) if samples else None
+        table = tables.per_layer(matrix, shapes, noise, verdicts)
         formats = {col: FMT_MS for col in table.columns if col.endswith("[ms]")}
+        formats.update({col: "{:.0%}" for col in table.columns if col.endswith("IQR/median")})
         formats.update({"MFLOP": "{:.4g}", "fastest vs PyTorch [×]": FMT_X})
+        if noise is not None:
+            section.add(Paragraph(
+                "Each latency is a median with its spread (IQR/median, from the raw samples). A layer's "
+                "fastest is marked a **tie** when the 95% bootstrap interval of the runner-up's median over "
+                f"its median includes 1: that winner could flip in a rerun. Cells noisier than "
+                f"{tables.NOISY_IQR_REL:.0%} are listed (and marked † in the figure)."))
         section.add(self._table(["layers", *key, scenario],
                                 f"Per-layer latency [ms], {scenario}, {group_label(key)}",
                                 table, formats))
         section.add(self._figure(figures.layer_heatmap, ["layers", *key, scenario],
-                                 f"Per-layer latency relative to the fastest technique on each layer, "
-                                 f"{scenario} on {group_label(key)}",
-                                 matrix, f"{scenario} — {group_label(key)}"))
+                                 f"Per-layer latency relative to the fastest technique on each layer "
+                                 f"(† IQR/median > {tables.NOISY_IQR_REL:.0%}; tie: the lead is within the "
+                                 f"noise), {scenario} on {group_label(key)}",
+                                 matrix, f"{scenario} — {group_label(key)}", noise, verdicts))
         anatomy = tables.layer_anatomy(runs, self.layers)
         if anatomy.shape[1] > 2:
             section.add(Paragraph(
@@ -269,7 +325,7 @@ class ReportBuilder:
             section.add(self._table(["layer_anatomy", *key, scenario],
                                     f"GEMM dimensions, workspace and arithmetic intensity per "
                                     f"layer, {scenario}, {group_label(key)}", anatomy, formats))
-        facts = findings.layer_findings(matrix, shapes, tables.fastest_per_layer(matrix))
+        facts = findings.layer_findings(matrix, shapes, tables.fastest_per_layer(matrix), verdicts)
         facts += findings.inflation_findings(tables.inflation(runs, self.layers))
         return facts
 
@@ -303,9 +359,9 @@ class ReportBuilder:
             return []
         table, notes = tables.energy(runs)
         mode_text = energy_mode_text(runs["energy_mode"])
-        section.add(Paragraph(f"Energy {mode_text}. Per run = the fixed-duration energy loop of "
-                              f"that job; CO2 per inference = energy per inference × the run's "
-                              f"carbon intensity."))
+        section.add(Paragraph(f"Energy {mode_text}. Per inference = the job's energy window (a fixed "
+                              f"duration of back-to-back inferences) divided by the images it ran; the window "
+                              f"totals are shown beside them."))
         formats = {col: "{:.3g}" for col in table.columns if "[" in col}
         section.add(self._table(["energy", *key, scenario],
                                 f"Energy and CO2 per technique, {scenario}, {group_label(key)}",
@@ -321,22 +377,68 @@ class ReportBuilder:
                                      table, f"{scenario} — {group_label(key)}\nenergy: {how}"))
         return findings.energy_findings(table, mode_text)
 
+    def _auto(self, section, key, scenario, runs) -> list[str]:
+        # every algo=auto run of this scenario, also those a later run of the same configuration replaced
+        # in the comparisons: the first run's tuning time and the next one's reuse belong side by side
+        replaced = self.source.get("replaced")
+        earlier = pd.DataFrame() if replaced is None or replaced.empty else replaced[
+            (replaced["algo"] == tables.AUTO)
+            & (replaced[GROUP_KEYS + SCENARIO_KEYS] == runs[GROUP_KEYS + SCENARIO_KEYS].iloc[0]).all(axis=1)]
+        summary = tables.auto_summary(pd.concat([earlier, runs]).sort_values("start_time"))
+        if summary.empty:
+            return []
+        section.add(Paragraph(
+            "algo=auto picks the fastest candidate per layer (algorithm × GEMM back-end × tile) by successive "
+            "halving and stores the choice in the tuning database; a second run reuses it. The tuned model "
+            "and the best single candidate (lowest summed tuning medians) are timed in the same job."))
+        section.add(self._table(["auto", *key, scenario], f"algo=auto against the best single candidate, "
+                                f"{scenario}, {group_label(key)}", summary,
+                                {"tuned [ms]": FMT_MS, "best single [ms]": FMT_MS, "tuning [s]": "{:.3g}",
+                                 "tuned vs best single [×]": FMT_X, tables.SPEEDUP: FMT_X,
+                                 "layers measured": "{:.0f}", "layers reused": "{:.0f}"}))
+        facts = []
+        for _, run in runs[runs["algo"] == tables.AUTO].iterrows():
+            per_layer = tables.auto_layers(run["run_id"], self.layers)
+            if per_layer.empty:
+                continue
+            section.add(self._table(["auto_layers", *key, scenario, run["run_name"]],
+                                    f"Choice and runner-up per layer, run {run['run_name']} "
+                                    f"({run['run_id'][:8]})", per_layer,
+                                    {"choice tuned [ms]": FMT_MS, "runner-up tuned [ms]": FMT_MS,
+                                     "layer in model [ms]": FMT_MS, "runner-up ÷ choice [×]": "{:.3g}×"}))
+            facts += findings.auto_findings(run, per_layer)
+        return facts
+
     def _roofline(self, section, key, points) -> list[str]:
         points = [p for p in points if not p.empty]
         if not points:
             return []
         points = pd.concat(points, ignore_index=True)
-        ceilings = ceilings_for(key[0], self.measured_ceilings)
-        if ceilings is None:
+        intensity, achieved = points["arithmetic intensity [FLOP/B]"], points["achieved [GFLOP/s]"]
+        envelope = observed_envelope(key[0], intensity, achieved)
+        ceilings = ceilings_for(key[0], self.measured_ceilings) or envelope
+        how = {"measured": "a measurement on the device", "datasheet": "the vendor's datasheet",
+               "observed": "the points themselves (no measurement or datasheet known)"}[ceilings.source]
+        section.add(Paragraph(f"Roof of {key[0]} from {how}: {ceilings.describe()}."
+                              + ("" if ceilings.source == "measured" else
+                                 " Run `make ceilings` on that machine for a measured roof.")))
+        roofs = [ceilings]
+        above = (achieved > ceilings.peak_gflops * 1.001) | (achieved > intensity * ceilings.bandwidth_gbs * 1.001)
+        if ceilings.source != "observed" and above.any():
+            roofs.append(envelope)
             section.add(Paragraph(
-                f"No ceilings known for {key[0]}: points are drawn without a roof. Measure them on "
-                f"that machine with `python -m analysis.ceilings` (writes reports/ceilings.json)."))
-        else:
-            section.add(Paragraph(f"Ceilings of {key[0]}: {ceilings.describe()}."))
+                f"{int(above.sum())} point(s) lie above that roof, so it underestimates the device (a measurement "
+                f"on a busy machine, or a kernel beating the BLAS used to measure it): the dashed roof is the "
+                f"envelope of the points, {envelope.describe()}. Measure again on an idle machine "
+                f"(`make ceilings`)."))
         section.add(self._figure(figures.roofline, ["roofline", *key],
-                                 f"Roofline of {group_label(key)}: each point is one conv layer "
-                                 f"of one technique", points, ceilings,
+                                 f"Roofline of {group_label(key)}: each point is one conv layer of one "
+                                 f"technique; roof: {' and '.join(roof.source for roof in roofs)}", points, roofs,
                                  f"Roofline — {group_label(key)}"))
+        section.add(self._table(["device_peaks", *key], "Device peaks (FP32 without tensor or matrix cores) "
+                                "and where they come from", device_peaks(self.measured_ceilings),
+                                {"peak [GFLOP/s]": "{:,.0f}", "bandwidth [GB/s]": "{:,.0f}",
+                                 "ridge [FLOP/B]": "{:.3g}"}))
         return findings.roofline_findings(points, ceilings)
 
     def _pruning(self, section, found, key, runs):

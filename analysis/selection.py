@@ -6,7 +6,8 @@ Rules, in the order they apply:
   batch sizes or input sizes (the *scenario*);
 - emulated timings are kept apart and never compared as performance;
 - when several runs measured the same configuration (repeated sweeps; scalar or pytorch
-  crossed with GEMM tiles that do not apply to them), the most recent one counts;
+  crossed with GEMM tiles that do not apply to them), the one with the most precise protocol
+  counts (paper > default > smoke, PROTOCOL_RANK), and among those the most recent;
 - the blocked GEMM is represented by its best tile (lowest median latency) per algorithm
   and scenario.
 """
@@ -18,6 +19,7 @@ import pandas as pd
 
 from analysis.load import BLOCKED, PYTORCH, SCALAR, STATUS_OK
 from experiments.tracking import contract
+from experiments.tracking.labels import what_ran
 
 GROUP_KEYS = ["device", "backend", "cache_mode"]
 SCENARIO_KEYS = ["model", "batch", "input_size"]
@@ -41,11 +43,21 @@ def successful(jobs: pd.DataFrame) -> pd.DataFrame:
     return jobs[jobs["status"] == STATUS_OK]
 
 
-def latest_per_configuration(jobs: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """The newest run of each configuration, and how many older duplicates were dropped."""
-    ordered = jobs.sort_values(["start_time", "run_id"])
-    latest = ordered.drop_duplicates(subset=CONFIGURATION_KEYS, keep="last")
-    return latest.sort_index(), len(jobs) - len(latest)
+# How precise each bench protocol is (conf/bench/): more samples and longer windows rank higher.
+# An unknown or missing protocol (older runs) ranks below smoke.
+PROTOCOL_RANK = {"smoke": 1, "default": 2, "paper": 3}
+
+
+def protocol_rank(bench: pd.Series) -> pd.Series:
+    return bench.map(PROTOCOL_RANK).fillna(0)
+
+
+def best_per_configuration(jobs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per configuration the run with the most precise protocol, newest first among equals; and the
+    runs it replaced."""
+    ordered = jobs.assign(_rank=protocol_rank(jobs["bench"])).sort_values(["_rank", "start_time", "run_id"])
+    best = ordered.drop_duplicates(subset=CONFIGURATION_KEYS, keep="last").drop(columns="_rank")
+    return best.sort_index(), jobs.drop(index=best.index)
 
 
 def dense_fp32(jobs: pd.DataFrame) -> pd.DataFrame:
@@ -84,8 +96,9 @@ def iterate_scenarios(jobs: pd.DataFrame) -> Iterator[tuple[tuple, pd.DataFrame]
 
 
 def group_label(key: tuple) -> str:
+    """'AMD EPYC 9B14 · numpy reference on the CPU, not the HIP kernels': the device and what ran on it."""
     device, backend, cache_mode = key
-    label = f"{device} · {backend}"
+    label = f"{device} · {what_ran(backend)}"
     return f"{label} · {cache_mode} cache" if cache_mode else label
 
 

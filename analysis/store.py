@@ -102,19 +102,23 @@ class Store:
 
     def download_layers(self, run_id: str, destination: Path) -> Path | None:
         """Download the run's layers.csv; None when the run has none (older harness)."""
+        path = self._download(run_id, contract.A_LAYERS, destination)
+        return path if path is not None and path.is_file() else None
+
+    def download_samples(self, run_id: str, destination: Path) -> Path | None:
+        """Download the run's raw timing samples (a folder of CSVs); None when it has none."""
+        path = self._download(run_id, contract.A_SAMPLES_DIR, destination)
+        return path if path is not None and path.is_dir() else None
+
+    def _download(self, run_id: str, artifact: str, destination: Path) -> Path | None:
         import mlflow.artifacts
 
         try:
-            local = mlflow.artifacts.download_artifacts(
-                run_id=run_id,
-                artifact_path=contract.A_LAYERS,
-                dst_path=str(destination),
-                tracking_uri=self.tracking_uri,
-            )
+            return Path(mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path=artifact, dst_path=str(destination),
+                tracking_uri=self.tracking_uri))
         except Exception:
             return None
-        path = Path(local)
-        return path if path.is_file() else None
 
 
 def _first_line(exc: Exception) -> str:

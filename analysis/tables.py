@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 
 from analysis.load import ELEMENT_BYTES, PYTORCH, QUANT_BITS
+from analysis.samples import iqr_rel, speedup_interval
+from experiments.harness.bootstrap import ratio_of_medians
 from analysis.selection import (
     comparison_runs, dense_fp32, ordered_techniques, technique_label, technique_sort_key,
 )
@@ -23,9 +25,17 @@ P10_MS = "p10 [ms]"
 P90_MS = "p90 [ms]"
 IQR_REL = "IQR/median"
 SPEEDUP = "speedup vs PyTorch [×]"
+CI_LOW = "speedup 95% CI low [×]"
+CI_HIGH = "speedup 95% CI high [×]"
+SIGNIFICANT = "significant"
+NOT_SIGNIFICANT = "not significant"
 PYTORCH_SAME_JOB_MS = "PyTorch same job [ms]"
+ENERGY_PER_IMAGE = "energy per image [J]"
+CO2_PER_IMAGE = "CO2 per image [mg CO2e]"
 BASELINE_SOURCE = "PyTorch reference"
 RUN = "run"
+PROTOCOL = "protocol"
+NOISY_LAYER = f"noisy (IQR/median > {NOISY_IQR_REL:.0%})"
 
 SAME_JOB = "same job"
 PYTORCH_RUN = "PyTorch run"
@@ -73,10 +83,39 @@ def speedups(runs: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
     return speedup, source
 
 
-def end_to_end(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    """One scenario's comparison runs -> median, p10-p90 and speedup per technique."""
+def speedup_intervals(runs: pd.DataFrame, samples: dict | None) -> tuple[pd.Series, pd.Series]:
+    """95% bootstrap interval of each run's same-job speedup: from its raw samples (artifact) where the
+    report has them, else as the job logged it (the same computation); NaN for PyTorch's own runs."""
+    low, high = [], []
+    for _, run in runs.iterrows():
+        own = (samples or {}).get(run["run_id"])
+        interval = speedup_interval(own, run["algo"]) if own else None
+        if interval is not None:
+            low.append(interval.low), high.append(interval.high)
+        else:
+            low.append(run.get(c.SPEEDUP_CI95_LOW, np.nan)), high.append(run.get(c.SPEEDUP_CI95_HIGH, np.nan))
+    return pd.Series(low, index=runs.index, dtype=float), pd.Series(high, index=runs.index, dtype=float)
+
+
+def significance(low: pd.Series, high: pd.Series) -> pd.Series:
+    """'not significant' where the interval contains 1, 'yes' where it excludes it, '' without one."""
+    contains_one = (low <= 1) & (high >= 1)
+    return pd.Series(np.where(low.isna(), "", np.where(contains_one, NOT_SIGNIFICANT, "yes")), index=low.index)
+
+
+def co2_per_image_mg(runs: pd.DataFrame) -> pd.Series:
+    """Logged by the job; for older runs, energy per image x the run's carbon intensity (window CO2 / energy)."""
+    logged = runs[c.CO2_PER_INFERENCE_MG] if c.CO2_PER_INFERENCE_MG in runs else pd.Series(np.nan, index=runs.index)
+    intensity_kg_per_kwh = runs[c.EMISSIONS_KG] / runs[c.ENERGY_KWH].replace(0, np.nan)
+    derived = runs[c.ENERGY_PER_INFERENCE_J] / 3.6e6 * intensity_kg_per_kwh * 1e6
+    return logged.where(logged.notna(), derived)
+
+
+def end_to_end(runs: pd.DataFrame, samples: dict | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """One scenario's comparison runs -> median, p10-p90, speedup with its interval, energy per technique."""
     notes: list[str] = []
     speedup, source = speedups(runs)
+    low, high = speedup_intervals(runs, samples)
     table = pd.DataFrame({
         TECHNIQUE: runs["technique"],
         TILE: runs["tile"],
@@ -87,10 +126,19 @@ def end_to_end(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
         # Shown so every speedup can be checked: it is this column over the median.
         PYTORCH_SAME_JOB_MS: runs[c.BASELINE_LATENCY_MS].where(runs["technique"] != PYTORCH),
         SPEEDUP: speedup,
+        CI_LOW: low,
+        CI_HIGH: high,
+        SIGNIFICANT: significance(low, high),
+        ENERGY_PER_IMAGE: runs[c.ENERGY_PER_INFERENCE_J],
+        CO2_PER_IMAGE: co2_per_image_mg(runs),
         BASELINE_SOURCE: source,
+        PROTOCOL: runs["bench"].replace("", "unknown"),
         RUN: runs["run_name"],
     })
     table = sort_by_technique(table).reset_index(drop=True)
+    for column in (CI_LOW, CI_HIGH, SIGNIFICANT, ENERGY_PER_IMAGE, CO2_PER_IMAGE):
+        if table[column].isna().all() or (table[column] == "").all():
+            table = table.drop(columns=column)
     table = drop_unlogged(table, {P10_MS: c.LATENCY_P10_MS, P90_MS: c.LATENCY_P90_MS,
                                   IQR_REL: c.LATENCY_IQR_REL}, notes)
     if table[PYTORCH_SAME_JOB_MS].isna().all():
@@ -159,14 +207,68 @@ def layer_latency_matrix(runs: pd.DataFrame, layers: pd.DataFrame) -> pd.DataFra
     return pd.DataFrame(columns).reindex(order)
 
 
-def per_layer(matrix: pd.DataFrame, shapes: pd.DataFrame) -> pd.DataFrame:
-    """Latency per layer and technique, the fastest, and its speedup over PyTorch."""
+def layer_samples(runs: pd.DataFrame, samples: dict | None) -> dict[str, dict[str, np.ndarray]]:
+    """Raw per-call times of each layer, keyed like layer_latency_matrix's columns: label -> layer -> seconds.
+    PyTorch's come from its own run, else from the side-by-side baseline of the first job that has them."""
+    found: dict[str, dict[str, np.ndarray]] = {}
+    for _, run in sort_by_technique(runs).iterrows():
+        own = (samples or {}).get(run["run_id"]) or {}
+        prefix = f"{run['algo']}/"
+        layers = {target[len(prefix):]: values for target, values in own.items()
+                  if target.startswith(prefix) and target != f"{run['algo']}/model"}
+        if layers:
+            found[technique_label(run["technique"], run["tile"])] = layers
+        if PYTORCH not in found or run["algo"] == PYTORCH:
+            base = {target[len("pytorch/"):]: values for target, values in own.items()
+                    if target.startswith("pytorch/") and target not in ("pytorch/model", "pytorch/dense_model")}
+            if base:
+                found[PYTORCH] = base
+    return found
+
+
+def layer_noise(matrix: pd.DataFrame, samples: dict[str, dict[str, np.ndarray]]) -> pd.DataFrame:
+    """IQR/median of every cell of the layer matrix, from its raw samples (NaN where there are none)."""
+    return pd.DataFrame({label: [iqr_rel(samples.get(label, {}).get(layer)) for layer in matrix.index]
+                         for label in matrix.columns}, index=matrix.index)
+
+
+def winner_is_significant(matrix: pd.DataFrame, samples: dict[str, dict[str, np.ndarray]]) -> pd.Series:
+    """Per layer: True when the fastest is faster than the runner-up beyond noise (95% interval of
+    runner-up median / fastest median above 1), False for a tie, NA without samples of both."""
+    verdicts = []
+    for layer, row in matrix.iterrows():
+        ranked = row.dropna().sort_values()
+        if len(ranked) < 2:
+            verdicts.append(pd.NA)
+            continue
+        first, second = (samples.get(label, {}).get(layer) for label in ranked.index[:2])
+        interval = ratio_of_medians(second, first) if first is not None and second is not None else None
+        verdicts.append(pd.NA if interval is None else interval.low > 1)
+    return pd.Series(verdicts, index=matrix.index, dtype="boolean")
+
+
+def per_layer(matrix: pd.DataFrame, shapes: pd.DataFrame, noise: pd.DataFrame | None = None,
+              significant: pd.Series | None = None) -> pd.DataFrame:
+    """Latency per layer and technique with its spread (IQR/median), the fastest and its speedup over
+    PyTorch; a fastest whose lead over the runner-up is within the noise is marked a tie."""
     table = pd.DataFrame({"layer": matrix.index})
     table["shape (Cin→Cout k×k/s H×W)"] = [shape_text(shapes.loc[name]) for name in matrix.index]
     table["MFLOP"] = shapes.loc[matrix.index, "flops"].to_numpy() / 1e6
     for label in matrix.columns:
         table[f"{label} [ms]"] = matrix[label].to_numpy()
-    table["fastest"] = fastest_per_layer(matrix).to_numpy()
+        if noise is not None and noise[label].notna().any():
+            table[f"{label} IQR/median"] = noise[label].to_numpy()
+    fastest = fastest_per_layer(matrix)
+    if significant is not None:
+        runner_up = matrix.apply(lambda row: row.dropna().sort_values().index[1]
+                                 if row.notna().sum() > 1 else None, axis=1)
+        tie = significant.eq(False).fillna(False)    # NA (no samples) is no verdict, not a tie
+        fastest = pd.Series([f"{name} (tie with {second})" if is_tie else name
+                             for name, second, is_tie in zip(fastest, runner_up, tie)], index=matrix.index)
+    table["fastest"] = fastest.to_numpy()
+    if noise is not None:
+        noisy = noise.gt(NOISY_IQR_REL)
+        table[NOISY_LAYER] = [", ".join(noise.columns[flags]) for flags in noisy.to_numpy()]
     best = matrix.min(axis=1)
     if PYTORCH in matrix:
         table["fastest vs PyTorch [×]"] = (matrix[PYTORCH] / best).to_numpy()
@@ -286,24 +388,18 @@ def best_tile_per_layer(runs: pd.DataFrame, layers: pd.DataFrame) -> pd.DataFram
 
 ENERGY_PER_INFERENCE = "energy per inference [J]"
 CO2_PER_INFERENCE = "CO2 per inference [mg CO2e]"
-ENERGY_PER_RUN = "energy per run [Wh]"
-CO2_PER_RUN = "CO2 per run [g CO2e]"
+ENERGY_PER_RUN = "energy window total [Wh]"
+CO2_PER_RUN = "CO2 window total [g CO2e]"
 
 
 def energy(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    """Energy and CO2 per inference and per energy run (the fixed-duration loop), per technique.
-
-    CO2 per inference = energy per inference x the run's carbon intensity
-    (emissions_kg / energy_kwh), so it inherits the run's country or grid setting.
-    """
+    """Energy and CO2 per inference, and the totals of each job's energy window (the fixed-duration
+    loop of back-to-back inferences they were divided from), per technique."""
     notes: list[str] = []
-    kwh_per_joule = 1 / 3.6e6
-    intensity_kg_per_kwh = runs[c.EMISSIONS_KG] / runs[c.ENERGY_KWH].replace(0, np.nan)
     table = pd.DataFrame({
         TECHNIQUE: [technique_label(t, tile) for t, tile in zip(runs["technique"], runs["tile"])],
         ENERGY_PER_INFERENCE: runs[c.ENERGY_PER_INFERENCE_J],
-        CO2_PER_INFERENCE: runs[c.ENERGY_PER_INFERENCE_J] * kwh_per_joule
-        * intensity_kg_per_kwh * 1e6,
+        CO2_PER_INFERENCE: co2_per_image_mg(runs),
         ENERGY_PER_RUN: runs[c.ENERGY_KWH] * 1e3,
         CO2_PER_RUN: runs[c.EMISSIONS_KG] * 1e3,
         "energy mode": runs["energy_mode"].replace("", "unknown"),
@@ -328,6 +424,40 @@ def roofline_points(runs: pd.DataFrame, layers: pd.DataFrame) -> pd.DataFrame:
         "model": merged["model"], "layer": merged["layer"], TECHNIQUE: merged["technique"],
         "arithmetic intensity [FLOP/B]": merged["arithmetic_intensity"],
         "achieved [GFLOP/s]": merged["flops"] / (merged[c.LATENCY_MS] * 1e-3) / 1e9,
+    }).reset_index(drop=True)
+
+
+# --- algo=auto ---------------------------------------------------------------------------
+
+AUTO = "auto"
+
+
+def auto_summary(runs: pd.DataFrame) -> pd.DataFrame:
+    """algo=auto runs: the tuned model against the best single candidate, timed in the same job, and
+    what the tuning cost (seconds; layers measured or reused from the tuning database)."""
+    auto = runs[runs["algo"] == AUTO]
+    return pd.DataFrame({
+        RUN: auto["run_name"], "tuned [ms]": auto[c.LATENCY_MS], "best single candidate": auto["best_single"],
+        "best single [ms]": auto[c.BEST_SINGLE_LATENCY_MS],
+        "tuned vs best single [×]": auto[c.SPEEDUP_VS_BEST_SINGLE],
+        SPEEDUP: auto[c.BASELINE_LATENCY_MS] / auto[c.LATENCY_MS],
+        "tuning [s]": auto[c.TUNING_S], "layers measured": auto[c.TUNING_MEASURED],
+        "layers reused": auto[c.TUNING_REUSED], PROTOCOL: auto["bench"],
+        "started (UTC)": auto["start_time"].dt.strftime("%Y-%m-%d %H:%M"),
+    }).reset_index(drop=True)
+
+
+def auto_layers(run_id: str, layers: pd.DataFrame) -> pd.DataFrame:
+    """Per layer of one algo=auto run: its choice and the runner-up, with their tuning medians."""
+    own = _layers_of(layers, run_id)
+    if own.empty or own["choice"].isna().all():
+        return pd.DataFrame()
+    return pd.DataFrame({
+        "layer": own["layer"], "shape (Cin→Cout k×k/s H×W)": [shape_text(row) for _, row in own.iterrows()],
+        "choice": own["choice"], "choice tuned [ms]": own["choice_tuned_ms"],
+        "runner-up": own["runner_up"].fillna("—"), "runner-up tuned [ms]": own["runner_up_tuned_ms"],
+        "runner-up ÷ choice [×]": own["runner_up_tuned_ms"] / own["choice_tuned_ms"],
+        "tuning": own["tuning"], "layer in model [ms]": own[c.LATENCY_MS],
     }).reset_index(drop=True)
 
 

@@ -46,12 +46,16 @@ def stop_group(process: subprocess.Popen) -> None:
 
 def start_server(tmp_path: Path, backend_store_uri: str, port: int, timeout_s: float = 90) -> subprocess.Popen:
     """`make server` with this store on this port of 127.0.0.1, once it answers /health."""
-    log = tmp_path / f"server-{time.time():.0f}.log"
+    return _start_make(tmp_path, "server", port, timeout_s, f"BACKEND_STORE_URI={backend_store_uri}",
+                       f"ARTIFACTS_DESTINATION={tmp_path / 'artifacts'}", "SERVER_HOST=127.0.0.1", "SERVER_WORKERS=1")
+
+
+def _start_make(tmp_path: Path, target: str, port: int, timeout_s: float, *variables: str) -> subprocess.Popen:
+    log = tmp_path / f"{target}-{time.time():.0f}.log"
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
     process = subprocess.Popen(
-        ["make", "--no-print-directory", "-C", str(REPO), "server", f"BACKEND_STORE_URI={backend_store_uri}",
-         f"ARTIFACTS_DESTINATION={tmp_path / 'artifacts'}", "SERVER_HOST=127.0.0.1", f"SERVER_PORT={port}",
-         "SERVER_WORKERS=1", f"PYTHON={sys.executable}"],
+        ["make", "--no-print-directory", "-C", str(REPO), target, *variables, f"SERVER_PORT={port}",
+         f"PYTHON={sys.executable}"],
         env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + timeout_s
@@ -63,7 +67,7 @@ def start_server(tmp_path: Path, backend_store_uri: str, port: int, timeout_s: f
             pass
         if process.poll() is not None or time.time() > deadline:
             stop_group(process)
-            pytest.fail(f"make server did not come up: {log.read_text()[-3000:]}")
+            pytest.fail(f"make {target} did not come up: {log.read_text()[-3000:]}")
         time.sleep(0.3)
 
 
@@ -72,6 +76,17 @@ def make_server(tmp_path: Path, backend_store_uri: str, timeout_s: float = 90):
     """`make server` with this store on a free port of 127.0.0.1; yields its URL."""
     port = free_port()
     process = start_server(tmp_path, backend_store_uri, port, timeout_s)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop_group(process)
+
+
+@contextmanager
+def make_ui(tmp_path: Path, tracking_uri: str, timeout_s: float = 90):
+    """`make ui` on this store on a free port of 127.0.0.1; yields its URL."""
+    port = free_port()
+    process = _start_make(tmp_path, "ui", port, timeout_s, f"TRACKING_URI={tracking_uri}")
     try:
         yield f"http://127.0.0.1:{port}"
     finally:

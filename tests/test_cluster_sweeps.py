@@ -65,7 +65,8 @@ def test_submitit_local_sweep_completes_and_logs_its_runs(tmp_path, convbench, m
     assert "2 of 2 jobs ok" in out.out
     logs = list((tmp_path / "sweep" / ".submitit").rglob("*_log.out"))
     assert len(logs) == 2                                                  # each job ran in submitit's process
-    assert any("resnet18/scalar/fp32/dense: latency" in p.read_text() for p in logs)
+    assert any("resnet18/scalar/fp32/dense (numpy reference on the CPU, not the HIP kernels): latency" in p.read_text()
+               for p in logs)
     from mlflow.tracking import MlflowClient
     client = MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name("convbench").experiment_id])

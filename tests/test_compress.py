@@ -155,12 +155,12 @@ def test_pruned_and_quantized_jobs_log_the_accuracy_cost(convbench, tmp_path):
     client = MlflowClient(tracking_uri=uri)
     runs = client.search_runs([client.get_experiment_by_name("convbench").experiment_id])
     jobs = {r.info.run_name: r for r in runs if r.data.tags.get(contract.T_RUN_KIND) == "job"}
-    assert set(jobs) == {"digits_cnn/im2col/vendor/fp32/dense", "digits_cnn/im2col/vendor/fp32/output_channel0.5",
-                         "digits_cnn/im2col/vendor/int8/dense", "digits_cnn/im2col/vendor/int8/output_channel0.5"}
-    dense = jobs["digits_cnn/im2col/vendor/fp32/dense"].data.metrics
+    assert set(jobs) == {"fp32/dense", "fp32/output_channel0.5",
+                         "int8/dense", "int8/output_channel0.5"}
+    dense = jobs["fp32/dense"].data.metrics
     assert contract.DENSE_LATENCY_MS not in dense                            # nothing compressed: no extra timing
-    for name in ("digits_cnn/im2col/vendor/fp32/output_channel0.5", "digits_cnn/im2col/vendor/int8/output_channel0.5",
-                 "digits_cnn/im2col/vendor/int8/dense"):
+    for name in ("fp32/output_channel0.5", "int8/output_channel0.5",
+                 "int8/dense"):
         run = jobs[name]
         m = run.data.metrics
         assert run.data.tags[contract.T_STATUS] == "ok", run.data.tags.get(contract.T_ERROR)
@@ -172,10 +172,10 @@ def test_pruned_and_quantized_jobs_log_the_accuracy_cost(convbench, tmp_path):
         assert m[contract.DENSE_ACCURACY_TOP1] > 0.95 and m[contract.EVAL_IMAGES] == 360
         assert run.data.tags[contract.T_BASELINE] == "pytorch fp32"
         assert run.data.params[contract.P_PRUNE_AMOUNT] == "0.5"
-    int8 = jobs["digits_cnn/im2col/vendor/int8/dense"].data.metrics
+    int8 = jobs["int8/dense"].data.metrics
     assert int8[contract.TOP1_AGREEMENT] > 0.9 and int8[contract.MAC_RATIO] == 1.0
     assert 1e-4 < int8[contract.PRECISION_REL_ERR] < 0.1 and int8[contract.PRECISION_TOP1_AGREEMENT] > 0.9
-    pruned = jobs["digits_cnn/im2col/vendor/fp32/output_channel0.5"].data.metrics
+    pruned = jobs["fp32/output_channel0.5"].data.metrics
     assert pruned[contract.PRUNED_FRACTION] == pytest.approx(0.5) and pruned[contract.MAC_RATIO] > 3
     assert pruned[contract.MAX_REL_ERR] < RELATIVE_TOLERANCE["fp32"]         # our kernels on the pruned model
 

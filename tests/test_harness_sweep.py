@@ -45,11 +45,29 @@ def test_smoke_sweep_logs_three_children_under_one_finished_parent(convbench, tm
     out = capsys.readouterr()
     assert code == 0, out.err
     assert "3 of 3 jobs ok" in out.out
-    assert "job 2/3 resnet18/kn2row/vendor/fp32/dense" in out.out
+    assert "job 2/3 resnet18/kn2row/vendor/fp32/dense (numpy reference on the CPU, not the HIP kernels)" in out.out
     parents, children = _split(_runs(uri))
     assert len(parents) == 1 and len(children) == 3
     parent = parents[0]
     assert parent.info.status == "FINISHED" and parent.data.tags[contract.T_STATUS] == "ok"
+    # the UI names: the parent by what was swept and what all jobs share, the children by what sets them apart
+    assert parent.info.run_name == "algo=im2col,kn2row,scalar · resnet18 · numpy"
+    assert sorted(child.info.run_name for child in children) == ["im2col", "kn2row", "scalar"]
+    # the closing table: one row per technique, what ran said once above it
+    table = out.out[out.out.index("What ran: numpy reference on the CPU, not the HIP kernels."):]
+    header, rule, *rows = table.splitlines()[1:6]
+    assert header.split()[:3] == ["job", "median", "[ms]"] and "speedup 95% CI" in header and "mg CO2e/image" in header
+    assert sorted(row.split()[0] for row in rows) == ["im2col", "kn2row", "scalar"]
+    by_name = {child.info.run_name: child for child in children}
+    speedups = [by_name[row.split()[0]].data.metrics[contract.SPEEDUP_VS_BASELINE] for row in rows]
+    assert speedups == sorted(speedups, reverse=True)                      # fastest relative to PyTorch first
+    link = next(line for line in out.out.splitlines() if "viewStateShareKey=" in line).split()[-1]
+    experiment = _client(uri).get_experiment_by_name("convbench")
+    assert link.endswith(f"/#/experiments/{experiment.experiment_id}/runs?viewStateShareKey="
+                         f"{parent.data.tags[contract.T_SWEEP_ID]}")
+    view = json.loads(experiment.tags[contract.SHARED_VIEW_TAG_PREFIX + parent.data.tags[contract.T_SWEEP_ID]])
+    assert view["selectedColumns"][:2] == ["metrics.`latency_ms`", "metrics.`speedup_vs_baseline`"]
+    assert experiment.tags[contract.EXPERIMENT_KIND_TAG] == contract.EXPERIMENT_KIND
     client = _client(uri)
     for child in children:
         tags, metrics = child.data.tags, child.data.metrics
@@ -61,6 +79,11 @@ def test_smoke_sweep_logs_three_children_under_one_finished_parent(convbench, tm
         assert metrics[contract.SPEEDUP_VS_BASELINE] == pytest.approx(
             metrics[contract.BASELINE_LATENCY_MS] / metrics[contract.LATENCY_MS])
         assert tags[contract.T_ENERGY_MODE] == "estimated"
+        # per inference, beside the window's totals: the window's emissions over its images (batch 1)
+        images = metrics[contract.ENERGY_KWH] * 3.6e6 / metrics[contract.ENERGY_PER_INFERENCE_J]
+        assert metrics[contract.CO2_PER_INFERENCE_MG] == pytest.approx(metrics[contract.EMISSIONS_KG] * 1e6 / images)
+        assert metrics[contract.SPEEDUP_CI95_LOW] <= metrics[contract.SPEEDUP_VS_BASELINE] \
+            <= metrics[contract.SPEEDUP_CI95_HIGH]
         assert tags[contract.T_BACKEND] == "numpy" and tags[contract.T_TIMING] == "measured"
         for tag in (contract.T_DEVICE, contract.T_RUNTIME, contract.T_GIT_SHA, contract.T_GIT_DIRTY,
                     contract.T_KERNEL_HASH, contract.T_VERSION_PREFIX + "torch"):
@@ -138,7 +161,8 @@ def test_single_run_prints_a_summary_and_the_ui_command(convbench, tmp_path, cap
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     assert convbench(*SMALL, "energy=off", "algo=im2col", f"tracking.uri={uri}") == 0
     out = capsys.readouterr().out
-    for word in ("latency", "PyTorch", "speedup", "max_rel_err", "Open the UI: mlflow ui --backend-store-uri"):
+    for word in ("latency", "PyTorch", "speedup", "max_rel_err", f"Open the UI: make ui TRACKING_URI={uri}",
+                 "numpy reference on the CPU, not the HIP kernels"):
         assert word in out
     (run,) = _runs(uri)
     assert run.info.status == "FINISHED" and run.data.tags[contract.T_RUN_KIND] == "job"

@@ -70,7 +70,7 @@ def test_older_runs_without_spread_energy_or_layers_still_report(tmp_path):
     assert main(["--tracking-uri", store.uri, "--out", str(out)]) == 0
     e2e = pd.read_csv(next((out / "tables").glob("end-to-end_*.csv")))
     assert list(e2e.columns) == ["technique", "median [ms]", "PyTorch same job [ms]",
-                                 "speedup vs PyTorch [×]", "run"]
+                                 "speedup vs PyTorch [×]", "protocol", "run"]
     assert e2e.set_index("technique").loc["im2col+vendor", "speedup vs PyTorch [×]"] == pytest.approx(2.0)
     markdown = (out / "report.md").read_text()
     assert "`latency_p90_ms` was not logged by these runs" in markdown

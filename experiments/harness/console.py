@@ -4,6 +4,8 @@ from __future__ import annotations
 import sys
 
 from experiments.compress import harness as compression
+from experiments.tracking import contract as c
+from experiments.tracking import labels
 from experiments.tracking import mlflow_log as mlf
 
 from .config import PYTORCH, JobSpec
@@ -17,13 +19,13 @@ def progress_bar(**kwargs):
 
 
 def _ms(seconds: float) -> str:
-    return f"{seconds * 1e3:.4g} ms"
+    return f"{labels.significant(seconds * 1e3)} ms"
 
 
 def summary_text(report: JobReport, spec: JobSpec | None, outcome: JobOutcome, label: str, in_sweep: bool,
                  uri: str, cost: dict[str, float]) -> str:
     """The closing line(s) of a job; ``label`` says which job (job 2/3), ``in_sweep`` drops the details."""
-    head = f"[convbench] {label} {report.name}:"
+    head = f"[convbench] {label} {report.name} ({report.what_ran or 'not run'}):"
     kept = "" if report.outbox is None else (
         f"\n  NOT LOGGED: the tracking store {mlf.shown_uri(uri)} stayed unreachable; the whole run is kept in "
         f"{report.outbox}; upload it with `make sync` (python -m experiments.tracking.outbox)")
@@ -34,7 +36,12 @@ def summary_text(report: JobReport, spec: JobSpec | None, outcome: JobOutcome, l
     parts = [f"latency {_ms(model.median)} (p10 {_ms(model.p10)}, p90 {_ms(model.p90)}, n={model.n}"
              + (", NOISY" if model.noisy else "") + emulated + ")"]
     if spec.algo != PYTORCH:
-        parts.append(f"PyTorch {_ms(baseline.median)}, speedup {baseline.median / model.median:.3g}x")
+        metrics = report.metrics or {}
+        interval = ""
+        if c.SPEEDUP_CI95_LOW in metrics:
+            low, high = metrics[c.SPEEDUP_CI95_LOW], metrics[c.SPEEDUP_CI95_HIGH]
+            interval = f" (95% CI of the speedup {low:.3g}-{high:.3g}" + (", not significant)" if low <= 1 <= high else ")")
+        parts.append(f"PyTorch {_ms(baseline.median)}: {labels.ratio_text(baseline.median / model.median)}{interval}")
     gated = [layer.gate for layer in outcome.layers if layer.gate]
     if gated:   # fp16/int8: each layer exact (experiments/conv/exactness.py); the model's error is a cost
         counts = ", ".join(f"{gated.count(method)} {method}" for method in dict.fromkeys(gated))
@@ -51,7 +58,9 @@ def summary_text(report: JobReport, spec: JobSpec | None, outcome: JobOutcome, l
                      f"in {tuning.seconds:.1f} s{best}")
     parts += compression.summary(outcome.compression, model.median)
     if outcome.energy is not None:
-        parts.append(f"energy {outcome.energy.per_inference_j:.3g} J/image ({outcome.energy.mode})")
+        e = outcome.energy
+        parts.append(f"energy {e.per_inference_j:.3g} J and {e.per_inference_co2_mg:.3g} mg CO2e per image "
+                     f"({e.mode}; window total {e.energy_kwh * 1e3:.3g} Wh over {e.duration_s:.1f} s)")
     elif outcome.energy_error:
         parts.append(f"energy failed: {outcome.energy_error}")
     parts.append(f"fixed cost {cost['fixed_cost_s']:.2f} s")

@@ -37,6 +37,11 @@ class EnergyResult:
         """Joules per image (one sample of a batch)."""
         return self.energy_kwh * JOULES_PER_KWH / self.images if self.images else float("nan")
 
+    @property
+    def per_inference_co2_mg(self) -> float:
+        """mg CO2-equivalent per image: the window's emissions over the images it processed."""
+        return self.emissions_kg * 1e6 / self.images if self.images else float("nan")
+
 
 def _quiet_codecarbon() -> None:
     import codecarbon  # noqa: F401  (its import sets its logger to INFO)

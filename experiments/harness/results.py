@@ -7,6 +7,7 @@ from experiments.compress import harness as compression
 from experiments.conv import Variant
 from experiments.tracking import contract as c
 
+from . import bootstrap
 from .config import PYTORCH, JobSpec
 from .job import JobOutcome
 
@@ -24,6 +25,7 @@ class JobReport:
     num: int | None = None
     metrics: dict | None = None
     outbox: str | None = None      # the outbox entry that keeps the run while its store is unreachable
+    what_ran: str = ""          # in words (experiments/tracking/labels.py)
 
     @property
     def failed(self) -> bool:
@@ -51,6 +53,9 @@ def contract_metrics(spec: JobSpec, outcome: JobOutcome) -> dict[str, float]:
         m[c.BASELINE_LATENCY_MS] = baseline.median * 1e3
     if model is not None and baseline is not None:
         m[c.SPEEDUP_VS_BASELINE] = baseline.median / model.median
+        interval = bootstrap.ratio_of_medians(baseline.samples_s, model.samples_s) if model is not baseline else None
+        if interval is not None:
+            m[c.SPEEDUP_CI95_LOW], m[c.SPEEDUP_CI95_HIGH] = interval.low, interval.high
     if outcome.layers and all(layer.ours is not None for layer in outcome.layers):
         m[c.CONV_LATENCY_MS] = sum(layer.ours.median for layer in outcome.layers) * 1e3
     if spec.algo != PYTORCH and outcome.layers and all(layer.cost is not None for layer in outcome.layers):
@@ -58,7 +63,7 @@ def contract_metrics(spec: JobSpec, outcome: JobOutcome) -> dict[str, float]:
     if outcome.energy is not None:
         e = outcome.energy
         m.update({c.ENERGY_KWH: e.energy_kwh, c.EMISSIONS_KG: e.emissions_kg,
-                  c.ENERGY_PER_INFERENCE_J: e.per_inference_j})
+                  c.ENERGY_PER_INFERENCE_J: e.per_inference_j, c.CO2_PER_INFERENCE_MG: e.per_inference_co2_mg})
     m.update(_tuning_metrics(outcome))
     m.update(compression.metrics(outcome.compression, model.median if model is not None else None))
     return m

@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from experiments.compress import harness as compression
 from experiments.runtime import device_memory
 from experiments.tracking import contract as c
+from experiments.tracking import labels
 from experiments.tracking import mlflow_log as mlf
 from experiments.tracking import outbox, stale
 from experiments.tracking.retry import DEFAULT_RETRY_S, retry_seconds, short
@@ -46,6 +47,7 @@ class JobContext:
     num: int | None = None
     duplicate_of: int | None = None
     device: str | None = None          # the GPU a parallel launcher's job was given (devices.py)
+    run_name: str | None = None        # in a sweep: the short name the plan gave it (naming.py)
 
     @classmethod
     def current(cls) -> "JobContext":
@@ -56,10 +58,10 @@ class JobContext:
         hc = HydraConfig.get()
         state = SweepState.find(str(hc.sweep.dir), sweep.current_sweep_id())
         num = int(hc.job.num)
-        duplicate_of = None
+        duplicate_of, run_name = None, None
         if state is not None and num < len(state.jobs) and state.jobs[num]["overrides"] == list(hc.overrides.task):
-            duplicate_of = state.jobs[num]["duplicate_of"]
-        return cls(True, state, num, duplicate_of)
+            duplicate_of, run_name = state.jobs[num]["duplicate_of"], state.jobs[num].get("run_name")
+        return cls(True, state, num, duplicate_of, run_name=run_name)
 
     @property
     def label(self) -> str:
@@ -81,7 +83,8 @@ class JobContext:
         if self.state is not None and self.num is not None:
             self.state.write_result(self.num, {"num": self.num, "name": report.name, "status": report.status,
                                                "error": report.error, "run_id": report.run_id,
-                                               "outbox": report.outbox})
+                                               "outbox": report.outbox, "run_name": self.run_name,
+                                               "what_ran": report.what_ran, "metrics": report.metrics or {}})
 
 
 def reset_outcomes() -> None:
@@ -136,7 +139,8 @@ def _checked_and_logged(cfg: DictConfig, context: JobContext, started: float) ->
             raise SystemExit(EXIT_CONFIG_ERROR) from None
         spec, config_error = None, exc
     name = spec.name if spec is not None else _fallback_name(cfg)
-    print(f"[convbench] {context.label} {name}", flush=True)
+    ran = f" ({labels.what_ran(spec.runtime.name)})" if spec is not None else ""
+    print(f"[convbench] {context.label} {name}{ran}", flush=True)
     try:
         report = _run_logged(cfg, spec, config_error, name, context, started)
     except Exception as exc:   # a bug of the harness itself: this job failed, the sweep goes on
@@ -197,13 +201,14 @@ def _run_logged(cfg, spec: JobSpec | None, config_error, name: str, context: Job
     if spec is not None:
         tags.update({c.T_BACKEND: spec.runtime.name, c.T_RUNTIME: spec.runtime.kind,
                      c.T_EXECUTION: spec.runtime.execution,
-                     c.T_TIMING: "emulated" if spec.runtime.name == "emulator" else "measured"})
+                     c.T_TIMING: "emulated" if spec.runtime.name == "emulator" else "measured",
+                     c.T_WHAT_RAN: labels.what_ran(spec.runtime.name)})
     params = {**mlf.flatten(OmegaConf.to_container(cfg, resolve=True)),
               **(resolved_params(spec) if spec is not None else {})}
     run = outbox.RunRecord(uri, experiment, name, parent_run_id=state.parent_run_id if state else None, tags=tags,
                            params={k: mlf.redact(v) for k, v in params.items()})
     try:
-        run.run_id = mlf.start_run(uri, experiment, name, tags, run.parent_run_id, run.start_time_ms)
+        run.run_id = mlf.start_run(uri, experiment, context.run_name or name, tags, run.parent_run_id, run.start_time_ms)
         mlf.log(uri, run.run_id, params=run.params)
     except Exception as exc:   # unreachable now: measure anyway; the results' delivery creates or completes the run
         print(f"[convbench] {context.label} {name}: the tracking store {mlf.shown_uri(uri)} is unreachable "
@@ -236,7 +241,8 @@ def _run_logged(cfg, spec: JobSpec | None, config_error, name: str, context: Job
         entry = _log_result(run, cfg, spec, outcome, metrics, status, error, trace, started, retry_s, context)
     except Exception as exc:
         status, error = STATUS_FAILED, error or f"logging the results failed: {type(exc).__name__}: {exc}"
-    report = JobReport(name, status, error, run.run_id, context.num, metrics, None if entry is None else str(entry))
+    report = JobReport(name, status, error, run.run_id, context.num, metrics, None if entry is None else str(entry),
+                       labels.what_ran(spec.runtime.name, outcome.device) if spec is not None else "")
     cost = costs(outcome.phases, time.perf_counter() - started)
     print(summary_text(report, spec, outcome, context.label, context.in_sweep, uri, cost),
           file=sys.stderr if report.failed else sys.stdout, flush=True)

@@ -39,6 +39,8 @@ from experiments.tracking import mlflow_log as mlf
 from experiments.tracking import outbox, stale
 from experiments.tracking.retry import DEFAULT_RETRY_S
 
+from . import naming
+from . import summary as comparison
 from .errors import ConfigError
 
 SWEEP_ID_ENV = "CONVBENCH_SWEEP_ID"
@@ -192,7 +194,8 @@ def check_jobs(config: DictConfig, job_overrides: list[list[str]]) -> list[dict]
             errors.setdefault(str(exc), []).append(f"#{num} {' '.join(overrides) or '(defaults)'}")
             continue
         identity = spec.identity()
-        plan.append({"overrides": list(overrides), "name": spec.name, "duplicate_of": seen.get(identity)})
+        plan.append({"overrides": list(overrides), "name": spec.name, "duplicate_of": seen.get(identity),
+                     "fields": naming.fields(spec)})
         seen.setdefault(identity, num)
     if errors:
         bad = sum(len(jobs) for jobs in errors.values())
@@ -200,6 +203,8 @@ def check_jobs(config: DictConfig, job_overrides: list[list[str]]) -> list[dict]
                  for message, jobs in errors.items()]
         raise ConfigError(f"{bad} of {len(job_overrides)} jobs of this sweep have invalid configs; "
                           f"nothing was run:\n" + "\n".join(lines))
+    for job, run_name in zip(plan, naming.child_names([job["fields"] for job in plan])):
+        job["run_name"] = run_name
     return plan
 
 
@@ -232,7 +237,8 @@ class SweepCallback(Callback):
         from experiments.tracking.provenance import provenance_tags
         try:
             stale_runs = stale.close_dead_local_runs(uri, [experiment])
-            state.parent_run_id = mlf.start_run(uri, experiment, f"sweep {sweep_id}", {
+            name = naming.parent_name([job["fields"] for job in plan], job_overrides or []) or f"sweep {sweep_id}"
+            state.parent_run_id = mlf.start_run(uri, experiment, name, {
                 contract.T_RUN_KIND: "parent", contract.T_SWEEP_ID: sweep_id, contract.T_STATUS: "running",
                 **provenance_tags()})
             mlf.log(uri, state.parent_run_id, params={
@@ -298,6 +304,14 @@ def close_sweep(state: SweepState, interrupted: str | None = None, killed: bool 
                   f"{_first_line(mlf.redact(str(exc)))}", file=sys.stderr)
     line = summary.line() if interrupted is None else f"{summary.line()} ({interrupted})"
     print(f"[convbench] MLflow: parent run {run_id}; open the UI: {mlf.ui_command(uri)}")
+    table = comparison.comparison_table(results)
+    if table:
+        print(table)
+    try:
+        print(f"[convbench] these jobs and their key metrics in the UI: "
+              f"{comparison.share_view(uri, state.experiment, state.sweep_id)}")
+    except Exception as exc:   # the link is a convenience: the sweep's results are logged already
+        print(f"convbench: no UI link: {type(exc).__name__}: {exc}", file=sys.stderr)
     print(line, file=sys.stderr if not summary.success or interrupted else sys.stdout, flush=True)
     ok = summary.all_ok and interrupted is None
     closing = outbox.RunRecord(

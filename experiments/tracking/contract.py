@@ -22,14 +22,18 @@ MAX_REL_ERR = "max_rel_err"                   # model output vs float64 referenc
 GFLOPS = "gflops"                             # conv FLOPs / latency
 WORKSPACE_BYTES = "workspace_bytes"           # largest workspace of any layer
 COMPILE_S = "compile_s"                       # first call, timed alone
-ENERGY_KWH = "energy_kwh"
-EMISSIONS_KG = "emissions_kg"
-ENERGY_PER_INFERENCE_J = "energy_per_inference_j"
+ENERGY_KWH = "energy_kwh"                     # total of the energy window (energy_s of back-to-back calls)
+EMISSIONS_KG = "emissions_kg"                 # total of the energy window, not one inference
+ENERGY_PER_INFERENCE_J = "energy_per_inference_j"   # the window's energy / images it processed
+CO2_PER_INFERENCE_MG = "co2_per_inference_mg"       # the window's emissions / images it processed
+SPEEDUP_CI95_LOW = "speedup_ci95_low"         # 95% bootstrap interval of speedup_vs_baseline,
+SPEEDUP_CI95_HIGH = "speedup_ci95_high"       # from the raw samples of both medians
 
 METRICS = (
     LATENCY_MS, LATENCY_P10_MS, LATENCY_P90_MS, LATENCY_IQR_REL, BASELINE_LATENCY_MS,
     SPEEDUP_VS_BASELINE, CONV_LATENCY_MS, MAX_REL_ERR, GFLOPS, WORKSPACE_BYTES,
-    COMPILE_S, ENERGY_KWH, EMISSIONS_KG, ENERGY_PER_INFERENCE_J,
+    COMPILE_S, ENERGY_KWH, EMISSIONS_KG, ENERGY_PER_INFERENCE_J, CO2_PER_INFERENCE_MG,
+    SPEEDUP_CI95_LOW, SPEEDUP_CI95_HIGH,
 )
 
 # GPU jobs only (experiments/runtime/device_memory.py): CuPy's pool high-water mark + torch's peak reserved.
@@ -128,6 +132,21 @@ T_HOST = "host"
 T_PID = "pid"
 T_PROCESS_START = "process_start"   # the process's start, seconds since the epoch
 T_OUTBOX = "outbox"             # set on a run uploaded later from an outbox: the outbox entry it came from
+T_WHAT_RAN = "what_ran"         # in words: numpy reference on the CPU, emulator (correctness only), kernels on a GPU
+
+# --- names in the MLflow UI -------------------------------------------------------------
+# A sweep's parent run is named by what was swept and what all its jobs share; each child by what
+# differs between the jobs (experiments/harness/naming.py), e.g.
+#   parent "algo=im2col,kn2row,scalar · resnet18 · numpy", children "im2col", "kn2row", "scalar".
+NAME_SEPARATOR = " · "
+# MLflow 3 opens an experiment in its GenAI view unless tagged as model development.
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
+# A shared view of the runs table (the UI's "share view"): an experiment tag holding the view state,
+# opened by <ui>/#/experiments/<id>/runs?viewStateShareKey=<key>. One per sweep, key = its sweep id.
+SHARED_VIEW_TAG_PREFIX = "mlflow.sharedViewState."
+# The columns that view shows, in order: what a reader compares first.
+UI_METRICS = (LATENCY_MS, SPEEDUP_VS_BASELINE, SPEEDUP_CI95_LOW, SPEEDUP_CI95_HIGH, MAX_REL_ERR,
+              ENERGY_PER_INFERENCE_J, CO2_PER_INFERENCE_MG)
 
 # --- artifacts ----------------------------------------------------------------------
 A_CONFIG = "config.yaml"

@@ -24,6 +24,8 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
 # summary names the run and the UI already, with the password masked.
 os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
+from experiments.tracking import contract  # noqa: E402
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PARENT_RUN_ID_TAG = "mlflow.parentRunId"
 
@@ -84,14 +86,18 @@ def resolve_uri(uri: str) -> str:
 
 
 def ui_command(uri: str) -> str:
-    """The command that opens the MLflow UI on this store."""
+    """The command that opens the MLflow UI on this store: `make ui` (one worker, no job runner), which
+    works in a fresh shell from the repository root, unlike a bare `mlflow` that is only on an activated PATH."""
     uri = shown_uri(uri)
     if uri.startswith(("http://", "https://")):
         return f"open {uri} in a browser"
     root = str(REPO_ROOT) + "/"
-    if uri.startswith("sqlite:///" + root):   # short form, run from the repository root
-        return f"mlflow ui --backend-store-uri sqlite:///{uri[len('sqlite:///' + root):]}   (from {REPO_ROOT})"
-    return f"mlflow ui --backend-store-uri {uri}"
+    default = "sqlite:///" + root + "mlflow.db"
+    if uri == default:
+        return f"make ui   (from {REPO_ROOT}), then http://127.0.0.1:5000"
+    if uri.startswith("sqlite:///" + root):   # short form, relative to the repository root
+        uri = "sqlite:///" + uri[len("sqlite:///" + root):]
+    return f"make ui TRACKING_URI={uri}   (from {REPO_ROOT}), then http://127.0.0.1:5000"
 
 
 def _artifact_location(uri: str, experiment: str) -> str | None:
@@ -151,7 +157,8 @@ def experiment_id(uri: str, name: str) -> str:
     if found is not None:
         return found.experiment_id
     try:
-        return c.create_experiment(name, artifact_location=_artifact_location(resolve_uri(uri), name))
+        return c.create_experiment(name, artifact_location=_artifact_location(resolve_uri(uri), name),
+                                   tags={contract.EXPERIMENT_KIND_TAG: contract.EXPERIMENT_KIND})
     except MlflowException:   # created meanwhile by a job in another process
         found = c.get_experiment_by_name(name)
         if found is None:
