@@ -25,7 +25,7 @@ def _jobs(uri):
     from mlflow.tracking import MlflowClient
     client = MlflowClient(tracking_uri=uri)
     runs = client.search_runs([client.get_experiment_by_name("convbench").experiment_id])
-    return client, {r.info.run_name: r for r in runs if r.data.tags.get(contract.T_RUN_KIND) == "job"}
+    return client, {r.data.tags[contract.T_JOB_NAME]: r for r in runs if r.data.tags.get(contract.T_RUN_KIND) == "job"}
 
 
 def _layers_csv(client, run) -> list[dict]:

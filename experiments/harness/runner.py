@@ -191,7 +191,7 @@ def _run_logged(cfg, spec: JobSpec | None, config_error, name: str, context: Job
                 started: float) -> JobReport:
     uri, experiment, retry_s = str(cfg.tracking.uri), str(cfg.tracking.experiment), _retry_s(cfg)
     state = context.state
-    tags = {c.T_RUN_KIND: "job", c.T_STATUS: "running"}
+    tags = {c.T_RUN_KIND: "job", c.T_STATUS: "running", c.T_JOB_NAME: name}
     if state is not None:
         tags[c.T_SWEEP_ID] = state.sweep_id
     if context.device is not None:
