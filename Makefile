@@ -70,6 +70,17 @@ bench-sparsity: setup
 bench-grouped: setup
 	$(PY) -m experiments.bench.grouped $(ARGS)
 
+.PHONY: bench-pruning bench-bad-inputs setup-ray
+# Every bad input we know of, given to run.py single and as a sweep: exit codes, tracebacks, messages.
+# ARGS="--out results/$$(date +%F)-bench-bad-inputs.md"
+bench-bad-inputs: setup
+	$(PY) -m experiments.bench.bad_inputs $(ARGS)
+
+# The optional Ray launcher (conf/hydra/launcher/ray.yaml says why the plugin comes without its dependencies).
+setup-ray: setup
+	$(PY) -m pip install -q -c constraints.txt 'ray[default]==2.60.0'
+	$(PY) -m pip install -q --no-deps hydra-ray-launcher==1.2.2
+
 .PHONY: bench-pruning
 # resnet18 output-channel pruning at 25/50/75% (MAC ratio beside the measured speedup), fp32/fp16/int8, and the
 # accuracy cost of every pruning kind and precision on digits_cnn. ARGS="--backend gpu --out results/....md"
@@ -89,8 +100,12 @@ kernel-report: setup $(NVDISASM)
 TRACKING_URI ?= sqlite:///mlflow.db
 EXPERIMENT ?=
 
+# User values reach the commands as environment variables ("$$NAME"), so spaces and quotes in them stay whole:
+#   make report EXPERIMENT="two words"
+export TRACKING_URI EXPERIMENT BACKEND_STORE_URI ARTIFACTS_DESTINATION SERVER_HOST SERVER_PORT SERVER_WORKERS ALLOWED_HOSTS
+
 report: setup
-	$(PY) -m analysis.report --tracking-uri $(TRACKING_URI) $(if $(EXPERIMENT),--experiment $(EXPERIMENT)) --out reports
+	$(PY) -m analysis.report --tracking-uri "$$TRACKING_URI" $${EXPERIMENT:+--experiment "$$EXPERIMENT"} --out reports
 
 .PHONY: sync stale
 # Runs kept in an outbox (mlflow-outbox/ of a sweep or run directory) while their tracking store was
@@ -115,8 +130,9 @@ ui: setup
 
 # A tracking server for sweeps on many processes or machines (README: "Sweeps on a cluster"); jobs log
 # to it with tracking.uri=http://SERVER_HOST:SERVER_PORT. The store: BACKEND_STORE_URI, this repository's
-# sqlite file by default, or PostgreSQL for many writers, e.g.
-#   make server BACKEND_STORE_URI=postgresql://mlflow:secret@dbhost:5432/mlflow SERVER_HOST=0.0.0.0 ALLOWED_HOSTS='head,head:*'
+# sqlite file by default, or PostgreSQL for many writers, its password in the environment (PGPASSWORD,
+# or ~/.pgpass), never in the URI: a command line is visible to every user in `ps`. E.g.
+#   PGPASSWORD=secret make server BACKEND_STORE_URI=postgresql://mlflow@dbhost:5432/mlflow SERVER_HOST=0.0.0.0 ALLOWED_HOSTS='head,head:*'
 # Artifacts are uploaded through the server to ARTIFACTS_DESTINATION. ALLOWED_HOSTS: the host names
 # jobs use to reach it (MLflow refuses other Host headers than localhost and private IPs).
 # MLflow's own job runner (GenAI jobs, two more processes) is off unless MLFLOW_SERVER_ENABLE_JOB_EXECUTION=true.
@@ -129,9 +145,11 @@ SERVER_WORKERS ?= $(if $(findstring sqlite,$(BACKEND_STORE_URI)),1,4)
 ALLOWED_HOSTS ?=
 
 server: setup
-	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=$${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false} $(VENV)/bin/mlflow server --backend-store-uri '$(BACKEND_STORE_URI)' --artifacts-destination '$(ARTIFACTS_DESTINATION)' \
-		--host $(SERVER_HOST) --port $(SERVER_PORT) --workers $(SERVER_WORKERS) \
-		$(if $(ALLOWED_HOSTS),--allowed-hosts '$(ALLOWED_HOSTS)')
+	@case "$$BACKEND_STORE_URI" in *://*:*@*) echo "make server: BACKEND_STORE_URI holds a password, which ps would show;" \
+		"give it as PGPASSWORD (or in ~/.pgpass) and leave it out of the URI" >&2; exit 2;; esac
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=$${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false} $(VENV)/bin/mlflow server --backend-store-uri "$$BACKEND_STORE_URI" --artifacts-destination "$$ARTIFACTS_DESTINATION" \
+		--host "$$SERVER_HOST" --port "$$SERVER_PORT" --workers "$$SERVER_WORKERS" \
+		$${ALLOWED_HOSTS:+--allowed-hosts "$$ALLOWED_HOSTS"}
 
 clean:
 	rm -rf build reports outputs multirun .pytest_cache .hypothesis

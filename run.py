@@ -18,7 +18,7 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")   # before anything im
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from experiments.harness import runner, signals, sweep  # noqa: E402
+from experiments.harness import runner, signals, sweep, validate  # noqa: E402
 from experiments.tracking import mlflow_log as mlf  # noqa: E402
 from experiments.tracking import stale  # noqa: E402
 
@@ -32,7 +32,8 @@ def main() -> int:
     runner.reset_outcomes()
     with signals.stop_on_signals(), mlf.masked_log_records():
         try:
-            task()
+            with validate.bad_input_exits():   # Hydra's own errors: one message, exit 2
+                task()
         except BaseException as exc:
             stop = signals.as_stop(exc)
             reason = stop.reason if stop is not None else f"stopped by {type(exc).__name__}"

@@ -52,6 +52,8 @@ def collect(store: Store, experiment: str | None, artifacts_dir: Path):
         where = f"experiment {experiment!r}" if experiment else "any experiment"
         raise NoRunsError(f"No runs in {where} of {store.tracking_uri}. {MAKE_RUNS_HINT}")
     notes = []
+    # the Setup header counts every run found, as the notes do: the filtering below leaves some out
+    found = {"runs": len(jobs), "status_counts": jobs["status"].value_counts().to_dict()}
     running = jobs[jobs["status"] == STATUS_RUNNING]
     if len(running):
         notes.append(f"{len(running)} unfinished run(s) were skipped (still running or crashed "
@@ -77,7 +79,7 @@ def collect(store: Store, experiment: str | None, artifacts_dir: Path):
         notes.append(f"{len(folders) - len(samples)} run(s) have no raw timing samples "
                      f"({contract.A_SAMPLES_DIR}/): their speedups have no confidence interval.")
     source = {"tracking_uri": store.tracking_uri, "experiments": sorted(set(jobs["experiment"])),
-              "replaced": superseded}
+              "replaced": superseded, **found}
     return jobs, layers, samples, notes, source
 
 

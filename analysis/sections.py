@@ -38,6 +38,7 @@ ENERGY_MODES = {
     "estimated": ("estimated by CodeCarbon from load and TDP constants (no power counters were "
                   "available): it mostly tracks run time, so read it as an estimate"),
     "off": "not measured",
+    "failed": "failed (CodeCarbon reported an error; the run's energy_error tag says which): no figure",
 }
 
 # How each energy mode is named in a figure title, so a chart never hides that it is an estimate.
@@ -149,14 +150,14 @@ class ReportBuilder:
     def _setup(self) -> Section:
         section = Section("Setup")
         jobs = self.jobs
-        counts = jobs["status"].value_counts()
+        counts = self.source.get("status_counts") or jobs["status"].value_counts().to_dict()
         span = ""
         if len(jobs):
             first, last = jobs["start_time"].min(), jobs["start_time"].max()
             span = f", started {first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M} UTC"
         section.add(Paragraph(
             f"Source: `{self.source['tracking_uri']}`, experiment(s) "
-            f"{', '.join(self.source['experiments'])}; {len(jobs)} job runs "
+            f"{', '.join(self.source['experiments'])}; {self.source.get('runs', len(jobs))} job runs "
             f"({counts.get(STATUS_OK, 0)} ok, {counts.get(STATUS_FAILED, 0)} failed, "
             f"{counts.get(STATUS_RUNNING, 0)} unfinished){span}. Runs are compared only within "
             f"one device, backend and cache mode, and within one model, batch and input size."))

@@ -11,6 +11,7 @@ from pathlib import Path
 from experiments.tracking import contract
 # The rule the harness wrote with: a relative sqlite path means <repo>/path, from any directory.
 from experiments.tracking.mlflow_log import REPO_ROOT, resolve_uri  # noqa: F401 (REPO_ROOT re-exported)
+from experiments.tracking.uri import TrackingUriError, check_tracking_uri
 
 # Make the commands that make runs easy to find from an error message.
 MAKE_RUNS_HINT = (
@@ -31,6 +32,28 @@ class NoRunsError(ReportError):
 
 class StoreUnreachableError(ReportError):
     exit_code = 2
+
+
+class BadStoreError(ReportError):
+    """A tracking URI no store can be read from, or a file that is not an MLflow store."""
+
+    exit_code = 2
+
+
+def _check_mlflow_sqlite(db: Path) -> None:
+    """Raise BadStoreError unless ``db`` is an SQLite file holding MLflow's tables (opened read-only)."""
+    import sqlite3
+    try:
+        connection = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        finally:
+            connection.close()
+    except sqlite3.Error as exc:
+        raise BadStoreError(f"{db} is not a readable SQLite database ({exc}): not an MLflow store") from None
+    if not {"experiments", "runs", "alembic_version"} <= tables:
+        raise BadStoreError(f"{db} is an SQLite database but not an MLflow store (tables: "
+                            f"{', '.join(sorted(tables)) or 'none'}); check --tracking-uri / TRACKING_URI")
 
 
 def _quiet_mlflow_environment() -> None:
@@ -58,15 +81,21 @@ class Store:
 
     def __init__(self, tracking_uri: str):
         _quiet_mlflow_environment()
+        try:
+            check_tracking_uri(tracking_uri, key="--tracking-uri")
+        except TrackingUriError as exc:
+            raise BadStoreError(str(exc)) from None
         self.tracking_uri = tracking_uri = resolve_uri(tracking_uri)
         db = sqlite_path(tracking_uri)
         # Opening a missing sqlite file would create an empty store as a side effect.
         if db is not None and not db.is_file():
             raise NoRunsError(f"No MLflow store at {db} ({tracking_uri}). {MAKE_RUNS_HINT}")
+        if db is not None:   # MLflow would run its schema migrations on any file: look first, read-only
+            _check_mlflow_sqlite(db)
         from mlflow.tracking import MlflowClient
 
-        self.client = MlflowClient(tracking_uri=tracking_uri)
         try:
+            self.client = MlflowClient(tracking_uri=tracking_uri)
             self.client.search_experiments(max_results=1)
         except Exception as exc:  # connection refused, DNS, timeout, bad database...
             raise StoreUnreachableError(

@@ -8,6 +8,7 @@ from .accounting import LayerCost, layer_cost
 from .geometry import ConvGeometry, as_pair
 from .kernel_launch import KernelLauncher
 from .layout import prepare_weight
+from .memory import check_workspace
 from .sparse import CsrFilter, density, density_threshold
 from .variant import GEMM_ALGORITHMS, Variant
 
@@ -39,7 +40,9 @@ class ConvPlan:
     groups: int = 1
     density: float = 1.0            # nonzeros / size of the filter
     layer_variant: Variant | None = None
+    name: str = ""                  # the model's layer name, for errors (swap_conv2d sets it)
     last_cost: LayerCost | None = field(default=None, init=False)
+    _fits: set = field(default_factory=set, init=False, repr=False)   # input shapes whose workspace fits
 
     @property
     def depthwise(self) -> bool:
@@ -79,6 +82,9 @@ class ConvPlan:
     def __call__(self, x):
         """Convolve a C-contiguous float32 array of the runtime; records ``last_cost``."""
         g = self.geometry(x.shape)
+        if x.shape not in self._fits:   # once per shape: the timed calls do not pay for it
+            check_workspace(g, self.layer_variant, self.runtime, self.name)
+            self._fits.add(x.shape)
         w = self.prepared_weight
         if self.runtime.has_kernels:
             run = kernel_launch.depthwise if g.is_depthwise else kernel_launch.ALGORITHMS[self.variant.algo]

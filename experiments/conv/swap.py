@@ -47,6 +47,7 @@ class ConvbenchConv2d(nn.Module):
         bias = None if self.bias is None else to_runtime(self.bias, rt)
         self.plan = ConvPlan.build(to_runtime(self.weight, rt), bias, self.stride, self._plan_padding,
                                    self.dilation, self.groups, self.variant, rt, self.act_scale)
+        self.plan.name = self.name
 
     @property
     def cost(self) -> LayerCost | None:

@@ -49,7 +49,8 @@ def write_artifacts(directory: Path, cfg: DictConfig, spec: JobSpec | None, outc
             writer.writerows(m.stats() for m in measurements)
     if outcome.tuning is not None and outcome.tuning.db_path.is_file():
         from experiments.tuning import TuningDatabase
-        with TuningDatabase(outcome.tuning.db_path) as db:   # a consistent copy, whoever writes meanwhile
+        # a consistent copy, whoever writes meanwhile
+        with TuningDatabase(outcome.tuning.db_path, read_only=True) as db:
             db.snapshot(directory / c.A_TUNING_DB)
     if trace:
         (directory / c.A_TRACEBACK).write_text(trace)

@@ -20,6 +20,7 @@ from experiments.tracking.retry import DEFAULT_RETRY_S, retry_seconds
 
 from experiments.compress.prune import KINDS as PRUNE_KINDS
 
+from . import memory, validate
 from .errors import ConfigError
 from .models import check_model_name, input_hw, resolve_weights
 from .timing import CACHE_MODES, Protocol
@@ -121,6 +122,7 @@ def job_spec(cfg: DictConfig) -> JobSpec:
     """Check a composed job config before any work; raises ConfigError naming the bad value."""
     from experiments import runtime as runtimes
 
+    validate.check_config(cfg)     # types, ranges, tracking URI, energy location
     model, algo, gemm, bench, energy = cfg.model, cfg.algo, cfg.gemm, cfg.bench, cfg.energy
     check_model_name(model.name)
     download = model.get("download", False)
@@ -174,6 +176,8 @@ def job_spec(cfg: DictConfig) -> JobSpec:
         measure_power_secs=float(energy.get("measure_power_secs") or 1),
         tracking_uri=str(cfg.tracking.uri), experiment=str(cfg.tracking.experiment), tuning=tuning,
         compression=compression)
+    memory.check_job(spec)        # the estimated peak against the free memory of the device or host
+    return spec
 
 
 def _tuning(node, runtime, quant: str):

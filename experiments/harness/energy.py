@@ -43,6 +43,18 @@ class EnergyResult:
         return self.emissions_kg * 1e6 / self.images if self.images else float("nan")
 
 
+class _Errors(logging.Handler):
+    """CodeCarbon reports trouble (an unknown country, a failed power reading) as ERROR log lines and
+    goes on with a default: collected here, they fail the measurement instead."""
+
+    def __init__(self):
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
 def _quiet_codecarbon() -> None:
     import codecarbon  # noqa: F401  (its import sets its logger to INFO)
     logging.getLogger("codecarbon").setLevel(logging.ERROR)
@@ -88,16 +100,24 @@ class EnergyMeter:
                 synchronize: Callable[[], None] = lambda: None) -> EnergyResult:
         """Call ``fn`` back to back for ``duration_s`` seconds under the tracker."""
         self.wait()
-        tracker = self._tracker()
-        tracker.start()
-        calls, start = 0, time.perf_counter()
-        while time.perf_counter() - start < duration_s:
-            fn()
-            calls += 1
-        synchronize()
-        elapsed = time.perf_counter() - start
-        emissions = tracker.stop()
+        errors = _Errors()
+        logger = logging.getLogger("codecarbon")
+        logger.addHandler(errors)
+        try:
+            tracker = self._tracker()
+            tracker.start()
+            calls, start = 0, time.perf_counter()
+            while time.perf_counter() - start < duration_s:
+                fn()
+                calls += 1
+            synchronize()
+            elapsed = time.perf_counter() - start
+            emissions = tracker.stop()
+        finally:
+            logger.removeHandler(errors)
         data = tracker.final_emissions_data
+        if errors.messages:
+            raise RuntimeError(f"CodeCarbon: {errors.messages[0].strip()}")
         if emissions is None or data is None:
             raise RuntimeError("CodeCarbon returned no measurement (see its log for why)")
         return EnergyResult(float(data.energy_consumed), float(emissions), calls, calls * batch_size,

@@ -194,6 +194,7 @@ def _run_logged(cfg, spec: JobSpec | None, config_error, name: str, context: Job
     tags = {c.T_RUN_KIND: "job", c.T_STATUS: "running", c.T_JOB_NAME: name}
     if state is not None:
         tags[c.T_SWEEP_ID] = state.sweep_id
+        tags[c.T_JOB_NUM] = context.num
     if context.device is not None:
         tags[c.T_VISIBLE_DEVICES] = context.device
     from experiments.tracking.provenance import provenance_tags
@@ -260,7 +261,8 @@ def _log_result(run: outbox.RunRecord, cfg, spec, outcome: JobOutcome, metrics, 
     if outcome.device:
         tags[c.T_DEVICE] = outcome.device
     if spec is not None:
-        tags[c.T_ENERGY_MODE] = outcome.energy.mode if outcome.energy is not None else "off"
+        tags[c.T_ENERGY_MODE] = outcome.energy.mode if outcome.energy is not None else \
+            "failed" if outcome.energy_error else "off"
         if outcome.energy_error:
             tags[c.T_ENERGY_ERROR] = outcome.energy_error
         if outcome.tuning is not None and outcome.tuning.best_single is not None:

@@ -31,6 +31,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from hydra.errors import HydraException
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
@@ -42,6 +43,7 @@ from experiments.tracking.retry import DEFAULT_RETRY_S
 from . import naming
 from . import summary as comparison
 from .errors import ConfigError
+from .validate import check_launcher, hydra_error_message
 
 SWEEP_ID_ENV = "CONVBENCH_SWEEP_ID"
 STATE_DIR = ".convbench"
@@ -219,13 +221,15 @@ class SweepCallback(Callback):
         try:
             self._state = self._start(config)
         except Exception as exc:   # bad input, a composition error, an unreachable store
-            text = str(exc) if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}"
+            text = str(exc) if isinstance(exc, ConfigError) else hydra_error_message(exc) \
+                if isinstance(exc, HydraException) else f"{type(exc).__name__}: {exc}"
             print(f"convbench: {text}", file=sys.stderr)
             raise SystemExit(EXIT_CONFIG_ERROR) from None
 
     def _start(self, config: DictConfig) -> "SweepState":
         reset_summary()
         started = time.perf_counter()
+        check_launcher(config)
         job_overrides = plan_overrides(config)
         plan = check_jobs(config, job_overrides) if job_overrides is not None else []
         sweep_dir = Path(str(config.hydra.sweep.dir))
@@ -253,6 +257,9 @@ class SweepCallback(Callback):
                   f"by processes of this host that are gone", flush=True)
         state.save()
         _hand_to_jobs(config, sweep_id)
+        if str(config.hydra.launcher.get("_target_", "")).endswith(".SlurmLauncher"):
+            from . import slurm   # submitit: only SLURM sweeps need it
+            slurm.install(state)
         _open_sweeps[state.parent_run_id] = state
         skipped = sum(job["duplicate_of"] is not None for job in plan)
         jobs = f"{state.total} jobs" if state.total is not None else "jobs"

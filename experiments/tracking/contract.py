@@ -115,9 +115,10 @@ T_GIT_SHA = "git_sha"
 T_GIT_DIRTY = "git_dirty"
 T_KERNEL_HASH = "kernel_hash"
 T_SWEEP_ID = "sweep_id"
-T_ENERGY_MODE = "energy_mode"   # rapl | nvml | estimated | off
+T_ENERGY_MODE = "energy_mode"   # rapl | nvml | estimated | off | failed (energy metrics not logged)
 T_VERSION_PREFIX = "version."   # version.torch, version.cupy, version.mlflow, ...
 T_RUN_KIND = "run_kind"         # parent | job
+T_JOB_NUM = "job_num"           # a sweep's job: its number (hydra.job.num), how the sweep finds its run
 T_BEST_SINGLE = "best_single"   # algo=auto: the best single candidate, e.g. im2col/blocked-t16/fp32
 T_BASELINE = "baseline"         # what baseline_latency_ms measured: pytorch fp32 | pytorch fp16
 T_EVAL_DATA = "eval_data"       # the evaluation images of the fidelity metrics (digits test split, ...)

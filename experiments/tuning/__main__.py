@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from .autotune import REPO_ROOT, TuningSpec
-from .database import TuningDatabase
+from .database import ForeignDatabaseError, TuningDatabase
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,7 +23,12 @@ def main(argv: list[str] | None = None) -> int:
     if not path.is_file():
         print(f"no tuning database at {path}", file=sys.stderr)
         return 1
-    with TuningDatabase(path) as db:
+    try:
+        db = TuningDatabase(path, read_only=not args.prune_stale)
+    except ForeignDatabaseError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    with db:
         if args.prune_stale:
             from experiments.runtime.sources import kernel_source_hash
             current = kernel_source_hash()

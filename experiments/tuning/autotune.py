@@ -155,15 +155,22 @@ def candidates_for(runtime, spec: TuningSpec, sparse: bool = True) -> list[Varia
 # --- keys -------------------------------------------------------------------------------------
 
 def device_label(runtime) -> str:
-    """The device of the key: the GPU's name; for CPU runtimes the CPU's and the usable cores."""
+    """The device of the key: the GPU's name; for CPU runtimes the CPU's and the threads the job computes
+    with (torch's, which follow OMP_NUM_THREADS: a Ray task or a SLURM job gets the cores it was given,
+    not the host's)."""
     name = runtime.device_name()
     if runtime.is_gpu:
         return name
+    return f"{name} [{compute_threads()} threads]"
+
+
+def compute_threads() -> int:
+    """Threads a CPU job computes with: torch's intra-op threads, at most the cores this process may use."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:
         cores = os.cpu_count() or 1
-    return f"{name} [{cores} cores]"
+    return max(1, min(cores, torch.get_num_threads()))
 
 
 def runtime_label(runtime) -> str:

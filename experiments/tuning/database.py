@@ -10,7 +10,7 @@ not give across machines) it uses the rollback journal, whose file locks they do
 An entry's key is everything that changes what the measurement means:
 
     device       the device the layer ran on (GPU model; for CPU runtimes the CPU model and
-                 the number of cores the job may use)
+                 the threads the job computes with)
     runtime      backend and runtime kind: gpu/cuda, gpu/hip, emulator/emulated, numpy/cpu
     kernel_hash  experiments.runtime.sources.kernel_source_hash() for runtimes that run the
                  kernels of hip/ (any edit of a kernel source changes it, so entries measured
@@ -24,6 +24,13 @@ An entry's key is everything that changes what the measurement means:
 
 The value: the choice and the runner-up with their medians, and every candidate's result
 (median, samples, the round it was dropped in, or why it failed), as JSON.
+
+A file convbench did not create is never written: a new database is built beside its path and
+linked into place whole (so no process ever sees half a schema), and an existing file is opened
+read-only first and used only when it carries convbench's application id (or, from before the id,
+exactly its table) and schema version. Anything else, another program's database, a corrupt file,
+an older schema, is refused with its path named. ``read_only=True`` (the listing, snapshots)
+opens with SQLite's ``mode=ro`` and changes nothing.
 """
 from __future__ import annotations
 
@@ -37,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 SCHEMA_VERSION = 1
+APPLICATION_ID = 0x43564254     # "CVBT" in the SQLite header: this file is a convbench tuning database
 BUSY_TIMEOUT_S = 120.0          # a writer waits this long for the lock before giving up
 NETWORK_FILESYSTEMS = frozenset({"nfs", "nfs4", "lustre", "gpfs", "cifs", "smb3", "smbfs", "beegfs",
                                  "fuse.sshfs", "afs", "ceph", "fuse.ceph", "panfs", "fuse.glusterfs"})
@@ -60,6 +68,57 @@ CREATE TABLE IF NOT EXISTS tuning (
     PRIMARY KEY (device, runtime, kernel_hash, shape, dtype, batch, candidates)
 )
 """
+
+
+class ForeignDatabaseError(ValueError):
+    """A file at the tuning database's path that convbench did not create, or cannot read."""
+
+
+_COLUMNS = ("device", "runtime", "kernel_hash", "shape", "dtype", "batch", "candidates", "choice", "choice_s",
+            "runner_up", "runner_up_s", "results", "created", "host")
+
+
+def check_ours(path: Path) -> None:
+    """Raise ForeignDatabaseError unless ``path`` is a tuning database of this convbench (read-only look)."""
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise ForeignDatabaseError(f"tuning.db={str(path)!r} cannot be opened ({exc}); point tuning.db at a "
+                                   f"new file") from None
+    try:
+        application_id, version = (db.execute(f"PRAGMA {p}").fetchone()[0] for p in ("application_id",
+                                                                                        "user_version"))
+        tables = [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        columns = tuple(row[1] for row in db.execute("PRAGMA table_info(tuning)"))
+    except sqlite3.DatabaseError as exc:   # not a database, or a damaged one
+        raise ForeignDatabaseError(f"tuning.db={str(path)!r} is not a readable SQLite database ({exc}); "
+                                   f"convbench leaves it as it is: point tuning.db at a new file") from None
+    finally:
+        db.close()
+    legacy = application_id == 0 and tables == ["tuning"] and columns == _COLUMNS   # before the id existed
+    if application_id != APPLICATION_ID and not legacy:
+        raise ForeignDatabaseError(f"tuning.db={str(path)!r} is not a convbench tuning database (tables: "
+                                   f"{', '.join(tables) or 'none'}); convbench does not write to files it did "
+                                   f"not create: point tuning.db at a new file")
+    if version != SCHEMA_VERSION:
+        raise ForeignDatabaseError(f"tuning.db={str(path)!r}: tuning database schema version {version}, this "
+                                   f"convbench reads version {SCHEMA_VERSION}; point tuning.db at a new file")
+
+
+def _create(path: Path) -> None:
+    """Build the empty database beside ``path`` and link it into place; a concurrent creator's file wins."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.new")
+    try:
+        db = sqlite3.connect(str(tmp), isolation_level=None)
+        db.execute(_SCHEMA)
+        db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        db.close()
+        os.link(tmp, path)    # fails when the path exists: a file there is never replaced
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)
@@ -117,32 +176,31 @@ def on_network_filesystem(path: str | Path, mounts: str | Path = "/proc/mounts")
 
 
 class TuningDatabase:
-    """``TuningDatabase(path)``: open (creating it and its directory if needed) a tuning file.
+    """``TuningDatabase(path)``: open a tuning file, creating it (and its directory) when there is none.
 
     Safe to use from many processes at once; one connection per instance, used by one thread.
+    ``read_only``: open an existing file without changing it (SQLite's mode=ro).
     """
 
-    def __init__(self, path: str | Path, journal_mode: str = "auto", timeout_s: float = BUSY_TIMEOUT_S):
+    def __init__(self, path: str | Path, journal_mode: str = "auto", timeout_s: float = BUSY_TIMEOUT_S,
+                 read_only: bool = False):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         if journal_mode == "auto":
             journal_mode = "delete" if on_network_filesystem(self.path.parent) else "wal"
         if journal_mode not in ("wal", "delete"):
             raise ValueError(f"journal_mode={journal_mode!r}; valid: auto, wal, delete")
         self.journal_mode = journal_mode
+        if not read_only and not self.path.exists():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            _create(self.path)
+        check_ours(self.path)
         # autocommit mode (isolation_level None): transactions are the explicit BEGINs below
-        self._db = sqlite3.connect(str(self.path), timeout=timeout_s, isolation_level=None)
+        target = f"{self.path.resolve().as_uri()}?mode=ro" if read_only else str(self.path)
+        self._db = sqlite3.connect(target, uri=read_only, timeout=timeout_s, isolation_level=None)
         self._db.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
-        self._db.execute(f"PRAGMA journal_mode = {journal_mode}")   # persistent for wal; per connection else
-        self._db.execute("PRAGMA synchronous = NORMAL" if journal_mode == "wal" else "PRAGMA synchronous = FULL")
-        with self._transaction():
-            self._db.execute(_SCHEMA)
-            version = self._db.execute("PRAGMA user_version").fetchone()[0]
-            if version == 0:
-                self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            elif version != SCHEMA_VERSION:
-                raise RuntimeError(f"{self.path}: tuning database schema version {version}, this convbench "
-                                   f"reads version {SCHEMA_VERSION}; point tuning.db at a new file")
+        if not read_only:
+            self._db.execute(f"PRAGMA journal_mode = {journal_mode}")   # persistent for wal; per connection else
+            self._db.execute("PRAGMA synchronous = NORMAL" if journal_mode == "wal" else "PRAGMA synchronous = FULL")
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:

@@ -1,0 +1,119 @@
+"""A job's peak memory, estimated before any work, against what its device or host has free.
+
+The model is built on PyTorch's meta device (shapes, no storage) and run once on a meta batch of
+the job's size: that gives every layer's activation and every conv layer's geometry, hence the
+workspace of the job's algorithm, without allocating anything. The job then holds at once:
+
+    weights      the fp32 model, our swapped copy with its prepared filters (2x) and the float64
+                 reference (2x): 5x the fp32 parameters (6x when pruned or quantized: the dense model stays)
+    activations  every conv layer's captured input (fp32), and the largest activation through the
+                 fp32 and float64 forwards (input and output of one layer in each: 6x the largest)
+    workspace    the largest layer's workspace and output for the job's algorithm(s)
+
+Activations and workspace grow with the batch, so a refusal also says the largest batch that fits.
+An estimate, not a measurement: it refuses what cannot fit, it does not promise what will.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+from torch import nn
+
+from experiments.conv import memory as conv_memory
+from experiments.conv.memory import gib
+
+from .errors import ConfigError
+
+FLOAT32 = 4
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    weights_bytes: int
+    activation_bytes: int
+    workspace_bytes: int
+    workspace_layer: str
+
+    @property
+    def peak_bytes(self) -> int:
+        return self.weights_bytes + self.activation_bytes + self.workspace_bytes
+
+
+def _meta_model(name: str) -> nn.Module:
+    from experiments.compress.digits import NAME as DIGITS, DigitsCNN
+    from experiments.torchvision_compat import torchvision
+    with torch.device("meta"):
+        return DigitsCNN() if name == DIGITS else torchvision.models.get_model(name, weights=None)
+
+
+@lru_cache(maxsize=256)
+def estimate(model: str, batch: int, input_size: tuple[int, int], algos: tuple[str, ...],
+             compressed: bool = False) -> MemoryEstimate | None:
+    """The job's peak by the accounting above; None when the model cannot run on the meta device."""
+    from experiments.compress.digits import CHANNELS, NAME as DIGITS
+
+    from .job import conv_geometry, conv_layers
+
+    net = _meta_model(model).eval()
+    outputs, conv_inputs, workspace = [0], [0], [0, ""]
+
+    def record_output(module, args, output):
+        if isinstance(output, torch.Tensor):
+            outputs.append(output.numel() * FLOAT32)
+
+    def record_conv(name):
+        def hook(module, args):
+            x = args[0]
+            conv_inputs.append(x.numel() * FLOAT32)
+            g = conv_geometry(module, x.shape)
+            need = max(conv_memory.peak_bytes(g, algo) for algo in algos)
+            if need > workspace[0]:
+                workspace[:] = [need, name]
+        return hook
+
+    hooks = [m.register_forward_hook(record_output) for m in net.modules() if not list(m.children())]
+    hooks += [conv.register_forward_pre_hook(record_conv(name)) for name, conv in conv_layers(net)]
+    channels = CHANNELS if model == DIGITS else 3
+    try:
+        with torch.no_grad():
+            net(torch.empty(batch, channels, *input_size, device="meta"))
+    except Exception:   # an operation without a meta kernel: no estimate rather than a wrong one
+        return None
+    finally:
+        for hook in hooks:
+            hook.remove()
+    weights = sum(p.numel() for p in net.parameters()) * FLOAT32
+    input_bytes = batch * channels * input_size[0] * input_size[1] * FLOAT32
+    return MemoryEstimate(weights * (6 if compressed else 5),
+                          sum(conv_inputs) + 6 * max(max(outputs), input_bytes), workspace[0], workspace[1])
+
+
+def job_algorithms(spec) -> tuple[str, ...]:
+    """The algorithms whose workspace the job allocates (algo=auto: every candidate's)."""
+    if spec.algo == "auto":
+        return tuple(spec.tuning.algos)
+    return ("pytorch",) if spec.algo == "pytorch" else (spec.algo,)
+
+
+def check_job(spec) -> None:
+    """ConfigError when the job's estimated peak exceeds the free memory of where it runs."""
+    found = estimate(spec.model, spec.batch_size, tuple(spec.input_size), job_algorithms(spec), spec.compressed)
+    if found is None:
+        return
+    free, where = conv_memory.free_bytes(spec.runtime)
+    if found.peak_bytes <= free:
+        return
+    per_image = (found.activation_bytes + found.workspace_bytes) / spec.batch_size
+    fits = int((free - found.weights_bytes) // per_image) if per_image else 0
+    need = (f"{spec.name} at {spec.input_size[0]}x{spec.input_size[1]} needs about {gib(found.peak_bytes)} at its "
+            f"peak (weights {gib(found.weights_bytes)}, activations {gib(found.activation_bytes)}, largest workspace "
+            f"{gib(found.workspace_bytes)} in {found.workspace_layer or 'no layer'}) but {where} has {gib(free)} free")
+    if fits >= 1:
+        raise ConfigError(f"model.batch_size={spec.batch_size}: {need}; the largest batch that fits is about {fits}")
+    fitting = [algo for algo in ("pytorch", "im2col", "kn2row", "scalar")
+               if (other := estimate(spec.model, spec.batch_size, tuple(spec.input_size), (algo,), spec.compressed))
+               is not None and other.peak_bytes <= free]
+    raise ConfigError(f"algo={spec.algo}: {need}; algorithms that fit at this batch: "
+                      f"{', '.join(fitting) or 'none (use a smaller model.input_size)'}")
