@@ -13,7 +13,7 @@ import pytest
 
 from analysis.report import main
 from analysis.store import NoRunsError, StoreUnreachableError
-from tests.report_fixtures import SyntheticStore, sparse_store
+from tests.report_fixtures import SyntheticStore, sparse_store, timing
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -76,3 +76,41 @@ def test_older_runs_without_spread_energy_or_layers_still_report(tmp_path):
     assert "`latency_p90_ms` was not logged by these runs" in markdown
     assert "Pruning" not in markdown and "Quantization" not in markdown
     assert "Per-layer" not in markdown and "Roofline" not in markdown
+
+
+@pytest.mark.parametrize("uri,named", [("foo://bar", "unknown scheme 'foo://'"), ("file:///tmp/mlruns", "file store"),
+                                       ("", "is empty")])
+def test_a_uri_no_store_can_be_read_from_exits_2_with_one_message(tmp_path, capsys, uri, named):
+    code = main(["--tracking-uri", uri, "--out", str(tmp_path / "reports")])
+    err = capsys.readouterr().err
+    assert code == 2 and named in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("content,named", [(b"SQLite format 3\x00" + bytes(range(256)) * 16, "not a readable SQLite"),
+                                           (None, "not an MLflow store (tables: invoices)")])
+def test_a_corrupt_or_foreign_sqlite_file_exits_2_and_is_left_untouched(tmp_path, capsys, content, named):
+    import hashlib
+    import sqlite3
+    db = tmp_path / "store.db"
+    if content is None:
+        with sqlite3.connect(db) as connection:
+            connection.execute("CREATE TABLE invoices (id INTEGER)")
+        connection.close()
+    else:
+        db.write_bytes(content)
+    before = hashlib.sha256(db.read_bytes()).hexdigest()
+    code = main(["--tracking-uri", f"sqlite:///{db}", "--out", str(tmp_path / "reports")])
+    err = capsys.readouterr().err
+    assert code == 2 and named in err and str(db) in err and "Traceback" not in err
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == before
+
+
+def test_header_counts_the_unfinished_runs_its_notes_skip(tmp_path):
+    store = sparse_store(tmp_path)
+    crashed = store.job("kn2row", "vendor", status="running", metrics=timing(4.0, spread=False))
+    store.client.update_run(crashed, status="RUNNING")     # a job that died before logging its result
+    out = tmp_path / "reports"
+    assert main(["--tracking-uri", store.uri, "--out", str(out)]) == 0
+    markdown = (out / "report.md").read_text()
+    assert "3 job runs (2 ok, 0 failed, 1 unfinished)" in markdown
+    assert "1 unfinished run(s) were skipped" in markdown
