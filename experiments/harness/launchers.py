@@ -43,11 +43,6 @@ OmegaConf.register_new_resolver("convbench_ray_node_ip", ray_node_ip, replace=Tr
 
 def check_ray(launcher: DictConfig) -> None:
     """Refuse at once what Ray would wait for forever: more GPUs per job than a local Ray has."""
-    try:
-        import hydra_plugins.hydra_ray_launcher  # noqa: F401
-    except ImportError:
-        raise ConfigError("hydra/launcher=ray needs the Ray launcher, which `make setup` does not install: "
-                          "`make setup-ray` (conf/hydra/launcher/ray.yaml says what it installs)") from None
     ray = launcher.get("ray") or {}
     remote = ray.get("remote") or {}
     address = (ray.get("init") or {}).get("address")
@@ -60,3 +55,8 @@ def check_ray(launcher: DictConfig) -> None:
         raise ConfigError(f"hydra.launcher.ray.remote.num_gpus={wanted}: this machine (a local Ray) has "
                           f"{local_gpus()} GPUs, so Ray would wait forever; use 0, or the preset's default "
                           f"${{convbench_gpus_per_job:}} (a GPU per job when there is one)")
+    try:
+        import hydra_plugins.hydra_ray_launcher  # noqa: F401
+    except ImportError:
+        raise ConfigError("hydra/launcher=ray needs the Ray launcher, which `make setup` does not install: "
+                          "`make setup-ray` (conf/hydra/launcher/ray.yaml says what it installs)") from None
