@@ -81,7 +81,8 @@ def test_a_sweep_lands_every_run_and_a_cancelled_job_is_recorded_killed(tmp_path
 @pytest.mark.slow   # the shortest SLURM time limit is a minute
 def test_a_job_past_its_time_limit_is_recorded_killed(tmp_path):
     with single_node_slurm(tmp_path / "cluster") as env:
-        code, out, store = _sweep(tmp_path, env, ["hydra.launcher.timeout_min=1", "bench.model.min_time_s=0.01,300",
+        code, out, store = _sweep(tmp_path, env, ["hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=10",
+                                                  "bench.model.min_time_s=0.01,300",
                                                   "bench.model.max_time_s=600"])
     assert code == 1 and "Traceback" not in out
     runs = {num: (run_id, status) for run_id, status, num in _runs(store)}

@@ -11,7 +11,8 @@ the jobs of an array:
   (which remembers finished jobs for MinJobAge, 300 s by default) where it does not;
 - ``RecordedSlurmJob`` turns a job that ended without a result (``scancel``, its time limit, a
   node failure) into a failed job of the sweep: its MLflow run is closed KILLED with SLURM's state
-  as the reason, its result file says so, and the sweep goes on to the next job.
+  as the reason, its result file says so, and the sweep goes on to the next job. A job that
+  submitit stopped at SLURM's time-limit warning (it logs itself failed) is closed KILLED too.
 """
 from __future__ import annotations
 
@@ -25,6 +26,9 @@ from submitit.slurm import slurm as submitit_slurm
 from experiments.tracking import contract
 from experiments.tracking import mlflow_log as mlf
 
+# submitit's handler of SLURM's warning signal (USR2, signal_delay_s before the time limit) raises this in
+# the job, which the job logs as its error: the job did not fail, its time ran out
+SUBMITIT_TIMED_OUT = "Job not requeued because: timed-out"
 KILLED_STATES = ("CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED", "OUT_OF_MEMORY", "DEADLINE", "BOOT_FAIL")
 
 
@@ -62,12 +66,16 @@ class RecordedSlurmJob(_SUBMITIT_JOB):
 
     def results(self):
         try:
-            return super().results()
+            returned = super().results()
         except UncompletedJobError:
             report = record_killed(self, self.sweep_state)
             from hydra.core.utils import JobReturn, JobStatus
             return [JobReturn(overrides=list(self.submission().args[0]), status=JobStatus.COMPLETED,
                               _return_value=report)]
+        report = returned[0].return_value if returned and hasattr(returned[0], "return_value") else None
+        if getattr(report, "failed", False) and SUBMITIT_TIMED_OUT in report.error:
+            record_time_limit(self, report, self.sweep_state)
+        return returned
 
 
 def install(state) -> None:
@@ -104,6 +112,20 @@ def record_killed(job, state):
                                  "run_id": run_id})
     print(f"[convbench] job {num + 1} {report.name}: KILLED: {reason}", flush=True)
     return report
+
+
+def record_time_limit(job, report, state) -> None:
+    """A job stopped by submitit at SLURM's time-limit warning logged itself FAILED: it was KILLED."""
+    report.error = (f"SLURM job {job.job_id} ended by its time limit (hydra.launcher.timeout_min; submitit "
+                    f"stopped it at SLURM's warning signal)")
+    if state is not None and report.run_id:
+        mlf.log(state.tracking_uri, report.run_id, tags={contract.T_ERROR: report.error})
+        mlf.finish(state.tracking_uri, report.run_id, ok=False, status="KILLED")
+    if state is not None and report.num is not None:
+        state.write_result(report.num, {"num": report.num, "name": report.name, "status": report.status,
+                                        "error": report.error, "run_id": report.run_id})
+    print(f"[convbench] job {report.num + 1 if report.num is not None else '?'} {report.name}: KILLED: "
+          f"{report.error}", flush=True)
 
 
 def _open_runs(state, num: int):

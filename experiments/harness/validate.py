@@ -156,6 +156,11 @@ def check_launcher(config: DictConfig) -> None:
                               f"a negative one (-1: one per CPU core, -2: all but one...)")
     elif target.endswith("RayLauncher"):
         launchers.check_ray(launcher)
+    elif target.endswith("SlurmLauncher"):
+        timeout_min, delay_s = launcher.get("timeout_min"), launcher.get("signal_delay_s")
+        if isinstance(timeout_min, (int, float)) and isinstance(delay_s, (int, float)) and delay_s >= 60 * timeout_min:
+            raise ConfigError(f"hydra.launcher.signal_delay_s={delay_s}: SLURM would signal the jobs at their start "
+                              f"(timeout_min={timeout_min} is {60 * timeout_min:g} s); valid: under {60 * timeout_min:g}")
 
 
 def _first_line(text: str) -> str:
