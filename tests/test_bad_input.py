@@ -90,12 +90,16 @@ def test_run_py_exits_2_with_one_message_and_no_traceback(tmp_path, convbench, c
     assert not store.exists()                      # nothing was logged, not even a store created
 
 
-def test_joblib_n_jobs_zero_is_refused_before_the_parent_run(tmp_path, convbench, capsys):
+@pytest.mark.parametrize("launcher,named", [
+    (["hydra/launcher=joblib", "hydra.launcher.n_jobs=0"], "hydra.launcher.n_jobs=0: expected a positive int"),
+    (["hydra/launcher=submitit_slurm", "hydra.launcher.timeout_min=1"],
+     "hydra.launcher.signal_delay_s=120: SLURM would send its time-limit warning at the jobs' start"),
+])
+def test_launcher_settings_are_refused_before_the_parent_run(tmp_path, convbench, capsys, launcher, named):
     store = tmp_path / "m.db"
-    code = convbench("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=0", *BASE,
-                     f"tracking.uri=sqlite:///{store}", f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    code = convbench("-m", *launcher, *BASE, f"tracking.uri=sqlite:///{store}", f"hydra.sweep.dir={tmp_path / 'sweep'}")
     err = capsys.readouterr().err
-    assert code == 2 and "hydra.launcher.n_jobs=0: expected a positive int" in err and "Traceback" not in err
+    assert code == 2 and named in err and "Traceback" not in err
     assert not store.exists()
 
 

@@ -97,6 +97,8 @@ CASES = [
 SWEEP_ONLY = [
     ("joblib n_jobs zero", ["hydra/launcher=joblib", "hydra.launcher.n_jobs=0"]),
     ("joblib n_jobs text", ["hydra/launcher=joblib", "hydra.launcher.n_jobs=abc"]),
+    ("ray: a GPU per job, no GPU here", ["hydra/launcher=ray", "hydra.launcher.ray.remote.num_gpus=1"]),
+    ("slurm: warning signal after the time limit", ["hydra/launcher=submitit_slurm", "hydra.launcher.timeout_min=1"]),
     ("one bad value in a sweep", ["algo=im2col,im2coll"]),
     ("one bad batch in a sweep", ["model.batch_size=1,true"]),
 ]

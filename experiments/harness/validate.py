@@ -157,10 +157,10 @@ def check_launcher(config: DictConfig) -> None:
     elif target.endswith("RayLauncher"):
         launchers.check_ray(launcher)
     elif target.endswith("SlurmLauncher"):
-        timeout_min, delay_s = launcher.get("timeout_min"), launcher.get("signal_delay_s")
-        if isinstance(timeout_min, (int, float)) and isinstance(delay_s, (int, float)) and delay_s >= 60 * timeout_min:
-            raise ConfigError(f"hydra.launcher.signal_delay_s={delay_s}: SLURM would signal the jobs at their start "
-                              f"(timeout_min={timeout_min} is {60 * timeout_min:g} s); valid: under {60 * timeout_min:g}")
+        limit_s, delay_s = 60 * (launcher.get("timeout_min") or 0), launcher.get("signal_delay_s")
+        if limit_s and isinstance(delay_s, (int, float)) and delay_s >= limit_s:
+            raise ConfigError(f"hydra.launcher.signal_delay_s={delay_s}: SLURM would send its time-limit warning at "
+                              f"the jobs' start (timeout_min is {limit_s:g} s); valid: under {limit_s:g}")
 
 
 def _first_line(text: str) -> str:
