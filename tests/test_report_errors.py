@@ -87,7 +87,7 @@ def test_a_uri_no_store_can_be_read_from_exits_2_with_one_message(tmp_path, caps
 
 
 @pytest.mark.parametrize("content,named", [(b"SQLite format 3\x00" + bytes(range(256)) * 16, "not a readable SQLite"),
-                                           (None, "not an MLflow store (tables: invoices)")])
+                                           (None, "not an MLflow store (tables: invoices)")], ids=["corrupt", "foreign"])
 def test_a_corrupt_or_foreign_sqlite_file_exits_2_and_is_left_untouched(tmp_path, capsys, content, named):
     import hashlib
     import sqlite3

@@ -66,6 +66,9 @@ class RecordedSlurmJob(_SUBMITIT_JOB):
 
     def results(self):
         try:
+            self.wait()
+            if not self.paths.result_pickle.exists() and self.state.split()[0] in KILLED_STATES:
+                raise UncompletedJobError(self.state)   # no result is coming: no need to wait for one
             returned = super().results()
         except UncompletedJobError:
             report = record_killed(self, self.sweep_state)
