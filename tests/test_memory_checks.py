@@ -82,3 +82,34 @@ def test_vit_kn2row_job_names_the_algorithms_that_fit(free_gib):
     with pytest.raises(ConfigError, match=r"^algo=kn2row: vit_b_16/kn2row/vendor/fp32/dense .* "
                                           r"algorithms that fit at this batch: pytorch, im2col, scalar"):
         _spec(["model=resnet18", "model.name=vit_b_16", "algo=kn2row"])
+
+
+def test_on_a_gpu_the_device_memory_counts_with_cupys_free_pool():
+    """What a GPU job may still allocate: the device's free memory and the blocks CuPy's pool holds unused
+    (a stand-in for CuPy: no GPU here)."""
+    class Pool:
+        def free_bytes(self):
+            return 2 * GiB
+
+    class Cupy:
+        class cuda:
+            class runtime:
+                @staticmethod
+                def memGetInfo():
+                    return 6 * GiB, 80 * GiB
+
+        @staticmethod
+        def get_default_memory_pool():
+            return Pool()
+
+    class Gpu:
+        is_gpu, xp = True, Cupy
+
+        def device_name(self):
+            return "NVIDIA H100"
+
+    free, where = memory.free_bytes(Gpu())
+    assert free == 8 * GiB and where == "the GPU (NVIDIA H100)"
+    g = memory.ConvGeometry(1, 3, 768, 224, 224, 16, 16, (16, 16), (0, 0))
+    with pytest.raises(memory.WorkspaceTooLargeError, match=r"has 8 GiB free; algorithms that fit: im2col, scalar"):
+        memory.check_workspace(g, "kn2row", Gpu(), "conv_proj")
