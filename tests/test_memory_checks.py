@@ -9,7 +9,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from experiments import swap_conv2d
-from experiments.conv import conv2d, memory
+from experiments.conv import Variant, conv2d, memory
 from experiments.harness import memory as job_memory
 from experiments.harness.config import job_spec
 from experiments.harness.errors import ConfigError
@@ -67,9 +67,10 @@ def test_a_batch_beyond_free_memory_is_refused_with_both_numbers(free_gib):
 
 
 def test_the_estimate_grows_with_the_batch_and_the_algorithms_workspace():
-    one = job_memory.estimate("resnet18", 1, (224, 224), ("im2col",))
-    eight = job_memory.estimate("resnet18", 8, (224, 224), ("im2col",))
-    scalar = job_memory.estimate("resnet18", 8, (224, 224), ("scalar",))
+    im2col, scalar = Variant.of("im2col", "vendor"), Variant.of("scalar")
+    one = job_memory.estimate("resnet18", 1, (224, 224), (im2col,))
+    eight = job_memory.estimate("resnet18", 8, (224, 224), (im2col,))
+    scalar = job_memory.estimate("resnet18", 8, (224, 224), (scalar,))
     assert one.weights_bytes == eight.weights_bytes == 5 * 4 * 11_689_512    # resnet18's parameters, 5 copies
     assert eight.activation_bytes == 8 * one.activation_bytes
     # im2col's largest workspace: conv1, 3*7*7 x 112*112 columns per image, and its output
@@ -112,4 +113,4 @@ def test_on_a_gpu_the_device_memory_counts_with_cupys_free_pool():
     assert free == 8 * GiB and where == "the GPU (NVIDIA H100)"
     g = memory.ConvGeometry(1, 3, 768, 224, 224, 16, 16, (16, 16), (0, 0))
     with pytest.raises(memory.WorkspaceTooLargeError, match=r"has 8 GiB free; algorithms that fit: im2col, scalar"):
-        memory.check_workspace(g, "kn2row", Gpu(), "conv_proj")
+        memory.check_workspace(g, Variant.of("kn2row", "vendor"), Gpu(), "conv_proj")

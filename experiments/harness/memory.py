@@ -23,6 +23,7 @@ from torch import nn
 
 from experiments.conv import memory as conv_memory
 from experiments.conv.memory import gib
+from experiments.conv.variant import ALGORITHMS, Variant
 
 from .errors import ConfigError
 
@@ -49,7 +50,7 @@ def _meta_model(name: str) -> nn.Module:
 
 
 @lru_cache(maxsize=256)
-def estimate(model: str, batch: int, input_size: tuple[int, int], algos: tuple[str, ...],
+def estimate(model: str, batch: int, input_size: tuple[int, int], variants: tuple[Variant, ...],
              compressed: bool = False) -> MemoryEstimate | None:
     """The job's peak by the accounting above; None when the model cannot run on the meta device."""
     from experiments.compress.digits import CHANNELS, NAME as DIGITS
@@ -68,7 +69,7 @@ def estimate(model: str, batch: int, input_size: tuple[int, int], algos: tuple[s
             x = args[0]
             conv_inputs.append(x.numel() * FLOAT32)
             g = conv_geometry(module, x.shape)
-            need = max(conv_memory.peak_bytes(g, algo) for algo in algos)
+            need = max(conv_memory.peak_bytes(g, variant) for variant in variants)
             if need > workspace[0]:
                 workspace[:] = [need, name]
         return hook
@@ -90,16 +91,16 @@ def estimate(model: str, batch: int, input_size: tuple[int, int], algos: tuple[s
                           sum(conv_inputs) + 6 * max(max(outputs), input_bytes), workspace[0], workspace[1])
 
 
-def job_algorithms(spec) -> tuple[str, ...]:
-    """The algorithms whose workspace the job allocates (algo=auto: every candidate's)."""
+def job_variants(spec) -> tuple[Variant, ...]:
+    """The variants whose workspace the job allocates (algo=auto: every candidate algorithm's)."""
     if spec.algo == "auto":
-        return tuple(spec.tuning.algos)
-    return ("pytorch",) if spec.algo == "pytorch" else (spec.algo,)
+        return tuple(Variant.of(algo, "vendor") for algo in spec.tuning.algos)
+    return (spec.variant,)
 
 
 def check_job(spec) -> None:
     """ConfigError when the job's estimated peak exceeds the free memory of where it runs."""
-    found = estimate(spec.model, spec.batch_size, tuple(spec.input_size), job_algorithms(spec), spec.compressed)
+    found = estimate(spec.model, spec.batch_size, tuple(spec.input_size), job_variants(spec), spec.compressed)
     if found is None:
         return
     free, where = conv_memory.free_bytes(spec.runtime)
@@ -112,8 +113,9 @@ def check_job(spec) -> None:
             f"{gib(found.workspace_bytes)} in {found.workspace_layer or 'no layer'}) but {where} has {gib(free)} free")
     if fits >= 1:
         raise ConfigError(f"model.batch_size={spec.batch_size}: {need}; the largest batch that fits is about {fits}")
-    fitting = [algo for algo in ("pytorch", "im2col", "kn2row", "scalar")
-               if (other := estimate(spec.model, spec.batch_size, tuple(spec.input_size), (algo,), spec.compressed))
-               is not None and other.peak_bytes <= free]
+    fitting = [algo for algo in ("pytorch", *ALGORITHMS)
+               if (other := estimate(spec.model, spec.batch_size, tuple(spec.input_size),
+                                     (Variant.of(algo, spec.variant.gemm or "vendor", dtype=spec.quant),),
+                                     spec.compressed)) is not None and other.peak_bytes <= free]
     raise ConfigError(f"algo={spec.algo}: {need}; algorithms that fit at this batch: "
                       f"{', '.join(fitting) or 'none (use a smaller model.input_size)'}")

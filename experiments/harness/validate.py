@@ -24,6 +24,7 @@ from . import launchers   # registers the resolvers of conf/hydra/launcher/ befo
 from .errors import ConfigError
 
 EXIT_BAD_INPUT = 2
+BASE_PRESET = "base"     # what a group's presets inherit (conf/model/base.yaml...), not a choice of its own
 
 
 def _int(minimum):
@@ -172,7 +173,8 @@ def hydra_error_message(exc: BaseException) -> str:
     from hydra.errors import MissingConfigException, OverrideParseException
     if isinstance(exc, MissingConfigException) and exc.missing_cfg_file and exc.options is not None:
         group, _, choice = exc.missing_cfg_file.rpartition("/")
-        return f"{group}={choice!r} is not a choice of {group}; valid: {', '.join(exc.options)}"
+        options = [o for o in exc.options if o != BASE_PRESET]
+        return f"{group}={choice!r} is not a choice of {group}; valid: {', '.join(options)}"
     cause = exc.__cause__
     key = getattr(cause, "full_key", None)
     if key:
