@@ -77,6 +77,8 @@ def test_a_password_in_a_refused_uri_is_not_repeated():
     (["seed=abc"], "seed='abc' (str): expected an int"),
     (["model.batch_size=true"], "model.batch_size=True (bool): expected an int >= 1"),
     (["tracking.uri=sqlite:////nonexistent/dir/mlflow.db"], "the directory /nonexistent/dir does not exist"),
+    (["model=resnet18", "model.batch_size=100000"],            # about 3,600 GiB: no machine has it free
+     "model.batch_size=100000: resnet18/im2col/vendor/fp32/dense at 224x224 needs about"),
 ])
 def test_run_py_exits_2_with_one_message_and_no_traceback(tmp_path, convbench, capsys, mode, overrides, named):
     store = tmp_path / "m.db"

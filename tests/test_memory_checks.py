@@ -51,7 +51,9 @@ def test_swap_conv2d_names_the_layer(free_gib):
 def _spec(overrides):
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=["bench=smoke", "energy=off", "backend=numpy", *overrides])
-    return job_spec(cfg)
+    spec = job_spec(cfg)
+    job_memory.check_job(spec)     # what run.py and the sweep check do after job_spec
+    return spec
 
 
 def test_a_batch_beyond_free_memory_is_refused_with_both_numbers(free_gib):

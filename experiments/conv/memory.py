@@ -40,12 +40,16 @@ def host_free_bytes() -> int:
     return max(0, free)
 
 
-def free_bytes(runtime) -> tuple[int, str]:
-    """(bytes free, where) for the memory the runtime's arrays live in: the GPU's or the host's."""
+def free_bytes(runtime) -> tuple[int | None, str]:
+    """(bytes free, where) for the memory the runtime's arrays live in: the GPU's or the host's; None when
+    the device cannot say (then nothing is refused on a guess)."""
     if runtime.is_gpu:
         cupy = runtime.xp
-        free, _total = cupy.cuda.runtime.memGetInfo()
-        return free + cupy.get_default_memory_pool().free_bytes(), f"the GPU ({runtime.device_name()})"
+        try:
+            free, _total = cupy.cuda.runtime.memGetInfo()
+            return free + cupy.get_default_memory_pool().free_bytes(), f"the GPU ({runtime.device_name()})"
+        except Exception:   # no driver answer (CuPy's CUDARuntimeError, a stand-in array module)
+            return None, "the GPU"
     return host_free_bytes(), "the host"
 
 
@@ -60,7 +64,7 @@ def check_workspace(g: ConvGeometry, variant: Variant, runtime, layer: str = "")
     if need <= 4 * g.batch * g.out_channels * g.out_h * g.out_w:   # no workspace: nothing to check
         return
     free, where = free_bytes(runtime)
-    if need <= free:
+    if free is None or need <= free:
         return
     fitting = [algo for algo in ALGORITHMS
                if peak_bytes(g, Variant.of(algo, variant.gemm or "vendor", dtype=variant.dtype)) <= free]

@@ -20,7 +20,7 @@ from experiments.tracking.retry import DEFAULT_RETRY_S, retry_seconds
 
 from experiments.compress.prune import KINDS as PRUNE_KINDS
 
-from . import memory, validate
+from . import validate
 from .errors import ConfigError
 from .models import check_model_name, input_hw, resolve_weights
 from .timing import CACHE_MODES, Protocol
@@ -176,8 +176,6 @@ def job_spec(cfg: DictConfig) -> JobSpec:
         measure_power_secs=float(energy.get("measure_power_secs") or 1),
         tracking_uri=str(cfg.tracking.uri), experiment=str(cfg.tracking.experiment), tuning=tuning,
         compression=compression)
-    memory.check_job(spec)        # the estimated peak against the free memory of the device or host
-    return spec
 
 
 def _tuning(node, runtime, quant: str):

@@ -104,7 +104,7 @@ def check_job(spec) -> None:
     if found is None:
         return
     free, where = conv_memory.free_bytes(spec.runtime)
-    if found.peak_bytes <= free:
+    if free is None or found.peak_bytes <= free:
         return
     per_image = (found.activation_bytes + found.workspace_bytes) / spec.batch_size
     fits = int((free - found.weights_bytes) // per_image) if per_image else 0

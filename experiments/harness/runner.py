@@ -26,7 +26,7 @@ from experiments.tracking import mlflow_log as mlf
 from experiments.tracking import outbox, stale
 from experiments.tracking.retry import DEFAULT_RETRY_S, retry_seconds, short
 
-from . import devices, isolation, signals, sweep
+from . import devices, isolation, memory, signals, sweep
 from .artifacts import write_artifacts
 from .config import JobSpec, job_spec
 from .console import progress_bar, summary_text
@@ -133,6 +133,7 @@ def run_job(cfg: DictConfig) -> JobReport:
 def _checked_and_logged(cfg: DictConfig, context: JobContext, started: float) -> JobReport:
     try:
         spec, config_error = job_spec(cfg), None
+        memory.check_job(spec)      # the estimated peak against the free memory of the device or host
     except ConfigError as exc:
         if not context.in_sweep:    # bad input of a single run: a clear error before any work
             print(f"convbench: {exc}", file=sys.stderr)

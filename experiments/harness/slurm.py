@@ -95,7 +95,7 @@ def _slurm_reason(job) -> str:
 
 def record_killed(job, state):
     """Close the job's MLflow run as KILLED with SLURM's reason; write its result to the sweep state."""
-    from .runner import STATUS_FAILED, JobReport
+    from .results import STATUS_FAILED, JobReport
     deadline = time.monotonic() + 30      # squeue may take a poll to show the final state
     while job.watcher.get_state(job.job_id, mode="force").split()[0] not in KILLED_STATES + ("COMPLETED", "FAILED") \
             and time.monotonic() < deadline:

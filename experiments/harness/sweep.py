@@ -185,6 +185,7 @@ def check_jobs(config: DictConfig, job_overrides: list[list[str]]) -> list[dict]
     from hydra.core.global_hydra import GlobalHydra
 
     from .config import job_spec
+    from .memory import check_job
 
     loader = GlobalHydra.instance().config_loader()
     plan, errors, seen = [], {}, {}
@@ -192,6 +193,7 @@ def check_jobs(config: DictConfig, job_overrides: list[list[str]]) -> list[dict]
         job_cfg = loader.load_sweep_config(config, list(overrides))
         try:
             spec = job_spec(job_cfg)
+            check_job(spec)
         except ConfigError as exc:
             errors.setdefault(str(exc), []).append(f"#{num} {' '.join(overrides) or '(defaults)'}")
             continue
