@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     refused = sum(o.refused for o in outcomes)
     facts = (f"{len(outcomes)} bad inputs ({len(CASES)} cases single and sweep, {len(SWEEP_ONLY)} sweep only), "
              f"each `python run.py [-m] model=digits_cnn bench=smoke energy=off tracking.uri=<tmp store> <case>`")
-    emit([header("bad-inputs", resolve("numpy"), argv, facts), "## Summary\n", *summary(outcomes),
+    emit([header("bad_inputs", resolve("numpy"), argv, facts), "## Summary\n", *summary(outcomes),
           "\nrefused: exit 2, a `convbench:` message, no traceback, no run in the store.\n",
           "## Every case\n", *table(outcomes)], args.out)
     return 0 if refused == len(outcomes) else 1
