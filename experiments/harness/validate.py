@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import sys
+import traceback
 from contextlib import contextmanager
 
 from omegaconf import DictConfig, OmegaConf
@@ -218,6 +219,11 @@ def bad_input_exits():
             raise
         print(f"convbench: {hydra_error_message(exc)}", file=sys.stderr)
         raise SystemExit(EXIT_BAD_INPUT) from None
+    except Exception:   # not the user's input (a launcher's crash): what Hydra itself does, traceback and exit 1
+        if asked:
+            raise
+        traceback.print_exc()
+        raise SystemExit(1) from None
     finally:
         if not asked:
             os.environ.pop("HYDRA_FULL_ERROR", None)
