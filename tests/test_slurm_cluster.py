@@ -68,14 +68,14 @@ def test_a_sweep_lands_every_run_and_a_cancelled_job_is_recorded_killed(tmp_path
                                   end_job=scancel_job_1)
     assert code == 1, out[-3000:]                               # a job failed: the sweep's exit code says so
     assert "Traceback" not in out
-    assert "1 of 2 jobs ok; FAILED 1: digits_cnn/im2col/vendor/fp32/dense: SLURM job" in out
-    assert "cancelled (scancel, or the cluster)" in out
+    assert "1 of 2 jobs ok; FAILED 1: digits_cnn/im2col/vendor/fp32/dense: " in out
     runs = {num: (run_id, status) for run_id, status, num in _runs(store)}
     assert set(runs) == {"0", "1"}                              # every run landed
     assert runs["0"][1] == "FINISHED" and _tags(store, runs["0"][0])[contract.T_STATUS] == "ok"
     killed = _tags(store, runs["1"][0])
     assert runs["1"][1] == "KILLED" and killed[contract.T_STATUS] == "failed"
-    assert "SLURM job" in killed[contract.T_ERROR] and "cancelled" in killed[contract.T_ERROR]
+    # the job's own SIGTERM handling (scancel sends SIGTERM) or, where the job had no chance, SLURM's state
+    assert "SIGTERM" in killed[contract.T_ERROR] or "cancelled (scancel" in killed[contract.T_ERROR]
 
 
 @pytest.mark.slow   # the shortest SLURM time limit is a minute
