@@ -51,3 +51,18 @@ def convbench(monkeypatch, tmp_path):
         finally:
             GlobalHydra.instance().clear()
     return invoke
+
+
+@pytest.fixture
+def one_tap_off_numpy(monkeypatch):
+    """The numpy path reads tap (0, 0) of channel 0 from (0, 1): every algorithm and depthwise use it."""
+    from experiments.conv import reference   # here, not at the top: run's environment comes first
+    right = reference._shifted_planes
+
+    def wrong(padded, g, kh, kw):
+        planes = right(padded, g, kh, kw)
+        if (kh, kw) == (0, 0) and g.kernel_w > 1:
+            planes = planes.copy()
+            planes[:, 0] = right(padded, g, 0, 1)[:, 0]
+        return planes
+    monkeypatch.setattr(reference, "_shifted_planes", wrong)

@@ -10,7 +10,6 @@ import torch
 from torch import nn
 
 from experiments.compress.quantization import QuantOptions, calibrate, skipped_layers
-from experiments.conv import reference
 from experiments.harness.models import build_model
 from experiments.tracking import contract
 
@@ -75,17 +74,8 @@ def test_max_cost_turns_the_cost_into_a_failure(convbench, tmp_path, capsys):
     assert contract.PRECISION_REL_ERR in run.data.metrics          # what was measured is kept
 
 
-def test_a_wrong_kernel_fails_the_job(convbench, tmp_path, monkeypatch):
+def test_a_wrong_kernel_fails_the_job(convbench, tmp_path, one_tap_off_numpy):
     """One tap of one channel read from the next offset on the numpy path: the int8 job fails the gate."""
-    right = reference._shifted_planes
-
-    def wrong(padded, g, kh, kw):
-        planes = right(padded, g, kh, kw)
-        if (kh, kw) == (0, 0) and g.kernel_w > 1:
-            planes = planes.copy()
-            planes[:, 0] = right(padded, g, 0, 1)[:, 0]
-        return planes
-    monkeypatch.setattr(reference, "_shifted_planes", wrong)
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     assert convbench("-m", *DIGITS, "quant=int8", f"tracking.uri={uri}", *SMALL) == 1
     _, jobs = _jobs(uri)

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from experiments import swap_conv2d
-from experiments.conv import exactness, reference
+from experiments.conv import exactness
 from experiments.runtime import emulator
 from experiments.runtime.emulator import EmulatorRuntime
 from experiments.runtime.sources import HIP_DIR
@@ -88,20 +88,6 @@ def test_one_integer_off_fails_int8_and_one_term_off_fails_fp16():
             y[1, 4, 2, 3] += 1e-3 * abs(float(y[1, 4, 2, 3]) - bias) + 1e-6
         verdict = exactness.check_layer(ours[0], X, y)
         assert verdict.wrong == 1 and "[1, 4, 2, 3]" in verdict.detail, verdict.describe()
-
-
-@pytest.fixture
-def one_tap_off_numpy(monkeypatch):
-    """The numpy path reads tap (0, 0) of channel 0 from (0, 1): every algorithm and depthwise use it."""
-    right = reference._shifted_planes
-
-    def wrong(padded, g, kh, kw):
-        planes = right(padded, g, kh, kw)
-        if (kh, kw) == (0, 0) and g.kernel_w > 1:
-            planes = planes.copy()
-            planes[:, 0] = right(padded, g, 0, 1)[:, 0]
-        return planes
-    monkeypatch.setattr(reference, "_shifted_planes", wrong)
 
 
 @pytest.mark.parametrize("dtype", ["int8", "fp16"])
