@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from experiments.conv.lowp import INT8_MAX
+from experiments.conv.swap import conv_layers
 
 CALIBRATIONS = ("max", "percentile")
 SKIP_KEYWORDS = ("first", "last", "depthwise")
@@ -47,10 +48,6 @@ class QuantOptions:
     def describe(self) -> str:
         calibration = "max" if self.calibration == "max" else f"percentile {self.percentile:g}"
         return f"calibration {calibration}" + (f", fp32 layers: {', '.join(self.skip)}" if self.skip else "")
-
-
-def conv_layers(model: nn.Module) -> list[tuple[str, nn.Conv2d]]:
-    return [(name, m) for name, m in model.named_modules() if type(m) is nn.Conv2d]
 
 
 def skipped_layers(model: nn.Module, selectors) -> tuple[str, ...]:

@@ -67,6 +67,11 @@ class ConvbenchConv2d(nn.Module):
                 f"padding={self.padding}, variant={self.variant.label}, backend={self.runtime.name}")
 
 
+def conv_layers(model: nn.Module) -> list[tuple[str, nn.Conv2d]]:
+    """The layers swap_conv2d replaces, in model order (plain nn.Conv2d: not our own layers, not subclasses)."""
+    return [(name, m) for name, m in model.named_modules() if type(m) is nn.Conv2d]
+
+
 def swap_conv2d(model: nn.Module, algo: str = "im2col", gemm: str = "blocked", tile: int = DEFAULT_TILE,
                 backend="auto", dtype: str = "fp32", act_scales: dict[str, float] | None = None,
                 fp32_layers=(), gemm_kernel: str | None = None) -> nn.Module:
@@ -90,7 +95,7 @@ def swap_variant(model: nn.Module, variant: Variant, runtime, act_scales: dict[s
     """swap_conv2d for a resolved ``variant`` on a ``runtime`` (the harness's and the tuner's entry); the
     layers named in ``fp32_layers`` run the same variant in fp32."""
     act_scales = act_scales or {}
-    convs = [(name, m) for name, m in model.named_modules() if type(m) is nn.Conv2d]
+    convs = conv_layers(model)
     for name, conv in convs:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model

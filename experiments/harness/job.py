@@ -27,6 +27,7 @@ from torch import nn
 
 from experiments.conv import ConvGeometry, LayerCost, Variant, exactness, layer_cost, swap_variant
 from experiments.conv.api import resolve_padding
+from experiments.conv.swap import conv_layers
 from experiments.conv.tolerance import RELATIVE_TOLERANCE, relative_error
 
 from experiments.compress import fidelity, precision_cost
@@ -74,11 +75,6 @@ class JobOutcome:
     @property
     def conv_flops(self) -> int:
         return sum(layer_cost(layer.geometry, PYTORCH_VARIANT).flops for layer in self.layers)
-
-
-def conv_layers(model: nn.Module) -> list[tuple[str, nn.Conv2d]]:
-    """The layers swap_conv2d replaces, in model order."""
-    return [(name, m) for name, m in model.named_modules() if type(m) is nn.Conv2d]
 
 
 def conv_geometry(conv: nn.Conv2d, input_shape) -> ConvGeometry:

@@ -54,8 +54,9 @@ def estimate(model: str, batch: int, input_size: tuple[int, int], variants: tupl
              compressed: bool = False) -> MemoryEstimate | None:
     """The job's peak by the accounting above; None when the model cannot run on the meta device."""
     from experiments.compress.digits import CHANNELS, NAME as DIGITS
+    from experiments.conv.swap import conv_layers
 
-    from .job import conv_geometry, conv_layers
+    from .job import conv_geometry
 
     net = _meta_model(model).eval()
     outputs, conv_inputs, workspace = [0], [0], [0, ""]
