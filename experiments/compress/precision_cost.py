@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from experiments.conv import exactness
+from experiments.conv.swap import conv_inputs, conv_layers
 from experiments.conv.tolerance import relative_error
 
 from .fidelity import EvaluationData, predict
@@ -79,19 +80,10 @@ def measure(ours_logits: torch.Tensor, fp32_model, data: EvaluationData, device,
 def check_layers(ours, fp32_model, x: torch.Tensor) -> tuple[list, dict[str, float]]:
     """Each reduced-precision conv layer of ``ours`` (fp32_model swapped, experiments.conv.swap) on the input
     the fp32 model gives it: the exactness gate's verdicts and the layers' costs."""
-    inputs: dict[str, torch.Tensor] = {}
-    convs = [(name, m) for name, m in fp32_model.named_modules() if type(m) is torch.nn.Conv2d]
-    hooks = [m.register_forward_pre_hook(lambda module, args, name=name: inputs.setdefault(name, args[0].clone()))
-             for name, m in convs]
-    try:
-        with torch.no_grad():
-            fp32_model(x)
-    finally:
-        for hook in hooks:
-            hook.remove()
+    inputs = conv_inputs(fp32_model, x)
     verdicts, costs = [], {}
     with torch.no_grad():
-        for name, conv in convs:
+        for name, conv in conv_layers(fp32_model):
             layer = ours.get_submodule(name)
             if layer.variant.dtype == "fp32":
                 continue

@@ -72,6 +72,24 @@ def conv_layers(model: nn.Module) -> list[tuple[str, nn.Conv2d]]:
     return [(name, m) for name, m in model.named_modules() if type(m) is nn.Conv2d]
 
 
+def conv_inputs(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The input each of ``conv_layers(model)`` receives in one forward of ``x`` (its first call, for a layer
+    called twice): what a layer is checked and tuned on, one layer at a time."""
+    inputs: dict[str, torch.Tensor] = {}
+
+    def capture(name):
+        return lambda module, args: inputs.setdefault(name, args[0].detach().clone())
+
+    hooks = [conv.register_forward_pre_hook(capture(name)) for name, conv in conv_layers(model)]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return inputs
+
+
 def swap_conv2d(model: nn.Module, algo: str = "im2col", gemm: str = "blocked", tile: int = DEFAULT_TILE,
                 backend="auto", dtype: str = "fp32", act_scales: dict[str, float] | None = None,
                 fp32_layers=(), gemm_kernel: str | None = None) -> nn.Module:

@@ -27,7 +27,7 @@ from torch import nn
 
 from experiments.conv import ConvGeometry, LayerCost, Variant, exactness, layer_cost, swap_variant
 from experiments.conv.api import resolve_padding
-from experiments.conv.swap import conv_layers
+from experiments.conv.swap import conv_inputs, conv_layers
 from experiments.conv.tolerance import RELATIVE_TOLERANCE, relative_error
 
 from experiments.compress import fidelity, precision_cost
@@ -152,13 +152,7 @@ class Job:
                                      self.compressed.act_scales if self.compressed else None,
                                      self.compressed.fp32_layers if self.compressed else ())
         self.baseline_first_s, self.y32 = self._first_call(lambda: self.baseline_model(self.x))
-        self.inputs: dict[str, torch.Tensor] = {}
-        hooks = [conv.register_forward_pre_hook(self._capture(name)) for name, conv in self.convs]
-        try:
-            self.model(self.x)
-        finally:
-            for hook in hooks:
-                hook.remove()
+        self.inputs = conv_inputs(self.model, self.x)
 
     def _tune(self) -> None:
         """algo=auto: each layer's choice (tuning database or measured), then the model on the choices and
@@ -179,11 +173,6 @@ class Job:
         seconds = self.clock.time(lambda: result.append(fn()))
         self.outcome.phases["first_calls_s"] = self.outcome.phases.get("first_calls_s", 0.0) + seconds
         return seconds, result[0]
-
-    def _capture(self, name: str):
-        def hook(module, args):
-            self.inputs[name] = args[0].detach().clone()
-        return hook
 
     # --- check ---------------------------------------------------------------------------
     def _check(self) -> None:
