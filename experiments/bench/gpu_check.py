@@ -1,4 +1,5 @@
-"""make gpu-check: the first thing to run on a GPU machine, sized for under 10 minutes on one H100/H200 or MI300 (not yet timed on one).
+"""make gpu-check: the first thing to run on a GPU machine, sized for under 10 minutes on one
+H100/H200 or MI300 (not yet timed on one).
 
     1. the GPU tests (pytest -m gpu)
     2. bench-layers --quick on resnet18, vgg16 and mobilenet_v2 at batch 1 and 32: every conv layer
