@@ -28,6 +28,7 @@ from pathlib import Path
 
 from . import contract
 from . import mlflow_log as mlf
+from .credentials import mask
 from .retry import retrying, short
 
 OUTBOX_DIR = "mlflow-outbox"
@@ -111,7 +112,7 @@ def write(record: RunRecord, outbox_dir: Path) -> Path:
         shutil.copytree(record.artifacts, artifacts)
     else:
         artifacts.mkdir()
-    on_disk = RunRecord(**{**asdict(record), "tracking_uri": mlf.redact(record.tracking_uri), "artifacts": None})
+    on_disk = RunRecord(**{**asdict(record), "tracking_uri": mask(record.tracking_uri), "artifacts": None})
     (partial / RECORD).write_text(json.dumps(asdict(on_disk), indent=1))
     shutil.rmtree(entry, ignore_errors=True)
     partial.rename(entry)
