@@ -123,7 +123,7 @@ def _row(kernel, tile, ffma=512, lds=32, lds128=32, spills=0, warps=16, division
 
 
 def test_targets_pass_and_fail():
-    fastest = kr.FASTEST.kernel
+    fastest = kr.FASTEST.function
     good = [_row(fastest, 16), _row("im2col", None), _row("depthwise_conv", None)]
     assert all(ok for _, ok, _ in kr.target_checks(good))
     for bad in ([_row(fastest, 16, ffma=224)], [_row(fastest, 16, lds128=30)], [_row(fastest, 16, spills=4)],
@@ -143,7 +143,7 @@ def test_real_ptxas_of_the_fastest_rung(tmp_path):
     log = subprocess.run(["nvcc", "-cubin", "-arch=sm_90", "-x", "cu", "-I", str(HIP_DIR), "-DTILE=16",
                           "-Xptxas", "-v", "-o", str(tmp_path / "k.cubin"), str(HIP_DIR / kr.FASTEST.source)],
                          capture_output=True, text=True, check=True)
-    info = kr.parse_ptxas(log.stdout + log.stderr)[kr.FASTEST.kernel]
+    info = kr.parse_ptxas(log.stdout + log.stderr)[kr.FASTEST.function]
     assert info["spill_stores"] == info["spill_loads"] == 0 and 0 < info["registers"] <= 128
     assert kr.h100_warps(info["registers"], info["smem"], 256)[0] >= 8
 
