@@ -317,7 +317,7 @@ def target_checks(rows: list[Row]) -> list[tuple[str, bool, str]]:
     """The issue's targets: the fastest fp32 rung at TILE=16; no rung spilling at any tile; im2col and
     depthwise division-free."""
     checks = []
-    fast = [r for r in rows if r.kernel == FASTEST.kernel and r.tile == 16]
+    fast = [r for r in rows if r.kernel == FASTEST.function and r.tile == 16]
     for r in fast:
         ratio = r.hot.ffma_per_lds if r.hot else None
         checks += [

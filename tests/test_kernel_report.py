@@ -124,12 +124,12 @@ def _row(kernel, tile, ffma=512, lds=32, lds128=32, spills=0, warps=16, division
 
 
 def test_targets_pass_and_fail():
-    fastest = kr.FASTEST.kernel
+    fastest = kr.FASTEST.function
     good = [_row(fastest, 16), _row("im2col", None), _row("depthwise_conv", None)]
     assert all(ok for _, ok, _ in kr.target_checks(good))
     for bad in ([_row(fastest, 16, ffma=224)], [_row(fastest, 16, lds128=30)], [_row(fastest, 16, spills=4)],
                 [_row(fastest, 16, warps=4)], [_row("im2col", None, divisions=2)],
-                [_row(rung.kernel, 8, spills=8, source=rung.source) for rung in ladder.RUNGS[2:4]]):
+                [_row(rung.function, 8, spills=8, source=rung.source) for rung in ladder.RUNGS[2:4]]):
         assert [name for name, ok, _ in kr.target_checks(bad) if not ok], bad
 
 
@@ -144,7 +144,7 @@ def test_real_ptxas_of_the_fastest_rung():
     registers, without spills, 8 warps an SM or more."""
     pytest.importorskip("cupy")
     log = nvrtc.build(kr.FASTEST.source, {"TILE": 16}, kr.NVIDIA_ARCH).log
-    info = kr.parse_ptxas(log)[kr.FASTEST.kernel]
+    info = kr.parse_ptxas(log)[kr.FASTEST.function]
     assert info["spill_stores"] == info["spill_loads"] == 0 and 0 < info["registers"] <= 128
     assert kr.h100_warps(info["registers"], info["smem"], 256)[0] >= 8
 

@@ -18,7 +18,7 @@ from experiments.runtime import nvrtc  # CuPy's NVRTC, pinned with nvidia-cuda-n
 from experiments.runtime.sources import HIP_DIR
 
 BUILDS = [
-    *[(rung.source, rung.kernel, {"TILE": tile}) for rung in ladder.RUNGS for tile in ladder.TILES],
+    *[(rung.source, rung.function, {"TILE": tile}) for rung in ladder.RUNGS for tile in ladder.TILES],
     *[("gemm_5_splitk.hip", "gemm_splitk_reduce", {"TILE": tile}) for tile in ladder.TILES],
     ("im2col.hip", "im2col", {}),
     ("kn2row_shift_add.hip", "kn2row_shift_add", {}),
