@@ -144,9 +144,20 @@ def store_creation_lock(uri: str):
 def client(uri: str):
     """One client (and one database engine) per store and process."""
     from mlflow.tracking import MlflowClient
+
+    from . import sqlite_store
+    db = sqlite_path(uri)
     with store_creation_lock(uri):
-        opened = MlflowClient(tracking_uri=resolve_uri(uri))
-        opened.search_experiments(max_results=1)   # opens the store now: creates a new one's schema
+        if db is not None:
+            sqlite_store.prepare(db)     # a new store is built aside and moved into place, whole
+        try:
+            opened = MlflowClient(tracking_uri=resolve_uri(uri))
+            opened.search_experiments(max_results=1)   # opens the store now
+        except Exception as exc:
+            if db is None or not sqlite_store.repair(db, exc):
+                raise
+            opened = MlflowClient(tracking_uri=resolve_uri(uri))
+            opened.search_experiments(max_results=1)
     return opened
 
 

@@ -33,7 +33,9 @@ def retry_seconds(value) -> float:
 def transient(exc: Exception) -> bool:
     """Whether retrying later may succeed."""
     from mlflow.exceptions import MlflowException
-    return not (isinstance(exc, MlflowException) and exc.error_code in _REFUSED)
+
+    from .sqlite_store import BrokenStoreError
+    return not (isinstance(exc, MlflowException) and exc.error_code in _REFUSED or isinstance(exc, BrokenStoreError))
 
 
 def short(exc: Exception, limit: int = 200) -> str:
