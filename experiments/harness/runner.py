@@ -207,10 +207,12 @@ def _run_logged(cfg, spec: JobSpec | None, config_error, name: str, context: Job
                      c.T_WHAT_RAN: labels.what_ran(spec.runtime.name)})
     params = {**mlf.flatten(OmegaConf.to_container(cfg, resolve=True)),
               **(resolved_params(spec) if spec is not None else {})}
-    run = outbox.RunRecord(uri, experiment, name, parent_run_id=state.parent_run_id if state else None, tags=tags,
+    run = outbox.RunRecord(uri, experiment, context.run_name or name, tags=tags,
+                           parent_run_id=state.parent_run_id if state else None,
+                           parent_client_id=state.parent_client_id if state else None,
                            params={k: mlf.redact(v) for k, v in params.items()})
     try:
-        run.run_id = mlf.start_run(uri, experiment, context.run_name or name, tags, run.parent_run_id, run.start_time_ms)
+        outbox.start(run)
         mlf.log(uri, run.run_id, params=run.params)
     except Exception as exc:   # unreachable now: measure anyway; the results' delivery creates or completes the run
         print(f"[convbench] {context.label} {name}: the tracking store {mlf.shown_uri(uri)} is unreachable "

@@ -5,8 +5,9 @@ process-global active run, so that a parent run, its children and jobs in other 
 (joblib, submitit launchers) never step on each other.
 
 Importing this module turns MLflow's telemetry and its "View run at <URL>" lines off (before MLflow is
-imported) and bounds MLflow's own HTTP retries, so that an unreachable server fails in seconds; the
-harness retries longer itself (retry.py), printing what it waits for.
+imported) and MLflow's own retries (HTTP requests, a database's first connection) off, so that an
+unreachable store fails in seconds: the harness retries itself, for ``tracking.retry_s`` in all
+(retry.py), printing what it waits for.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
 # MLflow prints "View run ... at: <server URL>" on closing a run: credentials in the URL included. Our
 # summary names the run and the UI already, with the password masked.
@@ -143,9 +144,12 @@ def store_creation_lock(uri: str):
 @lru_cache(maxsize=None)
 def client(uri: str):
     """One client (and one database engine) per store and process."""
+    import mlflow.store.db.utils
     from mlflow.tracking import MlflowClient
 
     from . import sqlite_store
+    # MLflow tries a database's first connection 10 times over about 100 s, whatever tracking.retry_s says
+    mlflow.store.db.utils.MAX_RETRY_COUNT = 1
     db = sqlite_path(uri)
     with store_creation_lock(uri):
         if db is not None:
