@@ -17,18 +17,10 @@ from experiments.tracking import outbox
 from .servers import REPO
 
 
-@pytest.fixture(scope="module")
-def empty_store(tmp_path_factory):
-    """A new store, made once: each test copies it (a store's creation takes seconds)."""
-    db = tmp_path_factory.mktemp("store") / "mlflow.db"
-    mlf.client(f"sqlite:///{db}")
-    return db
-
-
 @pytest.fixture
-def store(empty_store, tmp_path):
+def store(whole_store, tmp_path):
     db = tmp_path / "mlflow.db"
-    shutil.copy(empty_store, db)
+    shutil.copy(whole_store, db)
     return f"sqlite:///{db}"
 
 

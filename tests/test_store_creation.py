@@ -88,13 +88,6 @@ def test_a_store_half_made_by_mlflow_alone_is_rebuilt_and_used(tmp_path, capsys)
     assert "was half-made" in capsys.readouterr().err
 
 
-@pytest.fixture(scope="module")
-def whole_store(tmp_path_factory):
-    db = tmp_path_factory.mktemp("whole") / "mlflow.db"
-    _open_store(f"sqlite:///{db}")
-    return db
-
-
 def _with_a_run(db) -> None:
     connection = sqlite3.connect(db)
     connection.execute("INSERT INTO experiments (experiment_id, name, lifecycle_stage) VALUES (7, 'study', 'active')")

@@ -80,11 +80,16 @@ class JobContext:
         return Path(run_dir) / outbox.OUTBOX_DIR
 
     def record(self, report: JobReport) -> None:
-        if self.state is not None and self.num is not None:
+        if self.state is None or self.num is None:
+            return
+        try:
             self.state.write_result(self.num, {"num": self.num, "name": report.name, "status": report.status,
                                                "error": report.error, "run_id": report.run_id,
                                                "outbox": report.outbox, "run_name": self.run_name,
                                                "what_ran": report.what_ran, "metrics": report.metrics or {}})
+        except OSError as exc:   # a full disk: the sweep's summary counts this job as one that left no result
+            print(f"[convbench] {self.label} {report.name}: its result could not be written to "
+                  f"{self.state.results_dir} ({short(exc)})", file=sys.stderr, flush=True)
 
 
 def reset_outcomes() -> None:

@@ -266,7 +266,11 @@ class SweepCallback(Callback):
         if stale_runs:
             print(f"[convbench] closed {len(stale_runs)} run(s) of experiment '{experiment}' as KILLED: left RUNNING "
                   f"by processes of this host that are gone", flush=True)
-        state.save()
+        try:
+            state.save()
+        except OSError as exc:   # a full disk: the parent is closed, not left RUNNING, and nothing runs
+            _close_unstarted(state, f"the sweep's state could not be written: {short(exc)}")
+            raise ConfigError(f"cannot write the sweep's state {state.path}: {short(exc)}; nothing was run") from None
         _hand_to_jobs(config, sweep_id)
         if str(config.hydra.launcher.get("_target_", "")).endswith(".SlurmLauncher"):
             from . import slurm   # submitit: only SLURM sweeps need it
@@ -285,6 +289,14 @@ class SweepCallback(Callback):
         if state is None or state.parent_run_id not in _open_sweeps:
             return
         close_sweep(state)
+
+
+def _close_unstarted(state: SweepState, reason: str) -> None:
+    try:
+        stale.close_run(state.tracking_uri, state.parent_run_id, reason, status="FAILED")
+    except Exception as exc:
+        print(f"convbench: the parent run {state.parent_run_id} stays RUNNING ({short(exc)}); the next sweep on "
+              f"this host closes it", file=sys.stderr)
 
 
 def _hand_to_jobs(config: DictConfig, sweep_id: str) -> None:
@@ -343,14 +355,19 @@ def close_sweep(state: SweepState, interrupted: str | None = None, killed: bool 
                  contract.JOBS_SKIPPED: summary.skipped, contract.JOBS_MISSING: summary.missing,
                  contract.JOBS_IN_OUTBOX: len(summary.in_outbox)},
         status="KILLED" if killed else "FINISHED" if ok else "FAILED")
-    with tempfile.TemporaryDirectory(prefix="convbench-sweep-") as artifacts:
-        multirun_yaml = state.sweep_dir / "multirun.yaml"
-        if multirun_yaml.is_file():   # Hydra's record of the sweep, tracking.uri's password masked
-            (Path(artifacts) / multirun_yaml.name).write_text(mlf.redact(multirun_yaml.read_text()))
-        closing.artifacts = artifacts
-        # a signal's clean-up does not wait for an unreachable store: it goes to the outbox at once
-        entry = outbox.deliver(closing, 0 if interrupted else state.retry_s, state.sweep_dir / outbox.OUTBOX_DIR,
-                               f"closing the parent run {run_id}")
+    try:
+        with tempfile.TemporaryDirectory(prefix="convbench-sweep-") as artifacts:
+            multirun_yaml = state.sweep_dir / "multirun.yaml"
+            if multirun_yaml.is_file():   # Hydra's record of the sweep, tracking.uri's password masked
+                (Path(artifacts) / multirun_yaml.name).write_text(mlf.redact(multirun_yaml.read_text()))
+            closing.artifacts = artifacts
+            # a signal's clean-up does not wait for an unreachable store: it goes to the outbox at once
+            entry = outbox.deliver(closing, 0 if interrupted else state.retry_s, state.sweep_dir / outbox.OUTBOX_DIR,
+                                   f"closing the parent run {run_id}")
+    except OSError as exc:   # no disk had room: the store, the sweep directory and the temporary one are full
+        print(f"convbench: could not close the parent run {run_id} nor keep it in an outbox ({short(exc)}); "
+              f"it stays RUNNING until the next sweep on this host closes it", file=sys.stderr)
+        return summary
     if entry is not None:
         print(f"convbench: could not close the parent run {run_id} ({closing.error}); kept in {entry}: upload "
               f"it with `make sync`", file=sys.stderr)

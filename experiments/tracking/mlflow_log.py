@@ -25,7 +25,13 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
 # summary names the run and the UI already, with the password masked.
 os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
+import logging  # noqa: E402
+
 from experiments.tracking import contract  # noqa: E402
+
+# MLflow logs every SQL error of a store with its chained tracebacks before raising it as an MlflowException;
+# the harness says each failure in one line (retry.py), and a full disk would print pages of SQL.
+logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PARENT_RUN_ID_TAG = "mlflow.parentRunId"

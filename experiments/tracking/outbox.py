@@ -26,6 +26,7 @@ import argparse
 import json
 import shutil
 import sys
+import tempfile
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -33,7 +34,7 @@ from pathlib import Path
 
 from . import contract
 from . import mlflow_log as mlf
-from .retry import retrying, short
+from .retry import out_of_space, retrying, short
 
 OUTBOX_DIR = "mlflow-outbox"
 RECORD = "record.json"
@@ -118,31 +119,48 @@ def _existing_run(uri: str, experiment: str, run_id: str | None, client_id: str 
 
 def deliver(record: RunRecord, retry_s: float, outbox_dir: Path, what: str) -> Path | None:
     """Upload the record, retrying while the store is unreachable for up to ``retry_s``; failing
-    that, keep it in ``outbox_dir``. Returns the outbox entry, None when the run was logged."""
+    that, keep it in ``outbox_dir`` (or, that disk full, in the spare outbox). Returns the outbox entry,
+    None when the run was logged; raises OSError when no disk had room for it."""
     record.end_time_ms = record.end_time_ms or int(time.time() * 1000)
     try:
         retrying(lambda: upload(record), retry_s, what)
         return None
     except Exception as exc:
         record.error = short(exc, 500)
+    try:
         return write(record, outbox_dir)
+    except OSError as full:
+        if not out_of_space(full) or Path(outbox_dir) == spare_outbox():
+            raise
+        return write(record, spare_outbox())
+
+
+def spare_outbox() -> Path:
+    """Where a run waits when its own outbox's disk is full: the temporary directory, often another disk
+    (sync it with `python -m experiments.tracking.outbox <this directory>`)."""
+    return Path(tempfile.gettempdir()) / "convbench" / OUTBOX_DIR
 
 
 def write(record: RunRecord, outbox_dir: Path) -> Path:
-    """The record and a copy of its artifacts in a new outbox entry, written whole or not at all."""
-    entry = Path(outbox_dir) / (record.run_id or uuid.uuid4().hex)
+    """The record and a copy of its artifacts in a new outbox entry, written whole or not at all (a write
+    that fails, a full disk, leaves nothing behind)."""
+    entry = Path(outbox_dir) / (record.run_id or record.client_id)
     partial = entry.with_name(f".{entry.name}.partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    artifacts = partial / ARTIFACTS
-    if record.artifacts:
-        shutil.copytree(record.artifacts, artifacts)
-    else:
-        artifacts.mkdir()
-    on_disk = RunRecord(**{**asdict(record), "tracking_uri": mlf.redact(record.tracking_uri), "artifacts": None})
-    (partial / RECORD).write_text(json.dumps(asdict(on_disk), indent=1))
-    shutil.rmtree(entry, ignore_errors=True)
-    partial.rename(entry)
+    try:
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        artifacts = partial / ARTIFACTS
+        if record.artifacts:
+            shutil.copytree(record.artifacts, artifacts)
+        else:
+            artifacts.mkdir()
+        on_disk = RunRecord(**{**asdict(record), "tracking_uri": mlf.redact(record.tracking_uri), "artifacts": None})
+        (partial / RECORD).write_text(json.dumps(asdict(on_disk), indent=1))
+        shutil.rmtree(entry, ignore_errors=True)
+        partial.rename(entry)
+    except OSError:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
     return entry
 
 

@@ -114,7 +114,8 @@ def _forget_engines(db: Path) -> None:
 
 
 def _query(db: Path, sql: str) -> list[tuple]:
-    connection = sqlite3.connect(f"{db.absolute().as_uri()}?mode=ro", uri=True, timeout=5)
+    # read-write, never creating: a killed writer's hot journal is rolled back first, as any open of it must
+    connection = sqlite3.connect(f"{db.absolute().as_uri()}?mode=rw", uri=True, timeout=5)
     try:
         return connection.execute(sql).fetchall()
     finally:
