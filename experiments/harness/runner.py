@@ -18,11 +18,12 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.compress import harness as compression
+from experiments.compress import pipeline as compression
 from experiments.runtime import device_memory
 from experiments.tracking import contract as c
 from experiments.tracking import labels
 from experiments.tracking import mlflow_log as mlf
+from experiments.tracking.credentials import mask
 from experiments.tracking import outbox, stale
 from experiments.tracking.retry import DEFAULT_RETRY_S, retry_seconds, short
 
@@ -215,7 +216,7 @@ def _run_logged(cfg, spec: JobSpec | None, config_error, name: str, context: Job
     run = outbox.RunRecord(uri, experiment, context.run_name or name, tags=tags,
                            parent_run_id=state.parent_run_id if state else None,
                            parent_client_id=state.parent_client_id if state else None,
-                           params={k: mlf.redact(v) for k, v in params.items()})
+                           params={k: mask(v) for k, v in params.items()})
     try:
         outbox.start(run)
         mlf.log(uri, run.run_id, params=run.params)

@@ -28,6 +28,7 @@ os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 import logging  # noqa: E402
 
 from experiments.tracking import contract  # noqa: E402
+from experiments.tracking.credentials import mask, split_password, store_uri  # noqa: E402
 
 # MLflow logs every SQL error of a store with its chained tracebacks before raising it as an MlflowException;
 # the harness says each failure in one line (retry.py), and a full disk would print pages of SQL.
@@ -44,19 +45,10 @@ _MAX_PARAM = 6000
 _open_runs: dict[str, str] = {}    # run id -> store URI: started by this process, not finished yet
 
 
-# the scheme's colon may come escaped (Hydra prints overrides as `tracking.uri=http\://user\:password@host`)
-_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*\\?://)(?P<user>[^/?#@\s:]*):(?P<password>[^/?#@\s]+)@")
-
-
-def redact(text: str) -> str:
-    """Any URI's password in a text (``http://user:password@host``) shown as ``***``."""
-    return _CREDENTIALS.sub(r"\g<scheme>\g<user>:***@", text)
-
-
 @contextmanager
 def masked_log_records():
-    """Within: every log record's message has its URIs' passwords masked (Hydra's launchers log each
-    job's overrides, tracking.uri included; urllib3 logs the URLs it retries)."""
+    """Within: every log record's message has its passwords masked (credentials.py; Hydra's launchers log
+    each job's overrides, tracking.uri included; urllib3 logs the URLs it retries)."""
     import logging
     previous = logging.getLogRecordFactory()
 
@@ -66,8 +58,9 @@ def masked_log_records():
             message = record.getMessage()
         except Exception:       # a malformed record: logging reports it as it would have
             return record
-        if "@" in message:
-            record.msg, record.args = redact(message), None
+        shown = mask(message)
+        if shown != message:
+            record.msg, record.args = shown, None
         return record
 
     logging.setLogRecordFactory(masked)
@@ -79,7 +72,7 @@ def masked_log_records():
 
 def shown_uri(uri: str) -> str:
     """A store's URI as printed and logged: resolved, its password masked."""
-    return redact(resolve_uri(uri))
+    return mask(resolve_uri(uri))
 
 
 def resolve_uri(uri: str) -> str:
@@ -97,7 +90,7 @@ def ui_command(uri: str) -> str:
     works in a fresh shell from the repository root, unlike a bare `mlflow` that is only on an activated PATH."""
     uri = shown_uri(uri)
     if uri.startswith(("http://", "https://")):
-        return f"open {uri} in a browser"
+        return f"open {split_password(uri)[0]} in a browser"
     root = str(REPO_ROOT) + "/"
     default = "sqlite:///" + root + "mlflow.db"
     if uri == default:
@@ -161,12 +154,12 @@ def client(uri: str):
         if db is not None:
             sqlite_store.prepare(db)     # a new store is built aside and moved into place, whole
         try:
-            opened = MlflowClient(tracking_uri=resolve_uri(uri))
+            opened = MlflowClient(tracking_uri=store_uri(resolve_uri(uri)))
             opened.search_experiments(max_results=1)   # opens the store now
         except Exception as exc:
             if db is None or not sqlite_store.repair(db, exc):
                 raise
-            opened = MlflowClient(tracking_uri=resolve_uri(uri))
+            opened = MlflowClient(tracking_uri=store_uri(resolve_uri(uri)))
             opened.search_experiments(max_results=1)
     return opened
 

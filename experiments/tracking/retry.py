@@ -11,7 +11,7 @@ import sys
 import time
 from typing import Callable, TypeVar
 
-from . import mlflow_log as mlf
+from .credentials import mask
 
 T = TypeVar("T")
 
@@ -61,7 +61,7 @@ def transient(exc: Exception) -> bool:
 def short(exc: Exception, limit: int = 200) -> str:
     """An exception in one line, its URIs' passwords masked; a full disk said as such (MLflow's first line
     is SQLAlchemy's 'raised as a result of Query-invoked autoflush')."""
-    text = mlf.redact(str(exc)).strip().splitlines()
+    text = mask(str(exc)).strip().splitlines()
     line = text[0] if text else ""
     if out_of_space(exc):
         said = [part for part in text if any(words in part.lower() for words in _FULL)]
