@@ -133,6 +133,7 @@ def test_results_rewritten_after_every_part_and_time_left_passes_on(tmp_path):
     second = "\n".join(runner.results[1].tail)
     assert re.search(r"\| first \| done \| 0 \|", second) and re.search(r"\| second \| running \|", second)
     assert re.search(r"\| third \| pending \|", second)
+    assert re.search(r"\| third \| done \| 0 \|", text)   # and after the last part
     first, second_share, third = (r.allowance_s for r in runner.results)
     weights = [gpu_check.WEIGHTS[g] for g in ("tests", "ladder", "layers")]
     assert first == pytest.approx(100.0 * weights[0] / sum(weights), rel=0.01)
