@@ -41,8 +41,8 @@ def taps_kernels(launcher, x, w, g: ConvGeometry):
 @pytest.fixture
 def taps(monkeypatch):
     monkeypatch.setattr(variant, "ALGORITHMS", (*variant.ALGORITHMS, "taps"))   # 1. name
-    monkeypatch.setitem(reference.ALGORITHMS, "taps", taps_reference)            # 2. specification
-    monkeypatch.setitem(kernel_launch.ALGORITHMS, "taps", taps_kernels)          # 3. kernels
+    monkeypatch.setitem(reference.SPECIFICATIONS, "taps", taps_reference)            # 2. specification
+    monkeypatch.setitem(kernel_launch.LAUNCHES, "taps", taps_kernels)          # 3. kernels
     return "taps"                                                                # 4. GEMM-free: no accounting
 
 
@@ -70,7 +70,7 @@ def test_a_registered_algorithm_runs_like_the_built_in_ones(taps, backend):
         out = swapped(x)
     assert relative_error(out.numpy(), reference_out) < RELATIVE_TOLERANCE["fp32"]
     layer = swapped[0]
-    assert layer.variant == Variant(taps) and layer.cost.kernel == "taps/fp32" and layer.cost.gemm_m == 0
+    assert layer.variant == Variant(taps) and layer.cost.variant == "taps/fp32" and layer.cost.gemm_m == 0
 
 
 def test_a_registered_algorithm_is_a_config_choice(taps):
