@@ -127,9 +127,11 @@ def multiprocessors(runtime) -> int:
     splits as an H100 would."""
     if not runtime.is_gpu:
         return DEFAULT_SMS
-    device = runtime.xp.cuda.Device().id
-    if device not in _MULTIPROCESSORS:   # .attributes queries every attribute of the device: once
-        _MULTIPROCESSORS[device] = int(runtime.xp.cuda.Device(device).attributes["MultiProcessorCount"])
+    cuda = runtime.xp.cuda
+    device = cuda.Device().id
+    if device not in _MULTIPROCESSORS:   # one attribute, not Device.attributes (all of them; fails on ROCm)
+        _MULTIPROCESSORS[device] = int(cuda.runtime.deviceGetAttribute(cuda.runtime.cudaDevAttrMultiProcessorCount,
+                                                                       device))
     return _MULTIPROCESSORS[device]
 
 
