@@ -136,7 +136,7 @@ ui: setup
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=$${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false} $(VENV)/bin/mlflow ui \
 		--backend-store-uri '$(TRACKING_URI)' --host 127.0.0.1 --port $(SERVER_PORT) --workers 1
 
-# A tracking server for sweeps on many processes or machines (README: "Sweeps on a cluster"); jobs log
+# A tracking server for sweeps on many processes or machines (docs/clusters.md); jobs log
 # to it with tracking.uri=http://SERVER_HOST:SERVER_PORT. The store: BACKEND_STORE_URI, this repository's
 # sqlite file by default, or PostgreSQL for many writers, its password in the environment (PGPASSWORD,
 # or ~/.pgpass), never in the URI: a command line is visible to every user in `ps`. E.g.

@@ -36,7 +36,7 @@ class Rung:
     number: int
     name: str
     kernel: str           # the function in the file
-    summary: str          # what the rung changes (README's ladder table)
+    summary: str          # what the rung changes (docs/library.md's ladder table)
 
     @property
     def source(self) -> str:
