@@ -4,11 +4,12 @@ from __future__ import annotations
 import difflib
 
 from .. import runtime as runtimes
-from . import lowp, variant
+from . import custom, lowp, variant
+from .custom import CustomGemm
 from .arrays import from_runtime, to_runtime
 from .geometry import as_pair
 from .plan import ConvPlan
-from .variant import DEFAULT_TILE, GEMMS, TILES, Variant
+from .variant import CUSTOM, DEFAULT_TILE, GEMMS, TILES, Variant
 
 
 def _unknown(kind: str, value, valid) -> ValueError:
@@ -23,10 +24,12 @@ def validate(algo: str, gemm: str, tile: int, backend="auto"):
 
 
 def resolve(algo: str, gemm: str, tile: int | None, backend="auto", dtype: str = "fp32",
-            gemm_kernel: str | None = None):
+            gemm_kernel: str | None = None, custom_kernel: CustomGemm | None = None):
     """Check a choice before any work; returns (its Variant, the runtime it resolves to).
 
     ``gemm_kernel``: the blocked GEMM's rung of the ladder (experiments.conv.ladder; None: the default).
+    ``custom_kernel``: gemm='custom''s kernel file, checked (experiments.conv.custom.read_kernel); it is
+    compiled here on the runtime, so that a compile error is raised before any work.
 
     ``backend`` is a name (auto, gpu, emulator, numpy) or a runtime object (e.g. an
     ``EmulatorRuntime(warp_size=64)``).
@@ -46,7 +49,16 @@ def resolve(algo: str, gemm: str, tile: int | None, backend="auto", dtype: str =
             f"use gemm='vendor' (BLAS) or 'sparse' (scipy CSR) on the numpy backend, or backend='gpu' or "
             f"'emulator' for the blocked GEMM")
     lowp.check_dtype(dtype, gemm)
-    return Variant.of(algo, gemm, tile, dtype, gemm_kernel), runtime
+    if gemm != CUSTOM or algo not in variant.GEMM_ALGORITHMS:
+        return Variant.of(algo, gemm, tile, dtype, gemm_kernel), runtime
+    if custom_kernel is None:
+        raise ValueError("gemm='custom' needs your kernel file: custom_kernel=experiments.conv.custom.read_kernel(path)")
+    if not runtime.has_kernels:
+        raise ValueError(f"gemm='custom' runs your kernel file and backend {runtime.name!r} runs no kernels; use "
+                         f"backend='emulator' (the CPU, for correctness) or 'gpu'")
+    chosen = Variant.of(algo, gemm, tile, dtype, custom=custom_kernel)
+    custom.load(runtime, custom_kernel, tile)   # KernelCompileError at the user's file:line
+    return chosen, runtime
 
 
 def resolve_padding(padding, weight_shape, stride, dilation):

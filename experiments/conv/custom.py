@@ -56,24 +56,25 @@ class KernelCompileError(ValueError):
 class CustomGemm:
     """A user's GEMM kernel, checked: what identifies it (the file's sha256) and how it is launched."""
 
-    path: str                                # absolute
+    name: str                                # the file's stem, as a label segment: im2col/custom-NAME-t16/fp32
+    path: str                                # absolute ("" in a variant read back from its label)
     sha256: str                              # of the file's bytes: the tuning database's key, a run param
     function: str
     tile_macro: str = DEFAULT_TILE_MACRO
     block_tile: tuple[int, int] | None = None   # rows x columns of C per block; None: tile x tile
     batched: bool = False
 
-    @property
-    def name(self) -> str:
-        """The file's stem as a label segment (im2col/custom-NAME-t16/fp32): letters, digits, _ and -."""
-        return re.sub(r"[^A-Za-z0-9_-]", "_", Path(self.path).stem)
+    @classmethod
+    def named(cls, name: str) -> "CustomGemm":
+        """What a label tells of a kernel: its name only (a report's row, not a kernel to run)."""
+        return cls(name, "", "", "")
 
     def block(self, tile: int) -> tuple[int, int]:
         """Rows and columns of C one thread block computes at ``tile``."""
         return self.block_tile or (tile, tile)
 
     def params(self) -> dict[str, str]:
-        return {"path": self.path, "sha256": self.sha256, "function": self.function,
+        return {"name": self.name, "path": self.path, "sha256": self.sha256, "function": self.function,
                 "tile_macro": self.tile_macro, "block_tile": "" if self.block_tile is None else
                 f"{self.block_tile[0]},{self.block_tile[1]}", "batched": str(self.batched)}
 
@@ -111,7 +112,13 @@ def read_kernel(source, function: str | None = None, tile_macro: str = DEFAULT_T
                             f"found: {', '.join(kernels)}")
     _check_signature(path, kernels[function], batched)
     _check_tile_macro(path, text, tile_macro)
-    return CustomGemm(str(path), file_sha256(path), function, tile_macro, _block_tile(block_tile), bool(batched))
+    return CustomGemm(label_name(path), str(path), file_sha256(path), function, tile_macro, _block_tile(block_tile),
+                      bool(batched))
+
+
+def label_name(path: Path) -> str:
+    """The file's stem as a label segment: letters, digits and _ (a - or / would split the label)."""
+    return re.sub(r"\W", "_", path.stem)
 
 
 def _check_signature(path: Path, kernel, batched: bool) -> None:

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import ladder, vendor_lowp
+from . import custom, ladder, vendor_lowp
 from .geometry import ConvGeometry
 from .lowp import LowpFilter, activation_scale, round_trip
 from .sparse import CsrFilter
-from .variant import Variant
+from .variant import CUSTOM, Variant
 
 from .ladder import MAX_GRID_Y, MAX_GRID_Z   # the kernels grid-stride over what exceeds y
 
@@ -101,6 +101,9 @@ class KernelLauncher:
             return self.spmm(a, b)
         batch, rows, n = b.shape
         groups, m, k = (1, *a.shape) if a.ndim == 2 else a.shape
+        if self.variant.gemm == CUSTOM:      # the user's own kernel file
+            return custom.gemm(self.runtime, self.variant.custom, self.variant.tile, a,
+                               b.reshape(batch * groups, k, n), groups).reshape(batch, groups * m, n)
         if self.variant.gemm != "blocked":   # cuBLAS / hipBLAS on a GPU, BLAS on the CPU
             return self._vendor(a, b, groups)
         if a.dtype == np.float32:

@@ -86,6 +86,8 @@ class Job:
     def __init__(self, spec: JobSpec, progress: Callable[..., object] | None = None):
         self.spec = spec
         self.runtime = spec.runtime
+        if hasattr(self.runtime, "kernel_timeout_s"):   # the emulator's watchdog (a GPU kernel cannot be stopped)
+            self.runtime.kernel_timeout_s = spec.kernel_timeout_s
         self.device = torch.device("cuda" if self.runtime.is_gpu else "cpu")
         self.clock = EventClock("torch") if self.runtime.is_gpu else CpuClock(self.runtime.synchronize)
         self.flush = CacheFlusher(spec.flush_bytes, self.device) if spec.cache_mode == "cold" else None
