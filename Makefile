@@ -96,7 +96,8 @@ bench-pruning: setup
 	$(PY) -m experiments.bench.pruning $(ARGS)
 
 .PHONY: kernel-report
-# Every kernel of hip/ compiled for sm_90 (nvcc) and gfx90a (hipcc), no GPU needed: registers, spills, shared
+# Every kernel of hip/ built as the gpu runtime builds it (NVRTC with CuPy's options for sm_90; hipcc with hiprtc's
+# options for gfx90a; nvcc as a cross-check), no GPU needed: registers, spills, shared
 # memory, theoretical occupancy on H100 and MI250, the SASS hot loop's instruction mix; checks the ladder's targets.
 NVDISASM_VERSION := 13.2.86
 NVDISASM := build/tools/nvdisasm-$(NVDISASM_VERSION)/nvidia/cu13/bin/nvdisasm

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import difflib
+from os import PathLike
+import warnings
 
 from .. import runtime as runtimes
 from . import custom, lowp, variant
@@ -24,10 +26,10 @@ def validate(algo: str, gemm: str, tile: int, backend="auto"):
 
 
 def resolve(algo: str, gemm: str, tile: int | None, backend="auto", dtype: str = "fp32",
-            gemm_kernel: str | None = None, custom_kernel: CustomGemm | None = None):
+            rung: str | None = None, custom_kernel: CustomGemm | None = None):
     """Check a choice before any work; returns (its Variant, the runtime it resolves to).
 
-    ``gemm_kernel``: the blocked GEMM's rung of the ladder (experiments.conv.ladder; None: the default).
+    ``rung``: the blocked GEMM's rung of the ladder (experiments.conv.ladder; None: the default).
     ``custom_kernel``: gemm='custom''s kernel file, checked (experiments.conv.custom.read_kernel); it is
     compiled here on the runtime, so that a compile error is raised before any work.
 
@@ -50,7 +52,7 @@ def resolve(algo: str, gemm: str, tile: int | None, backend="auto", dtype: str =
             f"'emulator' for the blocked GEMM")
     lowp.check_dtype(dtype, gemm)
     if gemm != CUSTOM or algo not in variant.GEMM_ALGORITHMS:
-        return Variant.of(algo, gemm, tile, dtype, gemm_kernel), runtime
+        return Variant.of(algo, gemm, tile, dtype, rung), runtime
     if custom_kernel is None:
         raise ValueError("gemm='custom' needs your kernel file: custom_kernel=experiments.conv.custom.read_kernel(path)")
     if not runtime.has_kernels:
@@ -59,6 +61,17 @@ def resolve(algo: str, gemm: str, tile: int | None, backend="auto", dtype: str =
     chosen = Variant.of(algo, gemm, tile, dtype, custom=custom_kernel)
     custom.load(runtime, custom_kernel, tile)   # KernelCompileError at the user's file:line
     return chosen, runtime
+
+
+def rung_argument(rung: str | None, gemm_kernel: str | None) -> str | None:
+    """``rung``, or the deprecated ``gemm_kernel`` keyword it replaced (with a FutureWarning)."""
+    if gemm_kernel is None:
+        return rung
+    if rung is not None and rung != gemm_kernel:
+        raise ValueError(f"rung={rung!r} and the deprecated gemm_kernel={gemm_kernel!r} disagree; pass rung only")
+    warnings.warn("gemm_kernel= is deprecated: the ladder's step is named rung= (same values)", FutureWarning,
+                  stacklevel=3)
+    return gemm_kernel
 
 
 def resolve_padding(padding, weight_shape, stride, dilation):
@@ -81,7 +94,8 @@ def resolve_padding(padding, weight_shape, stride, dilation):
 
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
            algo: str = "im2col", gemm: str = "blocked", tile: int = DEFAULT_TILE, backend="auto",
-           dtype: str = "fp32", act_scale: float | None = None, gemm_kernel: str | None = None):
+           dtype: str = "fp32", act_scale: float | None = None, rung: str | None = None,
+           gemm_kernel: str | None = None, custom_kernel=None):
     """``torch.nn.functional.conv2d`` by one of convbench's algorithms.
 
     x, weight and bias may be torch tensors (any layout or device), numpy or cupy arrays; the
@@ -99,10 +113,16 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
     max|x|/127 of this input), accumulates in int32 and dequantizes (experiments.conv.lowp).
     The output is float32 in every case.
 
-    ``gemm_kernel`` names the rung of the GEMM ladder that ``gemm='blocked'`` runs (experiments.conv.
-    ladder: naive, blocked (the default), vec4, dbuf, warptile, splitk, fold; float32 only).
+    ``rung`` names the rung of the GEMM ladder that ``gemm='blocked'`` runs (experiments.conv.
+    ladder: naive, blocked (the default), vec4, dbuf, warptile, splitk, fold; float32 only);
+    ``gemm_kernel`` is its deprecated former name.
+
+    ``gemm='custom'`` runs your own GEMM kernel file, ``custom_kernel``: its path, or the CustomGemm of
+    ``experiments.conv.custom.read_kernel(path, function, tile_macro, ...)`` (docs/your-kernel.md).
     """
-    variant, runtime = resolve(algo, gemm, tile, backend, dtype, gemm_kernel)
+    if isinstance(custom_kernel, (str, PathLike)):
+        custom_kernel = custom.read_kernel(custom_kernel)
+    variant, runtime = resolve(algo, gemm, tile, backend, dtype, rung_argument(rung, gemm_kernel), custom_kernel)
     symmetric, extra = resolve_padding(padding, tuple(weight.shape), stride, dilation)
     xd = to_runtime(x, runtime)
     if any(extra):
