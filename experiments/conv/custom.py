@@ -30,7 +30,7 @@ import numpy as np
 from experiments.runtime.emulator import CompileError, parse_kernels, strip_comments
 from experiments.runtime.sources import HIP_DIR
 
-from .ladder import MAX_GRID_Y, MAX_GRID_Z
+from .grid import MAX_GRID_Y, MAX_GRID_Z, ceil_div
 
 PRELUDE = HIP_DIR / "custom" / "convbench_custom.h"
 TEMPLATE = HIP_DIR / "custom" / "template.hip"
@@ -209,7 +209,7 @@ def gemm(runtime, kernel: CustomGemm, tile: int, a, b, groups: int):
     a = a.reshape(groups, m, k)
     c = xp.full((batch, m, n), np.nan, dtype=xp.float32)   # an element the kernel never writes shows as NaN
     rows, columns = kernel.block(tile)
-    grid_x, grid_y = -(-n // columns), -(-m // rows)
+    grid_x, grid_y = ceil_div(n, columns), ceil_div(m, rows)
     if grid_y > MAX_GRID_Y:
         raise ValueError(f"{kernel.function}: M={m} needs {grid_y} blocks of {rows} rows, more than the grid's "
                          f"y limit {MAX_GRID_Y}")
