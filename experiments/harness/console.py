@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from experiments.compress import harness as compression
+from experiments.compress import pipeline as compression
 from experiments.tracking import contract as c
 from experiments.tracking import labels
 from experiments.tracking import mlflow_log as mlf

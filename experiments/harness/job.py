@@ -32,7 +32,7 @@ from experiments.conv.swap import conv_inputs, conv_layers
 from experiments.conv.tolerance import RELATIVE_TOLERANCE, relative_error
 
 from experiments.compress import fidelity, precision_cost
-from experiments.compress import harness as compression
+from experiments.compress import pipeline as compression
 
 from .config import AUTO, PYTORCH, JobSpec
 from .energy import EnergyMeter, EnergyResult
@@ -69,7 +69,7 @@ class JobOutcome:
     energy: EnergyResult | None = None
     tuning: object | None = None            # algo=auto: experiments.tuning.TuningOutcome
     best_single: Measurement | None = None  # algo=auto: the whole forward on the best single candidate
-    compression: object | None = None       # pruned/quantized: experiments.compress.harness.CompressionOutcome
+    compression: object | None = None       # pruned/quantized: experiments.compress.pipeline.CompressionOutcome
     energy_error: str | None = None
     phases: dict[str, float] = field(default_factory=dict)
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from experiments.compress import harness as compression
+from experiments.compress import pipeline as compression
 from experiments.conv import Variant
 from experiments.tracking import contract as c
 
