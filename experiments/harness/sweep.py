@@ -142,7 +142,8 @@ class SweepSummary:
             head += f" ({self.skipped} duplicates skipped)"
         if self.in_outbox:
             head += (f"; {len(self.in_outbox)} run(s) NOT LOGGED, kept in the outbox "
-                     f"{Path(self.in_outbox[0]).parent} (tracking store unreachable): upload with `make sync`")
+                     f"{Path(self.in_outbox[0]).parent} (tracking store unreachable): upload with "
+                     f"`{outbox.sync_command(self.in_outbox[0])}`")
         if self.all_ok:
             return head
         what = "; ".join(f"{f.get('name') or '#' + str(f.get('num'))}: {_first_line(f.get('error', ''))}"
@@ -382,7 +383,7 @@ def close_sweep(state: SweepState, interrupted: str | None = None, killed: bool 
         return summary
     if entry is not None:
         print(f"convbench: could not close the parent run {run_id} ({closing.error}); kept in {entry}: upload "
-              f"it with `make sync`", file=sys.stderr)
+              f"it with `{outbox.sync_command(entry)}`", file=sys.stderr)
     return summary
 
 
