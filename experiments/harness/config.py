@@ -54,6 +54,7 @@ class JobSpec:
     flush_bytes: int
     energy_s: float
     progress_s: float
+    cudnn_benchmark: bool      # the PyTorch baseline on a GPU: cuDNN autotunes per shape, in its untimed first call
     energy: str
     country_iso_code: str | None
     region: str | None
@@ -109,6 +110,12 @@ def algos() -> tuple[str, ...]:
 def _choice(kind: str, value, valid) -> str:
     if value not in valid:
         raise ConfigError(f"{kind}={value!r} is not supported; valid: {', '.join(map(str, valid))}")
+    return value
+
+
+def _flag(value, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}={value!r} is not supported; valid: true, false")
     return value
 
 
@@ -183,6 +190,7 @@ def job_spec(cfg: DictConfig) -> JobSpec:
         model_protocol=_protocol(bench.model, "bench.model"), layer_protocol=_protocol(bench.layer, "bench.layer"),
         cache_mode=bench.cache_mode, flush_bytes=int(float(bench.flush_mb) * 2**20),
         energy_s=float(bench.energy_s), progress_s=float(bench.get("progress_s", 3.0)),
+        cudnn_benchmark=_flag(bench.get("cudnn_benchmark", True), "bench.cudnn_benchmark"),
         energy=energy.name, country_iso_code=energy.get("country_iso_code"), region=energy.get("region"),
         measure_power_secs=float(energy.get("measure_power_secs") or 1),
         tracking_uri=str(cfg.tracking.uri), experiment=str(cfg.tracking.experiment), tuning=tuning,

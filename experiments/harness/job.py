@@ -83,6 +83,20 @@ def conv_geometry(conv: nn.Conv2d, input_shape) -> ConvGeometry:
     return ConvGeometry.from_shapes(input_shape, conv.weight.shape, conv.stride, padding, conv.dilation, conv.groups)
 
 
+def cudnn_benchmark(on: bool) -> None:
+    """The PyTorch baseline's cuDNN autotuning, set explicitly for every job (a process's earlier job or
+    library must not decide it). It autotunes a shape on its first call, which every target makes before
+    its timed calls: the first call is timed alone (compile_s), then the warm-up, then the samples."""
+    torch.backends.cudnn.benchmark = on
+
+
+def cudnn_benchmark_tag(spec: JobSpec) -> str:
+    """What the cudnn_benchmark tag says: on or off where PyTorch runs on cuDNN, else unused."""
+    if not (spec.runtime.is_gpu and torch.backends.cudnn.is_available()):
+        return "unused (no cuDNN)"
+    return "on" if spec.cudnn_benchmark else "off"
+
+
 class Job:
     def __init__(self, spec: JobSpec, progress: Callable[..., object] | None = None):
         self.spec = spec
@@ -107,6 +121,7 @@ class Job:
             self.outcome.phases[name] = self.outcome.phases.get(name, 0.0) + time.perf_counter() - start
 
     def run(self) -> JobOutcome:
+        cudnn_benchmark(self.spec.cudnn_benchmark)
         if self.energy_meter is not None:
             self.energy_meter.prewarm()
         with torch.inference_mode():

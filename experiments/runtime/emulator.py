@@ -306,8 +306,10 @@ def _wrapper(source_include: Path, kernels: dict[str, KernelSignature]) -> str:
         out += [
             f"CONVBENCH_EXPORT long long convbench_max_threads_{k.name}() {{ return {bounds}; }}",
             f"CONVBENCH_EXPORT int convbench_launch_{k.name}(unsigned gx, unsigned gy, unsigned gz, "
-            f"unsigned bx, unsigned by, unsigned bz, unsigned long long shared, int workers{params}) {{",
+            f"unsigned bx, unsigned by, unsigned bz, unsigned long long shared, int workers, "
+            f"unsigned long long first, unsigned long long end{params}) {{",
             f'    return convbench::emu::launch("{k.name}", dim3(gx, gy, gz), dim3(bx, by, bz), shared, workers,',
+            f"                                  first, end,"
             f"                                  [=] {{ {k.name}({', '.join(args)}); }});",
             "}", ""]
     return "\n".join(out)
@@ -499,6 +501,20 @@ class _Guarded:
         return text
 
 
+_PROBE_PATTERN = 0xA5   # what the probe fills written arrays with: a byte no kernel result is made of
+
+
+@dataclass(frozen=True)
+class BlockProbe:
+    """One launch seen block by block (EmulatorRuntime(probe_blocks=True)): the blocks that wrote nothing."""
+
+    kernel: str
+    grid: tuple
+    block: tuple
+    blocks: int
+    idle: tuple          # (x, y, z) of every block that wrote nothing
+
+
 class EmulatorFunction:
     """One kernel, called like CuPy's RawKernel: ``fn(grid, block, args, shared_mem=0)``."""
 
@@ -510,7 +526,8 @@ class EmulatorFunction:
         lib = module._lib
         self._launch = lib[f"convbench_launch_{self.name}"]
         self._launch.restype = ctypes.c_int
-        self._launch.argtypes = ([ctypes.c_uint] * 6 + [ctypes.c_ulonglong, ctypes.c_int]
+        self._launch.argtypes = ([ctypes.c_uint] * 6 + [ctypes.c_ulonglong, ctypes.c_int, ctypes.c_ulonglong,
+                                                     ctypes.c_ulonglong]
                                  + [ctypes.c_void_p if p.pointer else _CTYPES_OF_DTYPE[p.dtype.name]
                                     for p in self.params])
         max_threads = lib[f"convbench_max_threads_{self.name}"]
@@ -536,12 +553,37 @@ class EmulatorFunction:
         if guarded is not None:
             for i, pointer in guarded.pointers.items():
                 values[i] = pointer
-        rc = self._launch(*grid3, *block3, int(shared_mem), self.module.threads, *values)
+        rc = self._launch(*grid3, *block3, int(shared_mem), self.module.threads, 0, 0, *values)
         if guarded is not None:
             guarded.finish()
         if rc != 0:
             message = self.module._lib.convbench_last_error().decode(errors="replace")
             raise EmulatorError(f"kernel {self.name!r} (grid {grid3}, block {block3}): {message}")
+        if self.module.probes is not None:
+            self.module.probes.append(self._probe(grid3, block3, args, int(shared_mem)))
+
+    def _probe(self, grid3: tuple, block3: tuple, args: tuple, shared_mem: int) -> "BlockProbe":
+        """Run the launch again one block at a time on copies of its arrays, the written ones filled with
+        a pattern, and note the blocks that write nothing: a block that does no work."""
+        values, arrays = self._convert(args)
+        copies = []
+        for i, p, a in arrays:
+            copy = numpy.array(a, copy=True)
+            if not p.const:
+                copy.view(numpy.uint8)[...] = _PROBE_PATTERN
+            copies.append((p, copy))
+            values[i] = _address(copy)
+        written = [copy.view(numpy.uint8).reshape(-1) for p, copy in copies if not p.const]
+        idle = []
+        blocks = grid3[0] * grid3[1] * grid3[2]
+        for b in range(blocks):
+            before = [w.copy() for w in written]
+            if self._launch(*grid3, *block3, shared_mem, 1, b, b + 1, *values) != 0:
+                message = self.module._lib.convbench_last_error().decode(errors="replace")
+                raise EmulatorError(f"kernel {self.name!r} (probe of block {b}): {message}")
+            if all(numpy.array_equal(w, old) for w, old in zip(written, before)):
+                idle.append((b % grid3[0], b // grid3[0] % grid3[1], b // (grid3[0] * grid3[1])))
+        return BlockProbe(self.name, grid3, block3, blocks, tuple(idle))
 
     def _convert(self, args: tuple) -> tuple[list, list[tuple[int, Param, numpy.ndarray]]]:
         if not isinstance(args, (tuple, list)):
@@ -598,7 +640,8 @@ class EmulatorModule:
     """The compiled kernels of one source file with one set of defines (like cupy.RawModule)."""
 
     def __init__(self, source: Path, defines: dict[str, Any], warp_size: int, checked: bool, threads: int,
-                 kernels: dict[str, KernelSignature], library: Path, compiled: bool) -> None:
+                 kernels: dict[str, KernelSignature], library: Path, compiled: bool,
+                 probes: list | None = None) -> None:
         self.source = source
         self.defines = dict(defines)
         self.warp_size = warp_size
@@ -607,6 +650,7 @@ class EmulatorModule:
         self.kernels = kernels
         self.library_path = library
         self.compiled = compiled  # True when this load ran g++, False when the build cache had it
+        self.probes = probes      # the runtime's BlockProbe list when it probes launches, else None
         self._lib = _open_library(library)
         self._functions: dict[str, EmulatorFunction] = {}
 
@@ -647,6 +691,8 @@ class EmulatorRuntime:
     warp_size: the value of warpSize in the kernels, 32 (NVIDIA) or 64 (AMD CDNA).
     checked:   guard zones around every array argument; out-of-bounds writes raise OutOfBoundsError.
     threads:   worker threads per launch (default: $CONVBENCH_EMULATOR_THREADS, else the usable cores).
+    probe_blocks: after each launch, run it again one block at a time and record in ``probes`` (BlockProbe)
+               the blocks that wrote nothing: a grid larger than its work shows there (tests only: slow).
     """
 
     name = "emulator"
@@ -655,7 +701,8 @@ class EmulatorRuntime:
     is_gpu = False
     has_kernels = True
 
-    def __init__(self, warp_size: int = 32, *, checked: bool = True, threads: int | None = None) -> None:
+    def __init__(self, warp_size: int = 32, *, checked: bool = True, threads: int | None = None,
+                 probe_blocks: bool = False) -> None:
         if isinstance(warp_size, bool) or warp_size not in VALID_WARP_SIZES:
             raise ValueError(f"warp_size={warp_size!r} is not supported; valid: "
                              f"{', '.join(map(str, VALID_WARP_SIZES))}")
@@ -668,6 +715,7 @@ class EmulatorRuntime:
         self.execution = f"{self.threads} kernel worker threads; {cpu_execution()}"
         self._modules: dict[tuple, EmulatorModule] = {}
         self._lock = threading.Lock()
+        self.probes: list[BlockProbe] | None = [] if probe_blocks else None
 
     def __repr__(self) -> str:
         return f"EmulatorRuntime(warp_size={self.warp_size}, checked={self.checked}, threads={self.threads})"
@@ -688,7 +736,8 @@ class EmulatorRuntime:
                 kernels = parse_kernels(text)
                 library, compiled = _build(path, text, kernels, defines, self.warp_size)
                 module = self._modules[key] = EmulatorModule(
-                    path, defines or {}, self.warp_size, self.checked, self.threads, kernels, library, compiled)
+                    path, defines or {}, self.warp_size, self.checked, self.threads, kernels, library, compiled,
+                    self.probes)
             return module
 
     def device_name(self) -> str:
@@ -698,6 +747,6 @@ class EmulatorRuntime:
         pass  # launches are synchronous
 
 
-__all__ = ["CompileError", "EmulatorError", "EmulatorFunction", "EmulatorModule", "EmulatorRuntime",
+__all__ = ["BlockProbe", "CompileError", "EmulatorError", "EmulatorFunction", "EmulatorModule", "EmulatorRuntime",
            "KernelSignature", "OutOfBoundsError", "Param", "UnknownKernelError", "VALID_WARP_SIZES",
            "cache_dir", "parse_kernels"]

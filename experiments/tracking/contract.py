@@ -121,7 +121,8 @@ T_VERSION_PREFIX = "version."   # version.torch, version.cupy, version.mlflow, .
 T_RUN_KIND = "run_kind"         # parent | job
 T_JOB_NUM = "job_num"           # a sweep's job: its number (hydra.job.num), how the sweep finds its run
 T_BEST_SINGLE = "best_single"   # algo=auto: the best single candidate, e.g. im2col/blocked-t16/fp32
-T_BASELINE = "baseline"         # what baseline_latency_ms measured: pytorch fp32 | pytorch fp16
+T_BASELINE = "baseline"         # what baseline_latency_ms measured: pytorch fp32 | pytorch fp16 channels_last
+T_CUDNN_BENCHMARK = "cudnn_benchmark"   # the PyTorch baseline's cuDNN autotuning: on | off | unused (no cuDNN)
 T_EVAL_DATA = "eval_data"       # the evaluation images of the fidelity metrics (digits test split, ...)
 T_WEIGHTS = "weights"           # pruned/quantized jobs: the model's weights, "random" or torchvision's name
 T_FP32_LAYERS = "fp32_layer_names"      # fp16/int8: the conv layers quant.skip kept in fp32, comma separated

@@ -485,9 +485,11 @@ inline Pool& pool() {
 inline thread_local char last_error[1024];
 
 // Run body() as the kernel `kernel` over grid x block on `workers` threads (the caller included);
-// returns 0, or -1 with last_error set.
+// returns 0, or -1 with last_error set. Only the blocks numbered first .. end - 1 (x fastest, then y, z)
+// run when end > 0: the launch-geometry probe runs one block at a time to see which do any work.
 template <class Body>
-int launch(const char* kernel, dim3 grid, dim3 block, size_t shared_bytes, int workers, Body&& body) {
+int launch(const char* kernel, dim3 grid, dim3 block, size_t shared_bytes, int workers,
+           unsigned long long first, unsigned long long end, Body&& body) {
     using B = std::remove_reference_t<Body>;
     Launch job{};
     job.kernel = kernel;
@@ -497,12 +499,14 @@ int launch(const char* kernel, dim3 grid, dim3 block, size_t shared_bytes, int w
     job.block = block;
     job.shared_bytes = shared_bytes;
     job.blocks = static_cast<unsigned long long>(grid.x) * grid.y * grid.z;
-    if (job.blocks == 0 || block.x * block.y * block.z == 0) return 0;
+    if (end > 0 && end < job.blocks) job.blocks = end;
+    job.next = first;
+    if (job.blocks <= first || block.x * block.y * block.z == 0) return 0;
 
     Pool& p = pool();
     pthread_mutex_lock(&p.launch_mutex);
     unsigned long long n = workers < 1 ? 1 : static_cast<unsigned long long>(workers);
-    if (n > job.blocks) n = job.blocks;
+    if (n > job.blocks - first) n = job.blocks - first;
     unsigned helpers = static_cast<unsigned>(n - 1);
     if (helpers) {
         pthread_mutex_lock(&p.mutex);
