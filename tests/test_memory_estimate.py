@@ -60,10 +60,8 @@ def test_the_estimate_of_each_job_kind_matches_what_the_job_allocates(tmp_path, 
             out = job.ours.get_submodule(layer.name)(job.inputs[layer.name])
         peaks[layer.name] = layer.cost.workspace_bytes + _bytes(out)
     worst = max(peaks, key=peaks.get)
-    if spec.quant == "fp32":
+    if spec.quant == "fp32":   # fp16/int8 calls: test_memory_checks counts them in a stand-in GPU's pool
         assert (found.workspace_bytes, found.workspace_layer) == (peaks[worst], worst)
-    else:   # reduced precision holds narrower columns: the fp32 estimate bounds them
-        assert peaks[worst] <= found.workspace_bytes <= 4 * peaks[worst]
 
     # activations: every captured conv input, and 6 x the largest activation of the real forward
     inputs = sum(_bytes(x) for x in job.inputs.values())
