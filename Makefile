@@ -104,6 +104,12 @@ $(NVDISASM):
 kernel-report: setup $(NVDISASM)
 	$(PY) -m analysis.kernel_report --nvdisasm $(NVDISASM) --out results/$$(date +%F)-kernels.md $(ARGS)
 
+.PHONY: coverage-gpu-path
+# Line coverage of the modules a GPU run uses (runtime, conv, bench, the harness's device code) under the CPU
+# test suite, every unexecuted line listed with why: results/<date>-gpu-path-coverage.md.
+coverage-gpu-path: setup
+	$(PY) -m analysis.gpu_path_coverage $(ARGS)
+
 TRACKING_URI ?= sqlite:///mlflow.db
 EXPERIMENT ?=
 
