@@ -20,7 +20,7 @@ from analysis.selection import (
     scenario_label,
 )
 from experiments.tracking import contract as c
-from experiments.tracking.labels import GPU, ratio_text, significant, what_ran
+from experiments.tracking.labels import GPU, interval_text, ratio_text, significant, versus_pytorch_text, what_ran
 
 PROTOCOL = (
     "Bench protocol (docs/design.md): buffers are built and the result is checked against a float64 "
@@ -47,7 +47,9 @@ ENERGY_MODE_SHORT = {"rapl": "RAPL counters", "nvml": "NVML power readings",
 
 FMT_MS = significant      # 4 significant digits, never '1e+03'
 FMT_X = ratio_text         # '1.56× faster', '1.6× slower'
-FMT_CI = "{:.3g}×"
+def FMT_CI(value) -> str:   # noqa: N802  (a format, like the constants beside it)
+    """An interval's end read like the point estimate: '0.421 (2.38× slower)'."""
+    return f"{value:.3g} ({ratio_text(value)})"
 FMT_REL = "{:.1%}"
 
 
@@ -301,7 +303,7 @@ class ReportBuilder:
         table = tables.per_layer(matrix, shapes, noise, verdicts)
         formats = {col: FMT_MS for col in table.columns if col.endswith("[ms]")}
         formats.update({col: "{:.0%}" for col in table.columns if col.endswith("IQR/median")})
-        formats.update({"MFLOP": "{:.4g}", "fastest vs PyTorch [×]": FMT_X})
+        formats.update({"MFLOP": "{:.4g}", "fastest vs PyTorch [×]": versus_pytorch_text})
         if noise is not None:
             section.add(Paragraph(
                 "Each latency is a median with its spread (IQR/median, from the raw samples). A layer's "

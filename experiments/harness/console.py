@@ -40,7 +40,7 @@ def summary_text(report: JobReport, spec: JobSpec | None, outcome: JobOutcome, l
         interval = ""
         if c.SPEEDUP_CI95_LOW in metrics:
             low, high = metrics[c.SPEEDUP_CI95_LOW], metrics[c.SPEEDUP_CI95_HIGH]
-            interval = f" (95% CI of the speedup {low:.3g}-{high:.3g}" + (", not significant)" if low <= 1 <= high else ")")
+            interval = f" (95% CI {labels.interval_text(low, high)}" + (", not significant)" if low <= 1 <= high else ")")
         parts.append(f"PyTorch {_ms(baseline.median)}: {labels.ratio_text(baseline.median / model.median)}{interval}")
     gated = [layer.gate for layer in outcome.layers if layer.gate]
     if gated:   # fp16/int8: each layer exact (experiments/conv/exactness.py); the model's error is a cost

@@ -35,7 +35,7 @@ def _speedup_cells(metrics: dict) -> tuple[str, str]:
     low, high = _number(metrics, c.SPEEDUP_CI95_LOW), _number(metrics, c.SPEEDUP_CI95_HIGH)
     if math.isnan(low):    # PyTorch itself: the reference
         return ("reference", "") if speedup == 1 else (labels.ratio_text(speedup), "—")
-    interval = f"[{low:.3g}, {high:.3g}]" + (" not significant" if low <= 1 <= high else "")
+    interval = labels.interval_text(low, high) + (", not significant" if low <= 1 <= high else "")
     return labels.ratio_text(speedup), interval
 
 
