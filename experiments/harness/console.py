@@ -54,7 +54,9 @@ def summary_text(report: JobReport, spec: JobSpec | None, outcome: JobOutcome, l
         tuning = outcome.tuning
         best = f"; best single {tuning.best_single.label} {_ms(outcome.best_single.median)}" \
             if outcome.best_single is not None else ""
-        parts.append(f"tuning {tuning.measured} layers measured, {tuning.reused} reused from {tuning.db_path} "
+        from_db = tuning.reused - tuning.reused_from_run
+        parts.append(f"tuning {tuning.measured} layers measured, {tuning.reused_from_run} reused from this run "
+                     f"(same shape as an earlier layer), {from_db} reused from the database {tuning.db_path} "
                      f"in {tuning.seconds:.1f} s{best}")
     parts += compression.summary(outcome.compression, model.median)
     if outcome.energy is not None:
