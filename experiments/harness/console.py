@@ -8,7 +8,9 @@ from experiments.tracking import contract as c
 from experiments.tracking import labels
 from experiments.tracking import mlflow_log as mlf
 
+from . import machine_load
 from .config import PYTORCH, JobSpec
+from .energy import MIN_IMAGES, READABLE
 from .job import JobOutcome
 from .results import JobReport
 
@@ -40,7 +42,7 @@ def summary_text(report: JobReport, spec: JobSpec | None, outcome: JobOutcome, l
         interval = ""
         if c.SPEEDUP_CI95_LOW in metrics:
             low, high = metrics[c.SPEEDUP_CI95_LOW], metrics[c.SPEEDUP_CI95_HIGH]
-            interval = f" (95% CI {labels.interval_text(low, high)}" + (", not significant)" if low <= 1 <= high else ")")
+            interval = f" (the speedup's 95% CI: {labels.interval_text(low, high)}" + (", not significant)" if low <= 1 <= high else ")")
         parts.append(f"PyTorch {_ms(baseline.median)}: {labels.ratio_text(baseline.median / model.median)}{interval}")
     gated = [layer.gate for layer in outcome.layers if layer.gate]
     if gated:   # fp16/int8: each layer exact (experiments/conv/exactness.py); the model's error is a cost
@@ -61,11 +63,17 @@ def summary_text(report: JobReport, spec: JobSpec | None, outcome: JobOutcome, l
     parts += compression.summary(outcome.compression, model.median)
     if outcome.energy is not None:
         e = outcome.energy
+        thin = "" if e.window == READABLE else (f"; THIN window: {e.images} images, fewer than {MIN_IMAGES}: "
+                                                 f"not comparable, left out of rankings")
         parts.append(f"energy {e.per_inference_j:.3g} J and {e.per_inference_co2_mg:.3g} mg CO2e per image "
-                     f"({e.mode}; window total {e.energy_kwh * 1e3:.3g} Wh over {e.duration_s:.1f} s)")
+                     f"({e.mode}; window total {e.energy_kwh * 1e3:.3g} Wh over {e.duration_s:.1f} s, "
+                     f"{e.images} images{thin})")
     elif outcome.energy_error:
         parts.append(f"energy failed: {outcome.energy_error}")
     parts.append(f"fixed cost {cost['fixed_cost_s']:.2f} s")
+    busy = machine_load.warning(outcome.load_start, outcome.load_end)
+    if busy:
+        parts.append(busy)
     text = f"{head} " + "; ".join(parts)
     if not in_sweep:
         text += (f"\n  on {outcome.device} ({spec.runtime.name}); job {cost['job_s']:.1f} s: timing loops "
