@@ -32,7 +32,8 @@ JOB_COLUMNS = [
     "model", "batch", "input_size", "algo", "gemm", "tile", "variant", "technique",
     "device", "backend", "runtime", "timing", "emulated", "cache_mode", "bench",
     "quant", "prune", "prune_amount", "weights", "fp32_layer_names", "precision_worst_layer",
-    "sweep_id", "git_sha", "git_dirty", "kernel_hash", "energy_mode", "best_single", "versions", "bench_params",
+    "sweep_id", "git_sha", "git_dirty", "kernel_hash", "energy_mode", "energy_window", "machine_quiet", "best_single",
+    "versions", "bench_params",
     *contract.METRICS, *contract.AUTO_METRICS, *contract.GPU_METRICS, *contract.COMPRESSION_METRICS,
 ]
 # Metrics loaded into the job frame: the contract's, and those of algo=auto, GPU and pruned/quantized jobs
@@ -132,6 +133,8 @@ def job_row(run, experiment_name: str = "") -> dict | None:
         "git_dirty": tags.get(contract.T_GIT_DIRTY, ""),
         "kernel_hash": tags.get(contract.T_KERNEL_HASH, ""),
         "energy_mode": tags.get(contract.T_ENERGY_MODE, ""),
+        "energy_window": tags.get(contract.T_ENERGY_WINDOW, ""),   # thin: too few images to compare; "" older runs
+        "machine_quiet": tags.get(contract.T_QUIET, ""),
         "best_single": tags.get(contract.T_BEST_SINGLE, ""),
         "versions": {
             key[len(contract.T_VERSION_PREFIX):]: value

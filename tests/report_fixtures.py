@@ -76,15 +76,15 @@ class SyntheticStore:
             backend: str = "gpu", metrics: dict | None = None, layers: list[dict] | None = None,
             status: str = "ok", error: str = "", quant: str = "fp32", prune: str = "none",
             prune_amount: float = 0.0, model: str = MODEL, energy_mode: str = "nvml",
-            timing: str | None = None) -> str:
+            timing: str | None = None, tags: dict | None = None, sweep_id: str = "s1") -> str:
         runtime = {"gpu": "cuda", "numpy": "cpu", "emulator": "emulated"}[backend]
         timing = timing or ("emulated" if backend == "emulator" else "measured")
         name = f"{model}/{algo}/{gemm}-t{tile}/{quant}/{prune}-{prune_amount}"
         tags = {c.T_RUN_KIND: "job", c.T_STATUS: status, c.T_DEVICE: device, c.T_BACKEND: backend,
                 c.T_RUNTIME: runtime, c.T_TIMING: timing, c.T_GIT_SHA: "0123456789abcdef",
-                c.T_GIT_DIRTY: "false", c.T_KERNEL_HASH: "feedc0de", c.T_SWEEP_ID: "s1",
+                c.T_GIT_DIRTY: "false", c.T_KERNEL_HASH: "feedc0de", c.T_SWEEP_ID: sweep_id,
                 c.T_ENERGY_MODE: energy_mode, f"{c.T_VERSION_PREFIX}torch": "2.13.0",
-                f"{c.T_VERSION_PREFIX}mlflow": "3.17.2"}
+                f"{c.T_VERSION_PREFIX}mlflow": "3.17.2", **(tags or {})}
         if error:
             tags[c.T_ERROR] = error
         if self.parent_id:
