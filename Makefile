@@ -88,7 +88,8 @@ bench-pruning: setup
 	$(PY) -m experiments.bench.pruning $(ARGS)
 
 .PHONY: kernel-report
-# Every kernel of hip/ compiled for sm_90 (nvcc) and gfx90a (hipcc), no GPU needed: registers, spills, shared
+# Every kernel of hip/ built as the gpu runtime builds it (NVRTC with CuPy's options for sm_90; hipcc with hiprtc's
+# options for gfx90a; nvcc as a cross-check), no GPU needed: registers, spills, shared
 # memory, theoretical occupancy on H100 and MI250, the SASS hot loop's instruction mix; checks the ladder's targets.
 NVDISASM_VERSION := 13.2.86
 NVDISASM := build/tools/nvdisasm-$(NVDISASM_VERSION)/nvidia/cu13/bin/nvdisasm
@@ -128,7 +129,7 @@ ui: setup
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=$${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false} $(VENV)/bin/mlflow ui \
 		--backend-store-uri '$(TRACKING_URI)' --host 127.0.0.1 --port $(SERVER_PORT) --workers 1
 
-# A tracking server for sweeps on many processes or machines (README: "Sweeps on a cluster"); jobs log
+# A tracking server for sweeps on many processes or machines (docs/clusters.md); jobs log
 # to it with tracking.uri=http://SERVER_HOST:SERVER_PORT. The store: BACKEND_STORE_URI, this repository's
 # sqlite file by default, or PostgreSQL for many writers, its password in the environment (PGPASSWORD,
 # or ~/.pgpass), never in the URI: a command line is visible to every user in `ps`. E.g.

@@ -18,7 +18,7 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")   # before anything im
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from experiments.harness import runner, signals, sweep, validate  # noqa: E402
+from experiments.harness import password, runner, signals, sweep, validate  # noqa: E402
 from experiments.tracking import mlflow_log as mlf  # noqa: E402
 from experiments.tracking import stale  # noqa: E402
 
@@ -30,7 +30,7 @@ def task(cfg: DictConfig):
 
 def main() -> int:
     runner.reset_outcomes()
-    with signals.stop_on_signals(), mlf.masked_log_records():
+    with signals.stop_on_signals(), mlf.masked_log_records(), password.lifted_environment(sys.argv[1:]):
         try:
             with validate.bad_input_exits():   # Hydra's own errors: one message, exit 2
                 task()

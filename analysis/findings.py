@@ -111,24 +111,24 @@ def layer_findings(matrix: pd.DataFrame, shapes: pd.DataFrame, winners: pd.Serie
         beaten = (best_ours < matrix[PYTORCH]).sum()
         out.append(f"At least one of our implementations beats PyTorch on {beaten} of "
                    f"{matrix[PYTORCH].notna().sum()} layers.")
-        out += _winners_by_kernel(ours, shapes)
+        out += _winners_by_filter_size(ours, shapes)
     return out
 
 
-def _winners_by_kernel(ours: pd.DataFrame, shapes: pd.DataFrame) -> list[str]:
-    """Which of our implementations wins, split by kernel size: the dimension that sets inflation."""
+def _winners_by_filter_size(ours: pd.DataFrame, shapes: pd.DataFrame) -> list[str]:
+    """Which of our implementations wins, split by filter size (KH x KW): the dimension that sets inflation."""
     if ours.empty or ours.shape[1] < 2 or "kernel_h" not in shapes:
         return []
-    kernel = shapes.reindex(ours.index)[["kernel_h", "kernel_w"]]
+    filters = shapes.reindex(ours.index)[["kernel_h", "kernel_w"]]
     parts = []
     winners = ours.dropna(how="all").idxmin(axis=1)
-    for (kh, kw), names in kernel.groupby(["kernel_h", "kernel_w"]).groups.items():
+    for (kh, kw), names in filters.groupby(["kernel_h", "kernel_w"]).groups.items():
         own = winners.reindex(names).dropna()
         if own.empty:
             continue
         counts = own.value_counts()
         top = ", ".join(f"{name} on {n}" for name, n in counts.items())
-        parts.append(f"{len(own)} layer(s) with {int(kh)}×{int(kw)} kernels: {top}")
+        parts.append(f"{len(own)} layer(s) with {int(kh)}×{int(kw)} filters: {top}")
     if len(parts) < 1:
         return []
     return ["Fastest of our implementations by kernel size — " + "; ".join(parts) + "."]
@@ -144,8 +144,8 @@ def inflation_findings(inflation: pd.DataFrame) -> list[str]:
         own = inflation[(inflation["algo"] == algo) & inflation[column].notna()]
         if own.empty:
             continue
-        per_kernel = own.groupby("kernel")[column].median().sort_index(ascending=False)
-        parts = [f"{ratio:.2f}× on layers with k·k = {int(k)}" for k, ratio in per_kernel.items()]
+        per_taps = own.groupby("taps")[column].median().sort_index(ascending=False)
+        parts = [f"{ratio:.2f}× on layers with k·k = {int(k)}" for k, ratio in per_taps.items()]
         out.append(f"{algo}'s workspace relative to the layer {tensor} (median): "
                    f"{', '.join(parts)}.")
     scalar = inflation[inflation["algo"] == "scalar"]["workspace_vs_input"].dropna()

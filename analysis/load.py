@@ -164,7 +164,7 @@ def jobs_frame(runs, experiment_names: dict[str, str] | None = None) -> pd.DataF
 
 def read_layers(path: Path, run_id: str) -> pd.DataFrame:
     """A layers.csv as a frame with every contract column (missing ones NaN) and its row order."""
-    layers = pd.read_csv(path)
+    layers = pd.read_csv(path).rename(columns=contract.FORMER_LAYER_COLUMNS)
     for column in contract.LAYER_COLUMNS:
         if column not in layers:
             layers[column] = np.nan

@@ -24,7 +24,7 @@ from analysis.selection import best_per_configuration, dense_fp32
 from analysis.store import MAKE_RUNS_HINT, NoRunsError, ReportError, Store
 from experiments.runtime.host import cpu_name
 from experiments.tracking import contract
-from experiments.tracking.mlflow_log import redact
+from experiments.tracking.credentials import mask
 from experiments.tracking.stale import close_dead_local_runs
 
 TITLE = "convbench report: convolution algorithms in CNN inference"
@@ -50,7 +50,7 @@ def collect(store: Store, experiment: str | None, artifacts_dir: Path):
     jobs = jobs_frame(store.runs(list(names)), names)
     if jobs.empty:
         where = f"experiment {experiment!r}" if experiment else "any experiment"
-        raise NoRunsError(f"No runs in {where} of {store.tracking_uri}. {MAKE_RUNS_HINT}")
+        raise NoRunsError(f"No runs in {where} of {mask(store.tracking_uri)}. {MAKE_RUNS_HINT}")
     notes = []
     # the Setup header counts every run found, as the notes do: the filtering below leaves some out
     found = {"runs": len(jobs), "status_counts": jobs["status"].value_counts().to_dict()}
@@ -92,7 +92,7 @@ def generate(tracking_uri: str, experiment: str | None, out_dir: Path,
     except Exception as exc:   # a read-only store: report it as it is
         closed = []
         print(f"report: could not close runs left RUNNING by dead processes: {type(exc).__name__}: "
-              f"{redact(str(exc))}", file=sys.stderr)
+              f"{mask(str(exc))}", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="convbench-artifacts-") as tmp:
         jobs, layers, samples, notes, source = collect(store, experiment, Path(tmp))
     if closed:

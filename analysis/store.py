@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 from experiments.tracking import contract
+from experiments.tracking.credentials import mask, store_uri
 # The rule the harness wrote with: a relative sqlite path means <repo>/path, from any directory.
 from experiments.tracking.mlflow_log import REPO_ROOT, resolve_uri  # noqa: F401 (REPO_ROOT re-exported)
 from experiments.tracking.uri import TrackingUriError, check_tracking_uri
@@ -89,18 +90,18 @@ class Store:
         db = sqlite_path(tracking_uri)
         # Opening a missing sqlite file would create an empty store as a side effect.
         if db is not None and not db.is_file():
-            raise NoRunsError(f"No MLflow store at {db} ({tracking_uri}). {MAKE_RUNS_HINT}")
+            raise NoRunsError(f"No MLflow store at {db} ({mask(tracking_uri)}). {MAKE_RUNS_HINT}")
         if db is not None:   # MLflow would run its schema migrations on any file: look first, read-only
             _check_mlflow_sqlite(db)
         from mlflow.tracking import MlflowClient
 
         try:
-            self.client = MlflowClient(tracking_uri=tracking_uri)
+            self.client = MlflowClient(tracking_uri=store_uri(tracking_uri))
             self.client.search_experiments(max_results=1)
         except Exception as exc:  # connection refused, DNS, timeout, bad database...
             raise StoreUnreachableError(
-                f"Cannot reach the MLflow tracking store at {tracking_uri}: "
-                f"{type(exc).__name__}: {_first_line(exc)}. "
+                f"Cannot reach the MLflow tracking store at {mask(tracking_uri)}: "
+                f"{type(exc).__name__}: {mask(_first_line(exc))}. "
                 "Check TRACKING_URI, or start the server (e.g. `mlflow server --workers 1`)."
             ) from exc
 
@@ -112,7 +113,7 @@ class Store:
         if experiment is None:
             known = sorted(e.name for e in self.client.search_experiments())
             raise NoRunsError(
-                f"No experiment named {name!r} in {self.tracking_uri}; "
+                f"No experiment named {name!r} in {mask(self.tracking_uri)}; "
                 f"experiments there: {known or 'none'}. {MAKE_RUNS_HINT}"
             )
         return [experiment]
@@ -145,7 +146,7 @@ class Store:
         try:
             return Path(mlflow.artifacts.download_artifacts(
                 run_id=run_id, artifact_path=artifact, dst_path=str(destination),
-                tracking_uri=self.tracking_uri))
+                tracking_uri=store_uri(self.tracking_uri)))
         except Exception:
             return None
 

@@ -321,7 +321,7 @@ def layer_anatomy(runs: pd.DataFrame, layers: pd.DataFrame) -> pd.DataFrame:
     if shapes.empty:
         return pd.DataFrame()
     table = pd.DataFrame({"layer": shapes.index,
-                          "kernel": [f"{int(h)}×{int(w)}" if pd.notna(h) else "?"
+                          "filter": [f"{int(h)}×{int(w)}" if pd.notna(h) else "?"
                                      for h, w in zip(shapes["kernel_h"], shapes["kernel_w"])]})
     # Compulsory intensity: FLOPs over the traffic any algorithm pays (input, filter, output).
     table["compulsory AI [FLOP/B]"] = (shapes["flops"] / shapes["min_bytes"]).to_numpy()
@@ -360,7 +360,7 @@ def inflation(runs: pd.DataFrame, layers: pd.DataFrame) -> pd.DataFrame:
             in_bytes = layer["batch"] * layer["in_channels"] * layer["in_h"] * layer["in_w"] * element
             out_bytes = layer["batch"] * layer["out_channels"] * layer["out_h"] * layer["out_w"] * element
             rows.append({"algo": run["algo"], "layer": layer["layer"],
-                         "kernel": layer["kernel_h"] * layer["kernel_w"],
+                         "taps": layer["kernel_h"] * layer["kernel_w"],
                          "workspace_vs_input": layer["workspace_bytes"] / in_bytes,
                          "workspace_vs_output": layer["workspace_bytes"] / out_bytes})
     return pd.DataFrame(rows).drop_duplicates(subset=["algo", "layer"]) if rows else pd.DataFrame()

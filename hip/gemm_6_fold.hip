@@ -24,6 +24,7 @@
 //
 // Launch: block (TILE*TILE), grid (ceil(images*N/BN), ceil(M/BM), groups * splits); out is C
 // (splits = 1) or a splits x images*groups x M x N workspace; strideB = K*N, strideC = M*N.
+#define LADDER_FOLDED_COLUMNS
 #include "gemm_ladder.h"
 
 // The folded column j's offset from image 0 (image i at i * image_stride), or -1 past the last image.
@@ -54,17 +55,22 @@ gemm_fold(const float* __restrict__ A, const float* __restrict__ B, float* __res
     loads.vec_b = VEC == 4 && N % 4 == 0 && aligned16(B);
     loads.b_n = (t % (BN / VEC)) * VEC;
     loads.b_k = t / (BN / VEC);
+    // Offsets from the thread's first column, whose address B_first replaces B in the K loop: one
+    // 64-bit pointer live there instead of a pointer and an offset (at TILE=32, 64 registers a
+    // thread, NVRTC spilled with both).
+    const long long first = max(folded_offset(col0 + loads.b_n, N, images, b_image_stride), 0LL);
+    const float* B_first = B + first;
     loads.b_valid = 0;
     for (int v = 0; v < VEC; ++v) {
         const long long offset = folded_offset(col0 + loads.b_n + v, N, images, b_image_stride);
-        loads.b_cols[v] = offset < 0 ? 0 : offset;
+        loads.b_cols[v] = v == 0 || offset < 0 ? 0 : offset - first;   // b_cols[0] is 0: B_first itself
         loads.b_valid += offset >= 0;  // the valid columns come first
     }
 
     const Origin o = warp_tile_origin(t);
     float acc[TM][TN];
     zero(acc);
-    double_buffered_loop(loads, B, K, N, k_begin, k_end, o, t, As, Bs, acc);
+    double_buffered_loop(loads, B_first, K, N, k_begin, k_end, o, t, As, Bs, acc);
 
     // The output's offsets only now: nothing of them stays in registers through the K loop.
     out += (long long)split * images * groups * strideC + g * strideC;

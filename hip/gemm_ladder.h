@@ -124,12 +124,19 @@ __device__ __forceinline__ void load_vec(float* out, const float* p, int valid, 
 // One thread's share of a K slice: slot s covers element group e = t + s*THREADS, i.e. row
 // e / (BK/VEC), k (e % (BK/VEC))*VEC of A's slice, and k row e / (BN/VEC), column group
 // e % (BN/VEC) of B's slice. The B column group is the same in every slot and slice, so its global
-// offset is worked out once (b_cols: per element, which lets rung 6 fold the batch into N).
+// offset is worked out once (b_cols). Rungs 2-5 keep one offset (the group's columns are contiguous);
+// rung 6 defines LADDER_FOLDED_COLUMNS before including this header and keeps one per element, since a
+// group's columns may lie in different images. (One 64-bit offset instead of VEC keeps rungs 3 and 4
+// within the 128 registers of LADDER_MIN_BLOCKS 2 under NVRTC: with four they spilled.)
 struct SliceLoads {
     const float* a_rows[SLICE_LOADS];  // A's row of each slot, at column 0 (row clamped to 0 when past M)
     bool a_row_ok[SLICE_LOADS];
     int a_k;                           // k of this thread's A group within a slice
+#ifdef LADDER_FOLDED_COLUMNS
     long long b_cols[VEC];             // global offset of each B column of this thread (row 0)
+#else
+    long long b_cols[1];               // global offset of the first B column of this thread (row 0)
+#endif
     int b_valid;                       // how many of them exist
     int b_k;                           // first k row of this thread's B group within a slice
     int b_n;                           // column of the group within the block tile
@@ -144,11 +151,13 @@ struct SliceLoads {
             const int valid = a_row_ok[s] ? min(max(K - k, 0), VEC) : 0;
             load_vec(a[s], a_rows[s] + k, valid, vec_a);
             const int kb = k0 + b_k + s * (LADDER_THREADS / (BN / VEC));
-            if (vec_b || VEC == 1) {
-                load_vec(b[s], B + (long long)kb * N + b_cols[0], kb < K ? b_valid : 0, vec_b);
-            } else {  // columns of one group may lie in different images (rung 6 with N % 4 != 0)
+#ifdef LADDER_FOLDED_COLUMNS
+            if (!vec_b && VEC > 1) {  // columns of one group may lie in different images (N % 4 != 0)
                 for (int v = 0; v < VEC; ++v) b[s][v] = (kb < K && v < b_valid) ? B[(long long)kb * N + b_cols[v]] : 0.0f;
+                continue;
             }
+#endif
+            load_vec(b[s], B + (long long)kb * N + b_cols[0], kb < K ? b_valid : 0, vec_b);
         }
     }
 
@@ -189,7 +198,7 @@ __device__ __forceinline__ void setup_b_loads(SliceLoads& loads, const float* B,
     loads.b_k = t / (BN / VEC);
     const int col = col0 + loads.b_n;
     loads.b_valid = min(max(N - col, 0), VEC);
-    for (int v = 0; v < VEC; ++v) loads.b_cols[v] = col + v;
+    loads.b_cols[0] = col;
 }
 
 // The micro-kernel: for each k of the slice, the thread's TM values of A and TN values of B as

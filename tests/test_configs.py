@@ -81,22 +81,29 @@ def test_run_names_follow_the_contract(hydra_conf):
     blocked = job_spec(_compose("gemm=blocked", "gemm.tile=32", "backend=emulator"))
     assert blocked.name == "resnet18/im2col/blocked-t32/fp32/dense"
     assert blocked.variant == Variant("im2col", "blocked", 32, "fp32", "blocked")
-    fold = job_spec(_compose("gemm=blocked", "gemm.kernel=fold", "backend=emulator"))
-    assert fold.name == "resnet18/im2col/blocked-fold-t16/fp32/dense" and fold.variant.kernel == "fold"
-    assert fold.variant.params()["variant.kernel"] == "fold"
-    vendor = job_spec(_compose("gemm=vendor", "gemm.kernel=fold", "backend=numpy"))   # a rung of blocked only
-    assert vendor.name == "resnet18/im2col/vendor/fp32/dense" and vendor.variant.kernel is None
+    fold = job_spec(_compose("gemm=blocked", "gemm.rung=fold", "backend=emulator"))
+    assert fold.name == "resnet18/im2col/blocked-fold-t16/fp32/dense" and fold.variant.rung == "fold"
+    assert fold.variant.params()["variant.rung"] == "fold"
+    vendor = job_spec(_compose("gemm=vendor", "gemm.rung=fold", "backend=numpy"))   # a rung of blocked only
+    assert vendor.name == "resnet18/im2col/vendor/fp32/dense" and vendor.variant.rung is None
     assert job_spec(_compose("algo=scalar", "backend=numpy")).name == "resnet18/scalar/fp32/dense"
     assert job_spec(_compose("algo=pytorch", "gemm=blocked")).name == "resnet18/pytorch/fp32/dense"
 
 
 @pytest.mark.parametrize("overrides, message", [
-    (("gemm=blocked", "gemm.kernel=fastest", "backend=emulator"), "gemm.kernel='fastest' is not supported; valid: naive"),
-    (("gemm=blocked", "gemm.kernel=fold", "quant=fp16", "backend=emulator"), "'fold' is a float32 rung"),
+    (("gemm=blocked", "gemm.rung=fastest", "backend=emulator"), "gemm.rung='fastest' is not supported; valid: naive"),
+    (("gemm=blocked", "gemm.rung=fold", "quant=fp16", "backend=emulator"), "'fold' is a float32 rung"),
 ])
-def test_bad_gemm_kernel_is_named(hydra_conf, overrides, message):
+def test_bad_gemm_rung_is_named(hydra_conf, overrides, message):
     with pytest.raises(ConfigError, match=message):
         job_spec(_compose(*overrides))
+
+
+def test_the_deprecated_gemm_kernel_key_still_names_the_rung(hydra_conf):
+    """gemm.kernel (the key's former name) is read as gemm.rung, with a warning that names the new key."""
+    with pytest.warns(FutureWarning, match=r"gemm.kernel is deprecated.*gemm.rung=fold"):
+        fold = job_spec(_compose("gemm=blocked", "gemm.kernel=fold", "backend=emulator"))
+    assert fold.variant.rung == "fold"
 
 
 def test_experiment_presets_sweep_the_course_grid(hydra_conf):

@@ -60,7 +60,7 @@ def test_accounting_of_grouped_and_depthwise_layers():
         assert cost.flops == 2 * cost.gemm_m * cost.gemm_n * cost.gemm_k * cost.gemm_groups
     assert im2col.workspace_bytes == 4 * 2 * 128 * 9 * 28 * 28     # every group's columns
     assert kn2row.workspace_bytes == 4 * 2 * 128 * 9 * 28 * 28     # every group's partial planes
-    assert (im2col.kernel, kn2row.kernel, scalar.kernel) == ("im2col/blocked-t16/fp32", "kn2row/blocked-t16/fp32", "scalar/fp32")
+    assert (im2col.variant, kn2row.variant, scalar.variant) == ("im2col/blocked-t16/fp32", "kn2row/blocked-t16/fp32", "scalar/fp32")
     assert scalar.min_bytes == 4 * (2 * 128 * 28 * 28 + 128 * 4 * 9 + 2 * 128 * 28 * 28)
 
     dw = ConvGeometry.from_shapes((1, 96, 56, 56), (96, 1, 3, 3), stride=2, padding=1, groups=96)
@@ -69,7 +69,7 @@ def test_accounting_of_grouped_and_depthwise_layers():
         cost = layer_cost(dw, Variant.of(algo, "vendor"))
         assert cost.gemm_m == 0 and cost.workspace_bytes == 0 and cost.gemm_groups == 0
         assert cost.flops == 2 * 96 * 28 * 28 * 9
-    assert layer_cost(dw, Variant("pytorch")).kernel == "pytorch/fp32"
+    assert layer_cost(dw, Variant("pytorch")).variant == "pytorch/fp32"
 
 
 @pytest.mark.parametrize("algo", ["im2col", "kn2row", "scalar"])
@@ -183,5 +183,5 @@ def test_mobilenet_v2_on_the_kernels():
     with torch.no_grad():
         y = swapped(x)
     assert relative_error(y.numpy(), reference.numpy()) < TOL
-    kernels = {m.cost.kernel for m in swapped.modules() if isinstance(m, ConvbenchConv2d)}
+    kernels = {m.cost.variant for m in swapped.modules() if isinstance(m, ConvbenchConv2d)}
     assert kernels == {"depthwise/fp32", "im2col/blocked-t16/fp32"}

@@ -143,7 +143,7 @@ def test_calibrated_scales_and_swap():
     check(y, x, model[0].weight.detach(), model[0].bias.detach(), "int8", scales["0"], padding=1)
     assert exactness.check_layer(ours[0], x, y).ok   # the module path: the layer's own parameters and scale
     assert ours[0].cost.min_bytes < ours[0].cost.flops   # 1-byte operands in the accounting
-    assert ours[0].cost.kernel.endswith("/int8")
+    assert ours[0].cost.variant.endswith("/int8")
 
 
 def test_choices_are_checked():

@@ -90,7 +90,7 @@ def test_auto_sparse_picks_the_spmm_below_the_threshold_only(backend):
             plan = ConvPlan.build(w, None, 1, 1, 1, 1, Variant.of(algo, "auto_sparse"), runtime)
             y = plan(x)
             ran = Variant.of(algo, expected)
-            assert plan.layer_variant == ran and plan.last_cost.kernel == f"{algo}/{expected}/fp32"
+            assert plan.layer_variant == ran and plan.last_cost.variant == f"{algo}/{expected}/fp32"
             assert isinstance(plan.prepared_weight, CsrFilter) == (expected == "sparse")
             assert plan.last_cost == layer_cost(g, ran)
             reference = torch.nn.functional.conv2d(torch.from_numpy(x).double(), torch.from_numpy(w).double(),

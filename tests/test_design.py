@@ -70,7 +70,7 @@ def test_a_registered_algorithm_runs_like_the_built_in_ones(taps, backend):
         out = swapped(x)
     assert relative_error(out.numpy(), reference_out) < RELATIVE_TOLERANCE["fp32"]
     layer = swapped[0]
-    assert layer.variant == Variant(taps) and layer.cost.kernel == "taps/fp32" and layer.cost.gemm_m == 0
+    assert layer.variant == Variant(taps) and layer.cost.variant == "taps/fp32" and layer.cost.gemm_m == 0
 
 
 def test_a_registered_algorithm_is_a_config_choice(taps):

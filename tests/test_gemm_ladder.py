@@ -50,23 +50,23 @@ def operands(seed: int, m: int, n: int, k: int, batch: int, groups: int):
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
 @pytest.mark.parametrize("tile", ladder.TILES)
-@pytest.mark.parametrize("kernel", ladder.KERNELS)
-def test_every_rung_matches_float64(runtime, kernel, tile):
+@pytest.mark.parametrize("rung", ladder.RUNG_NAMES)
+def test_every_rung_matches_float64(runtime, rung, tile):
     rt = runtime_named(runtime)
     for i, (m, n, k, batch, groups) in enumerate(SHAPES):
         a, b = operands(i, m, n, k, batch, groups)
-        c = ladder.gemm(rt, kernel, tile, rt.xp.asarray(a[0] if groups == 1 else a), rt.xp.asarray(b), groups)
-        assert relative_error(host(c), reference(a, b, groups)) < 1e-5, (kernel, tile, m, n, k, batch, groups)
+        c = ladder.gemm(rt, rung, tile, rt.xp.asarray(a[0] if groups == 1 else a), rt.xp.asarray(b), groups)
+        assert relative_error(host(c), reference(a, b, groups)) < 1e-5, (rung, tile, m, n, k, batch, groups)
 
 
-@pytest.mark.parametrize("kernel", ["splitk", "fold"])
+@pytest.mark.parametrize("rung", ["splitk", "fold"])
 @pytest.mark.parametrize("splits", [2, 3, 7])
-def test_split_k_any_split_count(kernel, splits):
+def test_split_k_any_split_count(rung, splits):
     """Forced split counts, a K that is no multiple of a split's range: the reduction sums every plane once."""
     rt = EmulatorRuntime(warp_size=32)
     for m in (21, 20):   # 3 x 20 x 30 outputs: the reduction's float4 path; 3 x 21 x 30: its scalar one
         a, b = operands(splits, m, 30, 101, 3, 1)
-        c = ladder.gemm(rt, kernel, 16, a[0], b, 1, splits=splits)
+        c = ladder.gemm(rt, rung, 16, a[0], b, 1, splits=splits)
         assert relative_error(c, reference(a, b, 1)) < 1e-5, m
 
 
@@ -77,8 +77,8 @@ def test_split_count_fills_the_gpu_and_keeps_splits_long():
     assert ladder.split_count(blocks=33, k=4608, sms=132) == 8
 
 
-@pytest.mark.parametrize("kernel", ["vec4", "warptile", "fold"])
-def test_misaligned_operands_take_the_scalar_path(kernel):
+@pytest.mark.parametrize("rung", ["vec4", "warptile", "fold"])
+def test_misaligned_operands_take_the_scalar_path(rung):
     """Views starting one float past a 16-byte boundary (K and N multiples of 4): the kernels must not
     issue 128-bit loads there. Unchecked launches keep the arrays where they are (a checked launch
     copies them into aligned guard buffers)."""
@@ -88,38 +88,38 @@ def test_misaligned_operands_take_the_scalar_path(kernel):
     a_view, b_view = a_buf[1:].reshape(a.shape), b_buf[1:].reshape(b.shape)
     a_view[...], b_view[...] = a, b
     assert a_view.ctypes.data % 16 and b_view.ctypes.data % 16
-    c = ladder.gemm(rt, kernel, 16, a_view[0], b_view, 1)
+    c = ladder.gemm(rt, rung, 16, a_view[0], b_view, 1)
     assert relative_error(c, reference(a, b, 1)) < 1e-5
     del c_buf
 
 
-@pytest.mark.parametrize("kernel", ["naive", "fold"])
+@pytest.mark.parametrize("rung", ["naive", "fold"])
 @pytest.mark.parametrize("algo", ["im2col", "kn2row"])
-def test_convolutions_on_a_rung(algo, kernel):
-    """conv2d with gemm_kernel=...: batch 3 and a grouped layer, against float64 PyTorch."""
+def test_convolutions_on_a_rung(algo, rung):
+    """conv2d with rung=...: batch 3 and a grouped layer, against float64 PyTorch."""
     rng = np.random.default_rng(13)
     for groups in (1, 2):
         x, weight, bias = random_conv(rng, 3, 4, 6, 11, 9, 3, 3)
         weight = weight[:, : 4 // groups].contiguous()
         kwargs = dict(stride=1, padding=1, dilation=1, groups=groups)
-        y = conv2d(x, weight, bias, **kwargs, algo=algo, gemm="blocked", tile=8, gemm_kernel=kernel,
+        y = conv2d(x, weight, bias, **kwargs, algo=algo, gemm="blocked", tile=8, rung=rung,
                    backend=EmulatorRuntime(warp_size=32))
         assert error_vs_reference(y, x, weight, bias, **kwargs) < 1e-4
 
 
 def test_launcher_runs_the_named_rung(monkeypatch):
-    """The launcher's kernel reaches the ladder (a silently ignored gemm.kernel would run blocked)."""
+    """The launcher's rung reaches the ladder (a silently ignored gemm.rung would run blocked)."""
     ran = []
     real = ladder.gemm
-    monkeypatch.setattr(ladder, "gemm", lambda rt, kernel, *args, **kw: ran.append(kernel) or real(rt, kernel, *args, **kw))
+    monkeypatch.setattr(ladder, "gemm", lambda rt, rung, *args, **kw: ran.append(rung) or real(rt, rung, *args, **kw))
     rt = EmulatorRuntime(warp_size=32)
     a, b = operands(1, 9, 10, 11, 1, 1)
-    KernelLauncher(rt, Variant.of("im2col", "blocked", 8, kernel="dbuf")).gemm(a[0], b)
+    KernelLauncher(rt, Variant.of("im2col", "blocked", 8, rung="dbuf")).gemm(a[0], b)
     assert ran == ["dbuf"]
 
 
 def test_unknown_rung_names_the_valid_ones():
-    with pytest.raises(ValueError, match="unknown GEMM kernel 'fastest'.*naive, blocked, vec4"):
+    with pytest.raises(ValueError, match="unknown GEMM rung 'fastest'.*naive, blocked, vec4"):
         ladder.rung("fastest")
 
 
@@ -146,6 +146,22 @@ def test_low_precision_refuses_a_float32_rung():
     """fp16/int8 have rung 1 only: another rung is an error, not silently ignored."""
     rng = np.random.default_rng(2)
     x, weight, bias = random_conv(rng, 1, 4, 6, 8, 8, 3, 3)
-    with pytest.raises(ValueError, match="gemm kernel 'fold' is a float32 rung.*dtype='fp16' runs rung 'blocked'"):
-        conv2d(x, weight, bias, padding=1, algo="im2col", gemm="blocked", gemm_kernel="fold", dtype="fp16",
+    with pytest.raises(ValueError, match="gemm rung 'fold' is a float32 rung.*dtype='fp16' runs rung 'blocked'"):
+        conv2d(x, weight, bias, padding=1, algo="im2col", gemm="blocked", rung="fold", dtype="fp16",
+               backend=EmulatorRuntime(warp_size=32))
+
+
+def test_the_deprecated_gemm_kernel_keyword_still_names_the_rung(monkeypatch):
+    """conv2d(gemm_kernel=...) (the keyword's former name) runs that rung, with a FutureWarning."""
+    ran = []
+    real = ladder.gemm
+    monkeypatch.setattr(ladder, "gemm", lambda rt, rung, *args, **kw: ran.append(rung) or real(rt, rung, *args, **kw))
+    rng = np.random.default_rng(4)
+    x, weight, bias = random_conv(rng, 1, 4, 6, 8, 8, 3, 3)
+    with pytest.warns(FutureWarning, match="gemm_kernel= is deprecated.*rung="):
+        conv2d(x, weight, bias, padding=1, algo="im2col", gemm="blocked", tile=8, gemm_kernel="dbuf",
+               backend=EmulatorRuntime(warp_size=32))
+    assert ran == ["dbuf"]
+    with pytest.raises(ValueError, match="rung='fold' and the deprecated gemm_kernel='dbuf' disagree"):
+        conv2d(x, weight, bias, algo="im2col", gemm="blocked", rung="fold", gemm_kernel="dbuf",
                backend=EmulatorRuntime(warp_size=32))

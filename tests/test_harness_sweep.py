@@ -191,8 +191,8 @@ def test_grouped_and_depthwise_conv_model_runs_as_a_job(convbench, tmp_path, cap
     import pandas as pd
     frame = pd.read_csv(_client(uri).download_artifacts(shufflenet.info.run_id, contract.A_LAYERS, str(tmp_path)))
     depthwise = frame["groups"] > 1
-    assert depthwise.sum() == 19 and (frame[depthwise]["kernel"] == "depthwise/fp32").all()
-    assert (frame[~depthwise]["kernel"] == "im2col/vendor/fp32").all() and (frame[depthwise]["gemm_groups"] == 0).all()
+    assert depthwise.sum() == 19 and (frame[depthwise]["variant"] == "depthwise/fp32").all()
+    assert (frame[~depthwise]["variant"] == "im2col/vendor/fp32").all() and (frame[depthwise]["gemm_groups"] == 0).all()
     assert (frame["max_rel_err"] <= RELATIVE_TOLERANCE["fp32"]).all()
 
 

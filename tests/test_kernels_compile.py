@@ -1,19 +1,24 @@
-"""The gpu runtime's exact compile path, without a GPU: NVRTC turns every kernel into PTX.
+"""The gpu runtime's exact compile path, without a GPU: NVRTC builds every kernel for sm_90.
 
-CuPy's RawModule hands the same source and options to NVRTC at run time; compiling here
-catches an include path, a define or a language feature that only the run-time compiler
-rejects. (nvcc and hipcc builds run in `make compile-check`.)
+CuPy's RawModule hands the same source and options to NVRTC at run time (experiments/runtime/nvrtc.py:
+the runtime's options as CuPy completes them, its CUDA include path among them); compiling here catches
+an include path, a define or a language feature that only the run-time compiler rejects, on the branch
+of common.h that the runtime takes (cuda_fp16.h, from the pinned nvidia-cuda-runtime headers).
+(nvcc and hipcc builds run in `make compile-check`.)
 """
+from pathlib import Path
+
 import pytest
-from cupy.cuda import nvrtc  # pinned with nvidia-cuda-nvrtc 13.0 (matches the lent GPUs' driver)
+
+from analysis.kernel_report import parse_ptxas
 
 from experiments.conv import ladder
 from experiments.conv.kernel_launch import GEMM_WPT, SCALAR_COB, SCALAR_COBS
-from experiments.runtime.gpu import compile_options
-from experiments.runtime.sources import HIP_DIR, source_path
+from experiments.runtime import nvrtc  # CuPy's NVRTC, pinned with nvidia-cuda-nvrtc 13.0 (the lent GPUs' driver)
+from experiments.runtime.sources import HIP_DIR
 
 BUILDS = [
-    *[(rung.source, rung.kernel, {"TILE": tile}) for rung in ladder.RUNGS for tile in ladder.TILES],
+    *[(rung.source, rung.function, {"TILE": tile}) for rung in ladder.RUNGS for tile in ladder.TILES],
     *[("gemm_5_splitk.hip", "gemm_splitk_reduce", {"TILE": tile}) for tile in ladder.TILES],
     ("im2col.hip", "im2col", {}),
     ("kn2row_shift_add.hip", "kn2row_shift_add", {}),
@@ -21,7 +26,7 @@ BUILDS = [
     *[("scalar_conv.hip", "scalar_conv", {"COB": cob}) for cob in SCALAR_COBS if cob != SCALAR_COB],
     ("depthwise_conv.hip", "depthwise_conv", {}),
     ("spmm_csr.hip", "spmm_csr", {}),
-    # reduced precision (experiments/conv/lowp.py): NVRTC has no cuda_fp16.h here, so common.h's own __half
+    # reduced precision (experiments/conv/lowp.py): __half from cuda_fp16.h, as at run time
     *[("gemm_lowp.hip", kernel, {"TILE": tile, "WPT": GEMM_WPT})
       for kernel in ("gemm_blocked_fp16", "gemm_blocked_int8") for tile in (8, 16, 32)],
     ("im2col_lowp.hip", "im2col_fp16", {}),
@@ -39,12 +44,25 @@ def test_every_kernel_source_is_covered():
 
 
 @pytest.mark.parametrize("source, kernel, defines", BUILDS, ids=lambda v: str(v))
-def test_nvrtc_compiles_to_ptx(source, kernel, defines):
-    program = nvrtc.createProgram(source_path(source).read_text(), source, [], [])
-    options = [*compile_options(defines), "--gpu-architecture=compute_90"]
-    try:
-        nvrtc.compileProgram(program, options)
-    except nvrtc.NVRTCError as err:
-        pytest.fail(f"{err}\n{nvrtc.getProgramLog(program)}")
-    ptx = nvrtc.getPTX(program)
-    assert f".entry {kernel}(" in (ptx.decode() if isinstance(ptx, bytes) else ptx)
+def test_nvrtc_builds_it_as_the_runtime_does(source, kernel, defines):
+    log = nvrtc.build(source, defines, "sm_90").log
+    assert kernel in parse_ptxas(log), log
+
+
+HALF_BRANCH_PROBE = """#define CONVBENCH_HALF
+#include "common.h"
+#ifndef CONVBENCH_CUDA_FP16_HEADER
+#error common.h defined its own __half: cuda_fp16.h is not on CuPy's include path
+#endif
+"""
+
+
+def test_half_precision_comes_from_cuda_fp16_as_at_run_time(tmp_path, monkeypatch):
+    """CuPy adds the CUDA include path (cuda.pathfinder: the nvidia-cuda-runtime wheel's headers), so at run
+    time common.h takes its cuda_fp16.h branch; the builds above must be of that branch too."""
+    probe = tmp_path / "probe.hip"
+    probe.write_text(HALF_BRANCH_PROBE)
+    monkeypatch.setattr(nvrtc, "source_path", lambda name: tmp_path / name)
+    options = nvrtc.nvrtc_options({}, "sm_90")
+    assert any((Path(o[2:]) / "cuda_fp16.h").is_file() for o in options if o.startswith("-I")), options
+    nvrtc.build("probe.hip", {}, "sm_90", extra=(f"-I{HIP_DIR}",))

@@ -39,15 +39,6 @@ def _complete(client, run, algo):
     assert any(a.startswith(contract.A_SAMPLES_DIR + "/") for a in artifacts)
 
 
-def test_redact_masks_the_password_of_every_uri_in_a_text():
-    assert mlf.redact(f"http://alice:{SECRET}@head:5000/x and postgresql://u:p@db/m") == \
-        "http://alice:***@head:5000/x and postgresql://u:***@db/m"
-    assert mlf.redact("sqlite:///mlflow.db http://head:5000") == "sqlite:///mlflow.db http://head:5000"
-    assert mlf.redact(f"tracking.uri=http\\://alice\\:{SECRET}@head\\:5000") == \
-        "tracking.uri=http\\://alice\\:***@head\\:5000"     # as Hydra logs an override
-    assert SECRET not in mlf.ui_command(f"http://alice:{SECRET}@head:5000")
-
-
 def test_a_flaky_store_is_retried_and_nothing_is_lost(convbench, tmp_path, monkeypatch, capsys):
     real, calls = outbox.upload, []
 

@@ -64,3 +64,12 @@ def test_one_consistent_set_per_platform():
     assert not any(line.startswith(("torch", "cupy")) for line in requirement_lines("common.txt")
                    if not line.startswith("torch-pruning"))
     assert requirement_lines("rocm.txt")[-1].startswith("cupy-rocm-7-0")
+
+
+def test_cupys_nvrtc_and_cuda_headers_are_pinned_alike_for_cpu_and_cuda():
+    """CuPy builds hip/ through NVRTC with the CUDA headers (cuda_fp16.h) at run time: both pinned in the
+    cuda set (not left to torch's wheels), and the CPU set's NVRTC tests build with the same ones."""
+    for package in ("nvidia-cuda-runtime==", "nvidia-cuda-nvrtc=="):
+        pins = {name: [line for line in requirement_lines(name) if line.startswith(package)]
+                for name in ("cuda.txt", "cpu.txt")}
+        assert len(pins["cuda.txt"]) == 1 and pins["cuda.txt"] == pins["cpu.txt"], pins

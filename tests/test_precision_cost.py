@@ -52,10 +52,10 @@ def test_mobilenet_int8_and_fp16_pass_the_gate_and_log_their_cost(convbench, tmp
         assert m[contract.FP32_LAYERS] == 1 and tags[contract.T_FP32_LAYERS] == "features.0.0"
         assert tags[contract.T_WEIGHTS] == "random" and tags[contract.T_PRECISION_WORST_LAYER].startswith("features.")
         rows = {row["layer"]: row for row in _layers_csv(client, run)}
-        assert len(rows) == 52 and rows["features.0.0"]["kernel"] == "im2col/vendor/fp32"
+        assert len(rows) == 52 and rows["features.0.0"]["variant"] == "im2col/vendor/fp32"
         assert rows["features.0.0"]["gate"] == "fp32 tolerance"
         dtype = name.split("/")[3]
-        costs = {layer: float(row["precision_rel_err"]) for layer, row in rows.items() if row["kernel"].endswith(dtype)}
+        costs = {layer: float(row["precision_rel_err"]) for layer, row in rows.items() if row["variant"].endswith(dtype)}
         assert len(costs) == 51 and max(costs.values()) == pytest.approx(m[contract.PRECISION_WORST_LAYER_REL_ERR])
     int8 = {row["layer"]: row for row in _layers_csv(client, jobs["mobilenet_v2/im2col/vendor/int8/dense"])}
     assert int8["features.1.conv.1"]["gate"] == "bit-exact"                 # a pointwise GEMM layer

@@ -281,3 +281,12 @@ def test_the_device_peak_table_names_every_vendor_peak_and_measurement_with_its_
     assert table.loc["My GPU", "source"].startswith("measured (2026-12-01): cupy matmul")
     for vendor_device, site in (("H200", "nvidia.com"), ("MI300X", "amd.com")):
         assert table.loc[vendor_device, "source"].startswith("datasheet:") and site in table.loc[vendor_device, "source"]
+
+
+def test_an_older_layers_csv_reads_its_kernel_column_as_the_variant(tmp_path):
+    """Files written before the rename call the variant label `kernel`: the reader names it `variant`."""
+    from analysis.load import read_layers
+    path = tmp_path / "layers.csv"
+    path.write_text("layer,kernel_h,kernel_w,kernel,tile\nconv1,3,3,im2col/blocked-t8/fp32,8\n")
+    layers = read_layers(path, "run")
+    assert layers.loc[0, "variant"] == "im2col/blocked-t8/fp32" and "kernel" not in layers

@@ -45,7 +45,7 @@ def _inputs(model, x):
 
 
 def test_candidates_follow_the_runtime_and_the_filter():
-    spec = tuning_spec({"db": "x.db", "gemms": ["vendor", "blocked", "sparse"], "kernels": ["blocked", "fold"],
+    spec = tuning_spec({"db": "x.db", "gemms": ["vendor", "blocked", "sparse"], "rungs": ["blocked", "fold"],
                         "tiles": [8, 32]})
     numpy = [c.label for c in candidates_for(resolve("numpy"), spec, sparse=False)]
     assert numpy == ["im2col/vendor/fp32", "kn2row/vendor/fp32", "scalar/fp32"]          # no kernels: no blocked GEMM
@@ -58,7 +58,7 @@ def test_candidates_follow_the_runtime_and_the_filter():
                         "kn2row/blocked-t8/fp32", "kn2row/blocked-t32/fp32", "kn2row/blocked-fold-t8/fp32",
                         "kn2row/blocked-fold-t32/fp32", "scalar/fp32"]
     default = tuning_spec({"db": "x.db"})   # rungs and tiles of conf/tuning/default.yaml
-    assert default.kernels == ("blocked", "warptile", "splitk", "fold") and default.tiles == (8, 16, 32)
+    assert default.rungs == ("blocked", "warptile", "splitk", "fold") and default.tiles == (8, 16, 32)
     assert all(Variant.parse(label).label == label for label in emulator + pruned)
     with pytest.raises(ValueError, match="no candidate on backend 'numpy'"):
         candidates_for(resolve("numpy"), tuning_spec({"db": "x.db", "algos": ["im2col"], "gemms": ["blocked"]}))
@@ -67,7 +67,7 @@ def test_candidates_follow_the_runtime_and_the_filter():
 @pytest.mark.parametrize("node,message", [
     ({"db": "t.db", "algos": ["im2col", "winograd"]}, "'winograd' is not valid"),
     ({"db": "t.db", "tiles": [12]}, "tiles"),
-    ({"db": "t.db", "kernels": ["fastest"]}, "tuning.kernels=.*'fastest' is not valid; choose from naive, blocked"),
+    ({"db": "t.db", "rungs": ["fastest"]}, "tuning.rungs=.*'fastest' is not valid; choose from naive, blocked"),
     ({"db": "t.db", "gemms": ["auto_sparse"]}, "'auto_sparse' is not valid"),   # a rule, not a candidate
     ({"db": "t.db", "budget_s": 0}, "budget_s"),
     ({"db": "t.db", "journal_mode": "memory"}, "journal_mode"),
@@ -299,7 +299,7 @@ def test_algo_auto_on_the_emulator_is_tagged_emulated(convbench, tmp_path):
     code = convbench("algo=auto", "backend=emulator", "model=resnet18", "model.input_size=16", "bench=smoke",
                      "bench.model.warmup=0", "bench.model.min_samples=1", "bench.layer.warmup=0",
                      "bench.layer.min_samples=1", "energy=off", "tuning.algos=[im2col,scalar]", "tuning.gemms=[blocked]",
-                     "tuning.tiles=[16]", "tuning.kernels=[blocked,fold]", "tuning.warmup=0",
+                     "tuning.tiles=[16]", "tuning.rungs=[blocked,fold]", "tuning.warmup=0",
                      "tuning.first_samples=1", "tuning.budget_s=1", f"tuning.db={tmp_path}/t.db", f"tracking.uri={uri}")
     assert code == 0
     client = MlflowClient(uri)
@@ -335,3 +335,9 @@ def test_tuning_on_the_gpu_measures_blocked_tiles_by_device_events(tmp_path):
     x = torch.randn(2, 3, 32, 32, device="cuda")
     with torch.no_grad():
         torch.testing.assert_close(tuned(x), model(x), rtol=1e-4, atol=1e-4)
+
+
+def test_the_deprecated_tuning_kernels_key_still_names_the_rungs():
+    with pytest.warns(FutureWarning, match="tuning.kernels is deprecated.*tuning.rungs"):
+        spec = tuning_spec({"db": "t.db", "kernels": ["fold"]})
+    assert spec.rungs == ("fold",)

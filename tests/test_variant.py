@@ -65,9 +65,9 @@ class _RawModule:
         return lambda grid, block, args, shared_mem=0: None
 
 
-@pytest.mark.parametrize("kernel", ["blocked", "fold"])
+@pytest.mark.parametrize("rung", ["blocked", "fold"])
 @pytest.mark.parametrize("tile", [8, 32])
-def test_the_gpu_runtime_compiles_the_blocked_gemm_with_the_variant_tile(monkeypatch, tile, kernel):
+def test_the_gpu_runtime_compiles_the_blocked_gemm_with_the_variant_tile(monkeypatch, tile, rung):
     from experiments.runtime import gpu
     monkeypatch.setitem(sys.modules, "cupy", types.SimpleNamespace(RawModule=_RawModule))
     gpu._load_module.cache_clear()
@@ -77,14 +77,14 @@ def test_the_gpu_runtime_compiles_the_blocked_gemm_with_the_variant_tile(monkeyp
     monkeypatch.setattr(ladder, "multiprocessors", lambda runtime: ladder.DEFAULT_SMS)   # split-K asks the device
     try:
         w = np.random.default_rng(0).standard_normal((6, 4, 3, 3)).astype(np.float32)
-        plan = ConvPlan.build(w, None, 1, 1, 1, 1, Variant.of("im2col", "blocked", tile, kernel=kernel), runtime)
+        plan = ConvPlan.build(w, None, 1, 1, 1, 1, Variant.of("im2col", "blocked", tile, rung=rung), runtime)
         plan(np.zeros((1, 4, 7, 5), np.float32))
     finally:
         gpu._load_module.cache_clear()
-    gemm = [m for m in _RawModule.compiled if f"{ladder.rung(kernel).kernel}(" in m.code]
+    gemm = [m for m in _RawModule.compiled if f"{ladder.rung(rung).function}(" in m.code]
     assert len(gemm) == 1 and f"-DTILE={tile}" in gemm[0].options
-    rung = "" if kernel == ladder.DEFAULT_KERNEL else f"-{kernel}"
-    assert plan.last_cost.kernel == f"im2col/blocked{rung}-t{tile}/fp32"
+    segment = "" if rung == ladder.DEFAULT_RUNG else f"-{rung}"
+    assert plan.last_cost.variant == f"im2col/blocked{segment}-t{tile}/fp32"
 
 
 # --- the check before timing ---------------------------------------------------------------------
@@ -164,7 +164,7 @@ def test_an_emulator_job_with_tile_8_reaches_the_report_as_tile_8(convbench, tmp
                                                                      8, "fp32")
     assert job.latency_p10_ms <= job.latency_ms <= job.latency_p90_ms
     layers = read_layers(store.download_layers(job.run_id, tmp_path / "layers"), job.run_id)
-    assert len(layers) and (layers["kernel"] == "kn2row/blocked-t8/fp32").all() and (layers["tile"] == 8).all()
+    assert len(layers) and (layers["variant"] == "kn2row/blocked-t8/fp32").all() and (layers["tile"] == 8).all()
     assert (layers["latency_p10_ms"] <= layers["latency_ms"]).all()
     assert (layers["latency_ms"] <= layers["latency_p90_ms"]).all()
 

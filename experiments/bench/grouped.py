@@ -74,14 +74,14 @@ class GroupedBench(Bench):
         return row
 
     def layer(self, g, name: str = "") -> dict:
-        """Median ms of F.conv2d and of each variant on one grouped layer; the kernel each ran."""
+        """Median ms of F.conv2d and of each variant on one grouped layer; the variant each ran."""
         x = self.rng.standard_normal((g.batch, g.in_channels, g.in_h, g.in_w), dtype=np.float32)
         w = self.rng.standard_normal((g.out_channels, g.group_in_channels, g.kernel_h, g.kernel_w), dtype=np.float32)
         conv_args = dict(stride=g.stride, padding=g.padding, dilation=g.dilation, groups=g.groups)
         reference = F.conv2d(torch.from_numpy(x).double(), torch.from_numpy(w).double(), **conv_args).numpy()
         xt, wt = torch.from_numpy(x).to(self.torch_device), torch.from_numpy(w).to(self.torch_device)
         row: dict[str, float | str] = {"pytorch": self._time(lambda: F.conv2d(xt, wt, **conv_args), f"{name}/pytorch")}
-        xd, kernels, depthwise_ms = self.xp.asarray(x), [], None
+        xd, ran, depthwise_ms = self.xp.asarray(x), [], None
         for v in self.variants:
             if g.is_depthwise and depthwise_ms is not None:   # every algorithm runs the same depthwise kernel
                 row[v.label] = depthwise_ms
@@ -89,12 +89,12 @@ class GroupedBench(Bench):
             plan = ConvPlan.build(self.xp.asarray(w), None, g.stride, g.padding, g.dilation, g.groups,
                                   v, self.runtime)
             err = relative_error(_host(plan(xd)), reference)
-            kernels.append(plan.last_cost.kernel)
+            ran.append(plan.last_cost.variant)
             row[v.label] = (f"FAILED err={err:.1e}" if err > TOLERANCE
                             else self._time(lambda: plan(xd), f"{name}/{v.label}"))
             if g.is_depthwise and isinstance(row[v.label], float):
                 depthwise_ms = row[v.label]
-        row["kernels"] = " ".join(dict.fromkeys(kernels))
+        row["ran"] = " ".join(dict.fromkeys(ran))
         return row
 
 

@@ -43,7 +43,7 @@ class LayerCost:
     min_bytes: int
     workspace_bytes: int
     gemm_groups: int = 0    # GEMMs of gemm_m x gemm_n x gemm_k per layer (= groups), 0 without a GEMM
-    kernel: str = ""        # what ran: its variant's label, e.g. im2col/blocked-t16/fp32, depthwise/fp32
+    variant: str = ""       # the label of the variant that ran, e.g. im2col/blocked-t16/fp32, depthwise/fp32
 
     @property
     def arithmetic_intensity(self) -> float:

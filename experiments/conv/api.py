@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import difflib
+import warnings
 
 from .. import runtime as runtimes
 from . import lowp, variant
@@ -23,10 +24,10 @@ def validate(algo: str, gemm: str, tile: int, backend="auto"):
 
 
 def resolve(algo: str, gemm: str, tile: int | None, backend="auto", dtype: str = "fp32",
-            gemm_kernel: str | None = None):
+            rung: str | None = None):
     """Check a choice before any work; returns (its Variant, the runtime it resolves to).
 
-    ``gemm_kernel``: the blocked GEMM's rung of the ladder (experiments.conv.ladder; None: the default).
+    ``rung``: the blocked GEMM's rung of the ladder (experiments.conv.ladder; None: the default).
 
     ``backend`` is a name (auto, gpu, emulator, numpy) or a runtime object (e.g. an
     ``EmulatorRuntime(warp_size=64)``).
@@ -46,7 +47,18 @@ def resolve(algo: str, gemm: str, tile: int | None, backend="auto", dtype: str =
             f"use gemm='vendor' (BLAS) or 'sparse' (scipy CSR) on the numpy backend, or backend='gpu' or "
             f"'emulator' for the blocked GEMM")
     lowp.check_dtype(dtype, gemm)
-    return Variant.of(algo, gemm, tile, dtype, gemm_kernel), runtime
+    return Variant.of(algo, gemm, tile, dtype, rung), runtime
+
+
+def rung_argument(rung: str | None, gemm_kernel: str | None) -> str | None:
+    """``rung``, or the deprecated ``gemm_kernel`` keyword it replaced (with a FutureWarning)."""
+    if gemm_kernel is None:
+        return rung
+    if rung is not None and rung != gemm_kernel:
+        raise ValueError(f"rung={rung!r} and the deprecated gemm_kernel={gemm_kernel!r} disagree; pass rung only")
+    warnings.warn("gemm_kernel= is deprecated: the ladder's step is named rung= (same values)", FutureWarning,
+                  stacklevel=3)
+    return gemm_kernel
 
 
 def resolve_padding(padding, weight_shape, stride, dilation):
@@ -69,7 +81,8 @@ def resolve_padding(padding, weight_shape, stride, dilation):
 
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
            algo: str = "im2col", gemm: str = "blocked", tile: int = DEFAULT_TILE, backend="auto",
-           dtype: str = "fp32", act_scale: float | None = None, gemm_kernel: str | None = None):
+           dtype: str = "fp32", act_scale: float | None = None, rung: str | None = None,
+           gemm_kernel: str | None = None):
     """``torch.nn.functional.conv2d`` by one of convbench's algorithms.
 
     x, weight and bias may be torch tensors (any layout or device), numpy or cupy arrays; the
@@ -87,10 +100,11 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
     max|x|/127 of this input), accumulates in int32 and dequantizes (experiments.conv.lowp).
     The output is float32 in every case.
 
-    ``gemm_kernel`` names the rung of the GEMM ladder that ``gemm='blocked'`` runs (experiments.conv.
-    ladder: naive, blocked (the default), vec4, dbuf, warptile, splitk, fold; float32 only).
+    ``rung`` names the rung of the GEMM ladder that ``gemm='blocked'`` runs (experiments.conv.
+    ladder: naive, blocked (the default), vec4, dbuf, warptile, splitk, fold; float32 only);
+    ``gemm_kernel`` is its deprecated former name.
     """
-    variant, runtime = resolve(algo, gemm, tile, backend, dtype, gemm_kernel)
+    variant, runtime = resolve(algo, gemm, tile, backend, dtype, rung_argument(rung, gemm_kernel))
     symmetric, extra = resolve_padding(padding, tuple(weight.shape), stride, dilation)
     xd = to_runtime(x, runtime)
     if any(extra):

@@ -24,7 +24,7 @@ from .ladder import MAX_GRID_Y, MAX_GRID_Z   # the kernels grid-stride over what
 
 ELEMENTWISE_BLOCK = 256   # threads per block of im2col and the shift-add (4 outputs each) and the conversions
 MAX_GRID_X = 65535        # the conversion kernels grid-stride beyond this many blocks
-# The float32 GEMM is a rung of the ladder (experiments/conv/ladder.py, Variant.kernel). The fp16/int8
+# The float32 GEMM is a rung of the ladder (experiments/conv/ladder.py, Variant.rung). The fp16/int8
 # GEMMs have rung 1's layout: TILE (Variant.tile: 8, 16 or 32) is the side of the thread block, TILE x
 # TILE threads, each computing a GEMM_WPT x GEMM_WPT micro-tile, so a block computes a (TILE*GEMM_WPT)^2
 # tile of the output: TILE 8 -> 32 x 32, 16 -> 64 x 64, 32 -> 128 x 128 (hip/gemm_lowp.hip).
@@ -104,7 +104,7 @@ class KernelLauncher:
         if self.variant.gemm != "blocked":   # cuBLAS / hipBLAS on a GPU, BLAS on the CPU
             return self._vendor(a, b, groups)
         if a.dtype == np.float32:
-            c = ladder.gemm(self.runtime, self.variant.kernel, self.variant.tile, a, b.reshape(batch * groups, k, n),
+            c = ladder.gemm(self.runtime, self.variant.rung, self.variant.tile, a, b.reshape(batch * groups, k, n),
                             groups)
             return c.reshape(batch, groups * m, n)
         if batch * groups > MAX_GRID_Z:

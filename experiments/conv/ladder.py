@@ -2,11 +2,11 @@
 
 Every rung computes the same thing, C[b] = A[b % groups] @ B[b] in float32 for any M, N, K, and
 takes the same parallelism parameter ``tile`` (the side of the thread block, TILE x TILE threads,
-what the course sweeps as ``gemm.tile``); ``gemm.kernel`` names the rung. Each kernel file's
+what the course sweeps as ``gemm.tile``); ``gemm.rung`` names the rung. Each kernel file's
 header says what its rung changes and what that should buy; ``make kernel-report`` shows what the
 compiler made of it.
 
-    rung  kernel      file                      thread block   block tile (TILE = 8 / 16 / 32)
+    rung  name        file                      thread block   block tile (TILE = 8 / 16 / 32)
     0     naive       gemm_0_naive.hip          TILE x TILE    8 / 16 / 32
     1     blocked     gemm_1_blocked.hip        TILE x TILE    32 / 64 / 128
     2     vec4        gemm_2_vec4.hip           TILE*TILE      64 / 128 / 128
@@ -35,8 +35,8 @@ DEFAULT_SMS = 132    # the H100 SXM: the grid size split-K aims at where the run
 class Rung:
     number: int
     name: str
-    kernel: str           # the function in the file
-    summary: str          # what the rung changes (README's ladder table)
+    function: str         # the kernel (GPU function) in the file
+    summary: str          # what the rung changes (docs/library.md's ladder table)
 
     @property
     def source(self) -> str:
@@ -52,15 +52,15 @@ RUNGS = (
     Rung(5, "splitk", "gemm_splitk", "split-K for small-M/N, long-K GEMMs, deterministic reduction"),
     Rung(6, "fold", "gemm_fold", "images sharing a filter folded into N (batch > 1)"),
 )
-KERNELS = tuple(r.name for r in RUNGS)
+RUNG_NAMES = tuple(r.name for r in RUNGS)
 BY_NAME = {r.name: r for r in RUNGS}
-DEFAULT_KERNEL = "blocked"
+DEFAULT_RUNG = "blocked"
 
 
 def rung(name: str) -> Rung:
     if name not in BY_NAME:
-        raise ValueError(f"unknown GEMM kernel {name!r}; valid (gemm.kernel, the rungs of the ladder, naive to "
-                         f"fast): {', '.join(KERNELS)}")
+        raise ValueError(f"unknown GEMM rung {name!r}; valid (gemm.rung, the rungs of the ladder, naive to "
+                         f"fast): {', '.join(RUNG_NAMES)}")
     return BY_NAME[name]
 
 
@@ -114,14 +114,14 @@ def gemm(runtime, name: str, tile: int, a, b, groups: int, splits: int | None = 
     side = block_tile(name, tile)
     tiles_m, tiles_n = _ceil_div(m, side), _ceil_div(n, side)
     if tiles_m > MAX_GRID_Y:
-        raise ValueError(f"{rung_.kernel}: M={m} needs {tiles_m} row tiles, more than the grid's y limit {MAX_GRID_Y}")
+        raise ValueError(f"{rung_.function}: M={m} needs {tiles_m} row tiles, more than the grid's y limit {MAX_GRID_Y}")
     strides = (np.int64(m * k), np.int64(k * n), np.int64(m * n))
-    kernel = runtime.load(rung_.source, {"TILE": tile}).get_function(rung_.kernel)
+    kernel = runtime.load(rung_.source, {"TILE": tile}).get_function(rung_.function)
     threads = (tile, tile) if rung_.number <= 1 else (tile * tile,)
 
     if rung_.number <= 4:
         if batch > MAX_GRID_Z:
-            raise ValueError(f"{rung_.kernel}: a batch of {batch} exceeds the grid's z limit of {MAX_GRID_Z}")
+            raise ValueError(f"{rung_.function}: a batch of {batch} exceeds the grid's z limit of {MAX_GRID_Z}")
         kernel((tiles_n, tiles_m, batch), threads,
                (a, b, c, np.int32(m), np.int32(n), np.int32(k), np.int32(groups), *strides))
         return c
@@ -140,7 +140,7 @@ def gemm(runtime, name: str, tile: int, a, b, groups: int, splits: int | None = 
     k_per_split = _ceil_div(_ceil_div(k, max(splits, 1)), SLICE_K) * SLICE_K
     splits = max(1, _ceil_div(k, k_per_split)) if k else 1   # no empty split
     if planes * splits > MAX_GRID_Z:
-        raise ValueError(f"{rung_.kernel}: {planes} x {splits} splits exceeds the grid's z limit of {MAX_GRID_Z}")
+        raise ValueError(f"{rung_.function}: {planes} x {splits} splits exceeds the grid's z limit of {MAX_GRID_Z}")
     out = c if splits == 1 else xp.empty((splits, batch, m, n), dtype=xp.float32)
     sizes = (np.int32(m), np.int32(n), np.int32(k), np.int32(groups), np.int32(images))
     kernel((tiles_n, tiles_m, planes * splits), threads, (a, b, out, *sizes, *strides, np.int32(k_per_split)))

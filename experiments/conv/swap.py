@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .accounting import LayerCost
-from .api import resolve, resolve_padding
+from .api import resolve, resolve_padding, rung_argument
 from .arrays import from_runtime, to_runtime
 from .geometry import ConvGeometry
 from .plan import ConvPlan
@@ -92,7 +92,7 @@ def conv_inputs(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
 
 def swap_conv2d(model: nn.Module, algo: str = "im2col", gemm: str = "blocked", tile: int = DEFAULT_TILE,
                 backend="auto", dtype: str = "fp32", act_scales: dict[str, float] | None = None,
-                fp32_layers=(), gemm_kernel: str | None = None) -> nn.Module:
+                fp32_layers=(), rung: str | None = None, gemm_kernel: str | None = None) -> nn.Module:
     """Replace every ``nn.Conv2d`` of ``model`` in place; returns the model.
 
     Raises before changing anything if the choice is invalid. Grouped layers run all groups in
@@ -102,9 +102,10 @@ def swap_conv2d(model: nn.Module, algo: str = "im2col", gemm: str = "blocked", t
     ``dtype`` fp16 or int8 runs every layer at that precision (experiments.conv.lowp) but those named in
     ``fp32_layers``; int8 takes each layer's input scale from ``act_scales`` (layer name -> scale, from
     ``experiments.compress.quantization.calibrate``), or from each input as it comes where none is given.
-    ``gemm_kernel``: the blocked GEMM's rung of the ladder (experiments.conv.ladder), as in conv2d.
+    ``rung``: the blocked GEMM's rung of the ladder (experiments.conv.ladder), as in conv2d (``gemm_kernel``:
+    its deprecated former name).
     """
-    variant, runtime = resolve(algo, gemm, tile, backend, dtype, gemm_kernel)
+    variant, runtime = resolve(algo, gemm, tile, backend, dtype, rung_argument(rung, gemm_kernel))
     return swap_variant(model, variant, runtime, act_scales, fp32_layers)
 
 

@@ -9,21 +9,22 @@ read this value; nothing else re-derives a default or re-parses a name.
     algo    im2col, kn2row, scalar; pytorch, auto (harness);
             depthwise (what a depthwise layer runs)
     gemm    blocked, vendor, sparse, auto_sparse              pytorch, scalar, auto, depthwise
-    tile    8, 16, 32: TILE, the blocked GEMM's thread-block  every GEMM but blocked
-            side (TILE x TILE threads); the output tile a
-            block computes depends on the rung (kernel)
+    tile    8, 16, 32: the blocked GEMM's threads per side   every GEMM but blocked
+            of its thread block (tile x tile threads); the
+            block tile (of C) a block computes depends on
+            the rung
     dtype   fp32, fp16, int8                                  (always applies)
-    kernel  the blocked GEMM's rung of the ladder: naive,     every GEMM but blocked
+    rung    the blocked GEMM's rung of the ladder: naive,     every GEMM but blocked
             blocked (default), vec4, dbuf, warptile, splitk,
             fold (experiments/conv/ladder.py); fp16 and int8
             have rung blocked only
 
 Its one label format, read back by ``Variant.parse``:
 
-    algo[/gemm[-KERNEL][-tTILE]]/dtype    scalar/fp32, im2col/vendor/fp16, kn2row/blocked-t16/fp32,
+    algo[/gemm[-RUNG][-tTILE]]/dtype    scalar/fp32, im2col/vendor/fp16, kn2row/blocked-t16/fp32,
                                           im2col/blocked-fold-t16/fp32 (the default rung is not named)
 
-Adding a field (say a GEMM kernel rung, or a quantization option) is: one dataclass field
+Adding a field (say a GEMM rung, or a quantization option) is: one dataclass field
 with its default, one entry in ``_resolve`` if it only applies to some choices, one line in
 ``label``/``parse`` if it tells two kernels apart. ``params()`` logs every field as
 ``variant.<field>`` by itself.
@@ -32,7 +33,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
 
-from .ladder import DEFAULT_KERNEL, KERNELS
+from .ladder import DEFAULT_RUNG, RUNG_NAMES
 
 ALGORITHMS = ("im2col", "kn2row", "scalar")            # the engine's own (experiments/conv/api.py)
 GEMM_ALGORITHMS = ("im2col", "kn2row")                  # the algorithms with a GEMM step
@@ -51,13 +52,13 @@ class Variant:
     gemm: str | None = None
     tile: int | None = None
     dtype: str = "fp32"
-    kernel: str | None = None
+    rung: str | None = None
 
     @classmethod
     def of(cls, algo: str, gemm: str | None = None, tile: int | None = None, dtype: str = "fp32",
-           kernel: str | None = None) -> "Variant":
-        """The variant of a choice: gemm only for GEMM algorithms, tile and kernel only for the blocked
-        GEMM (kernel None: the default rung). ValueError for an unknown rung, or a float32-only rung at
+           rung: str | None = None) -> "Variant":
+        """The variant of a choice: gemm only for GEMM algorithms, tile and rung only for the blocked
+        GEMM (rung None: the default rung). ValueError for an unknown rung, or a float32-only rung at
         another precision.
 
         ``Variant.of("scalar", "blocked", 32)`` is ``Variant("scalar")``: two choices that run the
@@ -67,14 +68,14 @@ class Variant:
             gemm = None
         if gemm != "blocked":
             return cls(algo, gemm, None, dtype)
-        kernel = kernel or DEFAULT_KERNEL
-        if kernel not in KERNELS:
-            raise ValueError(f"unknown GEMM kernel {kernel!r}; valid (the rungs of the ladder, naive to fast): "
-                             f"{', '.join(KERNELS)}")
-        if dtype != "fp32" and kernel != DEFAULT_KERNEL:
-            raise ValueError(f"gemm kernel {kernel!r} is a float32 rung of the GEMM ladder; dtype={dtype!r} "
-                             f"runs rung {DEFAULT_KERNEL!r} (hip/gemm_lowp.hip)")
-        return cls(algo, gemm, None if tile is None else int(tile), dtype, kernel)
+        rung = rung or DEFAULT_RUNG
+        if rung not in RUNG_NAMES:
+            raise ValueError(f"unknown GEMM rung {rung!r}; valid (the rungs of the ladder, naive to fast): "
+                             f"{', '.join(RUNG_NAMES)}")
+        if dtype != "fp32" and rung != DEFAULT_RUNG:
+            raise ValueError(f"gemm rung {rung!r} is a float32 rung of the GEMM ladder; dtype={dtype!r} "
+                             f"runs rung {DEFAULT_RUNG!r} (hip/gemm_lowp.hip)")
+        return cls(algo, gemm, None if tile is None else int(tile), dtype, rung)
 
     @property
     def uses_gemm(self) -> bool:
@@ -85,12 +86,12 @@ class Variant:
         """The label's GEMM segment: vendor, blocked-t16, blocked-fold-t16 ("" without a GEMM)."""
         if self.gemm is None:
             return ""
-        rung = f"-{self.kernel}" if self.kernel not in (None, DEFAULT_KERNEL) else ""
+        rung = f"-{self.rung}" if self.rung not in (None, DEFAULT_RUNG) else ""
         return self.gemm + rung + ("" if self.tile is None else f"-t{self.tile}")
 
     @property
     def label(self) -> str:
-        """algo[/gemm[-KERNEL][-tTILE]]/dtype, e.g. kn2row/blocked-t16/fp32 (run names, tuning, layers.csv,
+        """algo[/gemm[-RUNG][-tTILE]]/dtype, e.g. kn2row/blocked-t16/fp32 (run names, tuning, layers.csv,
         report)."""
         return "/".join(part for part in (self.algo, self.gemm_label, self.dtype) if part)
 
@@ -99,25 +100,25 @@ class Variant:
         """The variant of a ``label``; ValueError naming the label when it is not one."""
         parts = label.split("/")
         if len(parts) not in (2, 3) or parts[-1] not in DTYPES:
-            raise ValueError(f"{label!r} is not a variant label (algo[/gemm[-KERNEL][-tTILE]]/dtype, "
+            raise ValueError(f"{label!r} is not a variant label (algo[/gemm[-RUNG][-tTILE]]/dtype, "
                              f"e.g. kn2row/blocked-t16/fp32)")
-        gemm, tile, kernel = None, None, None
+        gemm, tile, rung = None, None, None
         if len(parts) == 3:
             head, dash_t, tile_text = parts[1].rpartition("-t")
             if dash_t and tile_text.isdigit():
                 gemm, tile = head, int(tile_text)
             else:
                 gemm = parts[1]
-            gemm, _, kernel = gemm.partition("-")
+            gemm, _, rung = gemm.partition("-")
             if gemm == "blocked":
-                kernel = kernel or DEFAULT_KERNEL
-        return cls(parts[0], gemm, tile, parts[-1], kernel or None)
+                rung = rung or DEFAULT_RUNG
+        return cls(parts[0], gemm, tile, parts[-1], rung or None)
 
     def with_gemm(self, gemm: str | None) -> "Variant":
         """The same variant on another GEMM back-end (auto_sparse resolved for one layer)."""
         blocked = gemm == "blocked"
         return replace(self, gemm=gemm, tile=self.tile if blocked else None,
-                       kernel=(self.kernel or DEFAULT_KERNEL) if blocked else None)
+                       rung=(self.rung or DEFAULT_RUNG) if blocked else None)
 
     def params(self) -> dict[str, str]:
         """The resolved values as MLflow params: variant.algo, variant.gemm, ..., variant.label."""

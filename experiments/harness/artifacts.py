@@ -7,7 +7,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from experiments.tracking import contract as c
-from experiments.tracking import mlflow_log as mlf
+from experiments.tracking.credentials import mask
 
 from .config import JobSpec
 from .job import JobOutcome
@@ -28,7 +28,7 @@ def _measurements(outcome: JobOutcome) -> list[Measurement]:
 
 def write_artifacts(directory: Path, cfg: DictConfig, spec: JobSpec | None, outcome: JobOutcome,
                     trace: str) -> None:
-    (directory / c.A_CONFIG).write_text(mlf.redact(OmegaConf.to_yaml(cfg, resolve=True)))
+    (directory / c.A_CONFIG).write_text(mask(OmegaConf.to_yaml(cfg, resolve=True)))
     if spec is not None and outcome.layers:
         with open(directory / c.A_LAYERS, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(c.LAYER_COLUMNS))

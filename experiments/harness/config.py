@@ -6,6 +6,7 @@ blocked GEMM on the numpy backend, unimplemented quantization or pruning, bad pr
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, replace
 
 from omegaconf import DictConfig, OmegaConf
@@ -14,7 +15,7 @@ from experiments.conv import GEMMS, TILES, Variant
 from experiments.conv import variant as variants
 from experiments.conv import resolve as resolve_conv
 from experiments.conv.tolerance import RELATIVE_TOLERANCE
-from experiments.conv.ladder import KERNELS
+from experiments.conv.ladder import RUNG_NAMES
 from experiments.conv.variant import DTYPES
 from experiments.tracking.retry import DEFAULT_RETRY_S, retry_seconds
 
@@ -118,6 +119,16 @@ def _protocol(node, where: str) -> Protocol:
         raise ConfigError(f"{where}: {exc}") from None
 
 
+def gemm_rung(gemm) -> str | None:
+    """gemm.rung, or the deprecated gemm.kernel that it replaced (null unless given: it wins, with a warning)."""
+    deprecated = gemm.get("kernel")
+    if deprecated is None:
+        return gemm.get("rung")
+    warnings.warn(f"gemm.kernel is deprecated: the GEMM ladder's step is gemm.rung (use gemm.rung={deprecated})",
+                  FutureWarning, stacklevel=2)
+    return deprecated
+
+
 def job_spec(cfg: DictConfig) -> JobSpec:
     """Check a composed job config before any work; raises ConfigError naming the bad value."""
     from experiments import runtime as runtimes
@@ -135,10 +146,10 @@ def job_spec(cfg: DictConfig) -> JobSpec:
         raise ConfigError(f"model.batch_size={model.batch_size!r}: expected a positive int")
     _choice("algo", algo.name, algos())
     _choice("gemm", gemm.name, GEMMS)
-    tile, kernel = gemm.get("tile"), gemm.get("kernel")
+    tile, rung = gemm.get("tile"), gemm_rung(gemm)
     if gemm.name == "blocked":
         _choice("gemm.tile", tile, TILES)
-        _choice("gemm.kernel", kernel, KERNELS)
+        _choice("gemm.rung", rung, RUNG_NAMES)
     _choice("backend", cfg.backend.name, runtimes.BACKENDS)
     _choice("quant", cfg.quant.name, QUANTS)
     _choice("prune", cfg.prune.name, PRUNES)
@@ -151,7 +162,7 @@ def job_spec(cfg: DictConfig) -> JobSpec:
         if algo.name in (PYTORCH, AUTO):
             variant, runtime = Variant.of(algo.name, dtype=cfg.quant.name), runtimes.resolve(cfg.backend.name)
         else:
-            variant, runtime = resolve_conv(algo.name, gemm.name, tile, cfg.backend.name, cfg.quant.name, kernel)
+            variant, runtime = resolve_conv(algo.name, gemm.name, tile, cfg.backend.name, cfg.quant.name, rung)
     except (ValueError, RuntimeError) as exc:   # bad combination; GpuUnavailableError is a RuntimeError
         auto = " (backend=auto chose numpy: no GPU is visible)" if cfg.backend.name == "auto" else ""
         raise ConfigError(f"{type(exc).__name__}: {exc}{auto}") from None

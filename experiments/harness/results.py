@@ -121,7 +121,7 @@ def layer_rows(spec: JobSpec, outcome: JobOutcome) -> list[dict]:
             if spec.algo != PYTORCH:   # PyTorch's GEMM shapes and workspace are its own business
                 row.update({"gemm_m": cost.gemm_m, "gemm_n": cost.gemm_n, "gemm_k": cost.gemm_k,
                             "workspace_bytes": cost.workspace_bytes, "gemm_groups": cost.gemm_groups,
-                            "kernel": cost.kernel, "tile": Variant.parse(cost.kernel).tile})
+                            "variant": cost.variant, "tile": Variant.parse(cost.variant).tile})
         for key, measured in (("latency", layer.ours), ("baseline_latency", layer.baseline)):
             if measured is not None:
                 row[f"{key}_ms"] = measured.median * 1e3

@@ -23,6 +23,7 @@ from experiments.runtime import device_memory
 from experiments.tracking import contract as c
 from experiments.tracking import labels
 from experiments.tracking import mlflow_log as mlf
+from experiments.tracking.credentials import mask
 from experiments.tracking import outbox, stale
 from experiments.tracking.retry import DEFAULT_RETRY_S, retry_seconds, short
 
@@ -211,7 +212,7 @@ def _run_logged(cfg, spec: JobSpec | None, config_error, name: str, context: Job
     params = {**mlf.flatten(OmegaConf.to_container(cfg, resolve=True)),
               **(resolved_params(spec) if spec is not None else {})}
     run = outbox.RunRecord(uri, experiment, name, parent_run_id=state.parent_run_id if state else None, tags=tags,
-                           params={k: mlf.redact(v) for k, v in params.items()})
+                           params={k: mask(v) for k, v in params.items()})
     try:
         run.run_id = mlf.start_run(uri, experiment, context.run_name or name, tags, run.parent_run_id, run.start_time_ms)
         mlf.log(uri, run.run_id, params=run.params)

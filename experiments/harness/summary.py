@@ -17,6 +17,7 @@ import math
 from experiments.tracking import contract as c
 from experiments.tracking import drift, labels
 from experiments.tracking import mlflow_log as mlf
+from experiments.tracking.credentials import split_password
 
 from .energy import MIN_IMAGES, THIN
 
@@ -153,6 +154,6 @@ def share_view(tracking_uri: str, experiment: str, sweep_id: str) -> str:
     # an experiment made by an older harness opens in MLflow 3's GenAI view otherwise
     client.set_experiment_tag(experiment_id, c.EXPERIMENT_KIND_TAG, c.EXPERIMENT_KIND)
     client.set_experiment_tag(experiment_id, c.SHARED_VIEW_TAG_PREFIX + sweep_id, json.dumps(view_state(sweep_id)))
-    uri = mlf.resolve_uri(tracking_uri)
+    uri = split_password(mlf.resolve_uri(tracking_uri))[0]     # the browser asks for the password
     base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else UI_ADDRESS
     return f"{base}/#/experiments/{experiment_id}/runs?viewStateShareKey={sweep_id}"

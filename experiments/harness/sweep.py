@@ -37,12 +37,14 @@ from omegaconf import DictConfig
 
 from experiments.tracking import contract
 from experiments.tracking import mlflow_log as mlf
+from experiments.tracking.credentials import mask
 from experiments.tracking import outbox, stale
 from experiments.tracking.retry import DEFAULT_RETRY_S
 
 from . import naming
 from . import summary as comparison
 from .errors import ConfigError
+from .password import lift_password
 from .validate import check_launcher, hydra_error_message
 
 SWEEP_ID_ENV = "CONVBENCH_SWEEP_ID"
@@ -79,7 +81,7 @@ class SweepState:
 
     def save(self) -> None:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        Path(self.path).write_text(json.dumps(asdict(self), indent=1))
+        Path(self.path).write_text(mask(json.dumps(asdict(self), indent=1)))
 
     @classmethod
     def load(cls, path: str | Path) -> "SweepState":
@@ -96,7 +98,7 @@ class SweepState:
     def write_result(self, num: int, result: dict) -> None:
         self.results_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.results_dir / f".{num}.json.tmp"
-        tmp.write_text(json.dumps(result))
+        tmp.write_text(mask(json.dumps(result)))
         tmp.replace(self.results_dir / f"{num}.json")
 
     def results(self) -> list[dict]:
@@ -220,18 +222,16 @@ def check_jobs(config: DictConfig, job_overrides: list[list[str]]) -> list[dict]
 # --- the callback --------------------------------------------------------------------------
 
 class SweepCallback(Callback):
-    """Registered in conf/config.yaml under hydra.callbacks."""
+    """Registered in conf/config.yaml under hydra.callbacks. Both hooks run before Hydra writes the config
+    to disk: they take a password out of it first (password.py)."""
+
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        _refuse_here(lift_password, config)
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
-        # Hydra turns exceptions of callbacks into warnings: a sweep that must not start exits here.
         self._state = None
-        try:
-            self._state = self._start(config)
-        except Exception as exc:   # bad input, a composition error, an unreachable store
-            text = str(exc) if isinstance(exc, ConfigError) else hydra_error_message(exc) \
-                if isinstance(exc, HydraException) else f"{type(exc).__name__}: {exc}"
-            print(f"convbench: {text}", file=sys.stderr)
-            raise SystemExit(EXIT_CONFIG_ERROR) from None
+        _refuse_here(lift_password, config)
+        self._state = _refuse_here(self._start, config)
 
     def _start(self, config: DictConfig) -> "SweepState":
         reset_summary()
@@ -253,12 +253,12 @@ class SweepCallback(Callback):
                 contract.T_RUN_KIND: "parent", contract.T_SWEEP_ID: sweep_id, contract.T_STATUS: "running",
                 **provenance_tags()})
             mlf.log(uri, state.parent_run_id, params={
-                contract.P_SWEEP_OVERRIDES: mlf.redact(" ".join(config.hydra.overrides.task)) or "(none)",
+                contract.P_SWEEP_OVERRIDES: mask(" ".join(config.hydra.overrides.task)) or "(none)",
                 contract.P_SWEEP_JOBS: state.total if state.total is not None else "unknown",
                 contract.P_SWEEP_DIR: str(sweep_dir.resolve())}, metrics={contract.STALE_RUNS_CLOSED: len(stale_runs)})
         except Exception as exc:
             raise ConfigError(f"cannot create the sweep's parent run in the tracking store {mlf.shown_uri(uri)}: "
-                              f"{type(exc).__name__}: {_first_line(mlf.redact(str(exc)), 300)}") from None
+                              f"{type(exc).__name__}: {_first_line(mask(str(exc)), 300)}") from None
         if stale_runs:
             print(f"[convbench] closed {len(stale_runs)} run(s) of experiment '{experiment}' as KILLED: left RUNNING "
                   f"by processes of this host that are gone", flush=True)
@@ -281,6 +281,18 @@ class SweepCallback(Callback):
         if state is None or state.parent_run_id not in _open_sweeps:
             return
         close_sweep(state)
+
+
+def _refuse_here(step, config: DictConfig):
+    """``step(config)``; bad input exits 2 with one message here, since Hydra turns exceptions of callbacks
+    into warnings and would go on."""
+    try:
+        return step(config)
+    except Exception as exc:   # bad input, a composition error, an unreachable store
+        text = str(exc) if isinstance(exc, ConfigError) else hydra_error_message(exc) \
+            if isinstance(exc, HydraException) else f"{type(exc).__name__}: {exc}"
+        print(f"convbench: {mask(text)}", file=sys.stderr)
+        raise SystemExit(EXIT_CONFIG_ERROR) from None
 
 
 def _hand_to_jobs(config: DictConfig, sweep_id: str) -> None:
@@ -319,7 +331,7 @@ def close_sweep(state: SweepState, interrupted: str | None = None, killed: bool 
                                         wait_s=10)
         except Exception as exc:
             print(f"convbench: could not close the sweep's unfinished jobs: {type(exc).__name__}: "
-                  f"{_first_line(mlf.redact(str(exc)))}", file=sys.stderr)
+                  f"{_first_line(mask(str(exc)))}", file=sys.stderr)
     line = summary.line() if interrupted is None else f"{summary.line()} ({interrupted})"
     print(f"[convbench] MLflow: parent run {run_id}; open the UI: {mlf.ui_command(uri)}")
     table = comparison.comparison_table(results)
@@ -346,7 +358,7 @@ def close_sweep(state: SweepState, interrupted: str | None = None, killed: bool 
     with tempfile.TemporaryDirectory(prefix="convbench-sweep-") as artifacts:
         multirun_yaml = state.sweep_dir / "multirun.yaml"
         if multirun_yaml.is_file():   # Hydra's record of the sweep, tracking.uri's password masked
-            (Path(artifacts) / multirun_yaml.name).write_text(mlf.redact(multirun_yaml.read_text()))
+            (Path(artifacts) / multirun_yaml.name).write_text(mask(multirun_yaml.read_text()))
         closing.artifacts = artifacts
         # a signal's clean-up does not wait for an unreachable store: it goes to the outbox at once
         entry = outbox.deliver(closing, 0 if interrupted else state.retry_s, state.sweep_dir / outbox.OUTBOX_DIR,

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
+from experiments.tracking.credentials import mask
 from experiments.tracking.uri import TrackingUriError, check_tracking_uri
 
 from . import launchers   # registers the resolvers of conf/hydra/launcher/ before any sweep composes
@@ -217,7 +218,7 @@ def bad_input_exits():
     except (HydraException, OmegaConfBaseException) as exc:
         if asked:
             raise
-        print(f"convbench: {hydra_error_message(exc)}", file=sys.stderr)
+        print(f"convbench: {mask(hydra_error_message(exc))}", file=sys.stderr)
         raise SystemExit(EXIT_BAD_INPUT) from None
     except Exception:   # not the user's input (a launcher's crash): what Hydra itself does, traceback and exit 1
         if asked:

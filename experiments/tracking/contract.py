@@ -184,16 +184,19 @@ LAYER_COLUMNS = (
     "stride", "padding", "dilation", "groups", "in_h", "in_w", "out_h", "out_w",
     "flops", "gemm_m", "gemm_n", "gemm_k", "min_bytes", "workspace_bytes",
     "arithmetic_intensity",
-    # GEMM dimensions above are per group; gemm_groups of them run (0: no GEMM). kernel: the label of
+    # GEMM dimensions above are per group; gemm_groups of them run (0: no GEMM). variant: the label of
     # the variant that ran the layer, e.g. im2col/blocked-t8/fp32, kn2row/sparse/fp32, depthwise/fp32
-    # (empty for pytorch); tile: its blocked GEMM's TILE (empty for every other GEMM)
-    "gemm_groups", "kernel", "tile",
+    # (empty for pytorch; `kernel` in files written before 2026-12-07); tile: its blocked GEMM's threads
+    # per block side (empty for every other GEMM)
+    "gemm_groups", "variant", "tile",
     "latency_ms", "latency_p10_ms", "latency_p90_ms", "baseline_latency_ms", "max_rel_err",
     # fp16/int8 jobs: how the exactness gate checked the layer (bit-exact, float32 bound, or the fp32
-    # tolerance where quant.skip kept it fp32: see kernel) and its cost against the fp32 layer
+    # tolerance where quant.skip kept it fp32: see variant) and its cost against the fp32 layer
     "gate", "precision_rel_err",
     # algo=auto: the layer's choice and runner-up (variant labels: scalar/fp32, im2col/vendor/fp32,
     # kn2row/blocked-t16/fp32, ...) with their tuning medians, and whether this run measured them
     # or took them from the tuning database (measured | reused); empty for other algorithms
     "choice", "runner_up", "choice_tuned_ms", "runner_up_tuned_ms", "tuning",
 )
+# Columns of older layers.csv files under their current name: the reader renames them.
+FORMER_LAYER_COLUMNS = {"kernel": "variant"}

@@ -25,6 +25,7 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
 os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 from experiments.tracking import contract  # noqa: E402
+from experiments.tracking.credentials import mask, split_password, store_uri  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PARENT_RUN_ID_TAG = "mlflow.parentRunId"
@@ -37,19 +38,10 @@ _MAX_PARAM = 6000
 _open_runs: dict[str, str] = {}    # run id -> store URI: started by this process, not finished yet
 
 
-# the scheme's colon may come escaped (Hydra prints overrides as `tracking.uri=http\://user\:password@host`)
-_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*\\?://)(?P<user>[^/?#@\s:]*):(?P<password>[^/?#@\s]+)@")
-
-
-def redact(text: str) -> str:
-    """Any URI's password in a text (``http://user:password@host``) shown as ``***``."""
-    return _CREDENTIALS.sub(r"\g<scheme>\g<user>:***@", text)
-
-
 @contextmanager
 def masked_log_records():
-    """Within: every log record's message has its URIs' passwords masked (Hydra's launchers log each
-    job's overrides, tracking.uri included; urllib3 logs the URLs it retries)."""
+    """Within: every log record's message has its passwords masked (credentials.py; Hydra's launchers log
+    each job's overrides, tracking.uri included; urllib3 logs the URLs it retries)."""
     import logging
     previous = logging.getLogRecordFactory()
 
@@ -59,8 +51,9 @@ def masked_log_records():
             message = record.getMessage()
         except Exception:       # a malformed record: logging reports it as it would have
             return record
-        if "@" in message:
-            record.msg, record.args = redact(message), None
+        shown = mask(message)
+        if shown != message:
+            record.msg, record.args = shown, None
         return record
 
     logging.setLogRecordFactory(masked)
@@ -72,7 +65,7 @@ def masked_log_records():
 
 def shown_uri(uri: str) -> str:
     """A store's URI as printed and logged: resolved, its password masked."""
-    return redact(resolve_uri(uri))
+    return mask(resolve_uri(uri))
 
 
 def resolve_uri(uri: str) -> str:
@@ -90,7 +83,7 @@ def ui_command(uri: str) -> str:
     works in a fresh shell from the repository root, unlike a bare `mlflow` that is only on an activated PATH."""
     uri = shown_uri(uri)
     if uri.startswith(("http://", "https://")):
-        return f"open {uri} in a browser"
+        return f"open {split_password(uri)[0]} in a browser"
     root = str(REPO_ROOT) + "/"
     default = "sqlite:///" + root + "mlflow.db"
     if uri == default:
@@ -145,7 +138,7 @@ def client(uri: str):
     """One client (and one database engine) per store and process."""
     from mlflow.tracking import MlflowClient
     with store_creation_lock(uri):
-        opened = MlflowClient(tracking_uri=resolve_uri(uri))
+        opened = MlflowClient(tracking_uri=store_uri(resolve_uri(uri)))
         opened.search_experiments(max_results=1)   # opens the store now: creates a new one's schema
     return opened
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import time
@@ -28,6 +29,7 @@ from pathlib import Path
 
 from . import contract
 from . import mlflow_log as mlf
+from .credentials import PASSWORD_ENV, mask
 from .retry import retrying, short
 
 OUTBOX_DIR = "mlflow-outbox"
@@ -111,7 +113,7 @@ def write(record: RunRecord, outbox_dir: Path) -> Path:
         shutil.copytree(record.artifacts, artifacts)
     else:
         artifacts.mkdir()
-    on_disk = RunRecord(**{**asdict(record), "tracking_uri": mlf.redact(record.tracking_uri), "artifacts": None})
+    on_disk = RunRecord(**{**asdict(record), "tracking_uri": mask(record.tracking_uri), "artifacts": None})
     (partial / RECORD).write_text(json.dumps(asdict(on_disk), indent=1))
     shutil.rmtree(entry, ignore_errors=True)
     partial.rename(entry)
@@ -138,8 +140,9 @@ def sync(directories: list[Path], uri: str | None = None) -> tuple[list[str], li
     for entry in entries(directories):
         record = read(entry)
         target = uri or record.tracking_uri
-        if uri is None and "***" in target:
-            left.append(f"{entry}: its store's password is not kept on disk ({target}); give --tracking-uri")
+        if uri is None and "***" in target and not os.environ.get(PASSWORD_ENV):
+            left.append(f"{entry}: its store's password is not kept on disk ({target}); set {PASSWORD_ENV} "
+                        f"or give --tracking-uri")
             continue
         record.tags[contract.T_OUTBOX] = str(entry.resolve())
         try:

@@ -10,7 +10,7 @@ import sys
 import time
 from typing import Callable, TypeVar
 
-from . import mlflow_log as mlf
+from .credentials import mask
 
 T = TypeVar("T")
 
@@ -38,7 +38,7 @@ def transient(exc: Exception) -> bool:
 
 def short(exc: Exception, limit: int = 200) -> str:
     """An exception in one line, its URIs' passwords masked."""
-    text = mlf.redact(str(exc)).strip().splitlines()
+    text = mask(str(exc)).strip().splitlines()
     first = f"{type(exc).__name__}: {text[0] if text else ''}"
     return first if len(first) <= limit else first[: limit - 3] + "..."
 

@@ -23,6 +23,7 @@ import psutil
 
 from . import contract
 from . import mlflow_log as mlf
+from .credentials import mask
 
 _RUNNING = "attributes.status = 'RUNNING'"
 
@@ -75,7 +76,7 @@ def close_own_runs(reason: str, keep: set[str | None] = frozenset()) -> list[str
             closed.append(run_id)
         except Exception as exc:
             print(f"convbench: could not close run {run_id} as KILLED: {type(exc).__name__}: "
-                  f"{mlf.redact(str(exc))[:300]}", file=sys.stderr)
+                  f"{mask(str(exc))[:300]}", file=sys.stderr)
     return closed
 
 
@@ -164,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
                  + close_old_runs(args.tracking_uri, args.older_than, args.experiment, dry_run=args.dry_run))
     except Exception as exc:
         print(f"stale: cannot close runs in {mlf.shown_uri(args.tracking_uri)}: {type(exc).__name__}: "
-              f"{mlf.redact(str(exc)).splitlines()[0] if str(exc) else ''}", file=sys.stderr)
+              f"{mask(str(exc)).splitlines()[0] if str(exc) else ''}", file=sys.stderr)
         return 2
     verb = "would close" if args.dry_run else "closed"
     for run in found:

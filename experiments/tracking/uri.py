@@ -12,10 +12,10 @@ and anything else is refused with what would be valid.
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from .credentials import mask, remember_uri
 from .mlflow_log import resolve_uri
 
 DATABASE_SCHEMES = ("postgresql", "mysql", "mssql")
@@ -27,14 +27,19 @@ class TrackingUriError(ValueError):
     """A tracking URI that no store can be opened from; the message names it and what is valid."""
 
 
-def _hide_password(uri: str) -> str:
-    return re.sub(r"(//[^/:@]*:)[^/@]*@", r"\1***@", uri)
-
-
 def check_tracking_uri(uri, key: str = "tracking.uri") -> str:
-    """``uri`` as given when it can hold runs; raises TrackingUriError otherwise."""
+    """``uri`` as given when it can hold runs; raises TrackingUriError otherwise, its password masked
+    everywhere in the message (from now on, in every message of this process: credentials.py)."""
     text = "" if uri is None else str(uri).strip()
-    shown = f"{key}={_hide_password(text)!r}"
+    remember_uri(text)
+    try:
+        return _check(text, key)
+    except TrackingUriError as exc:
+        raise TrackingUriError(mask(str(exc))) from None
+
+
+def _check(text: str, key: str) -> str:
+    shown = f"{key}={mask(text)!r}"
     if not text:
         raise TrackingUriError(f"{shown} is empty; valid: {VALID}")
     scheme = text.split(":", 1)[0].lower() if "://" in text else ""

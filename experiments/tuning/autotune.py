@@ -35,6 +35,7 @@ import copy
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,10 +53,10 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 # auto_sparse is itself a rule (sparse below a density threshold): tuning measures sparse and dense instead
 TUNABLE_GEMMS = tuple(g for g in GEMMS if not g.startswith("auto"))
 SPARSE_GEMMS = tuple(g for g in TUNABLE_GEMMS if "sparse" in g)
-# The rungs of the GEMM ladder tuned by default: today's kernel and the top of the ladder (warp tiling
+# The rungs of the GEMM ladder tuned by default: today's rung and the top of the ladder (warp tiling
 # alone, with split-K for small grids, with the batch folded into N); rungs 0, 2 and 3 are steps that
-# rung 4 should dominate (conf/tuning/default.yaml: tuning.kernels to tune over any of them).
-TUNED_KERNELS = ("blocked", "warptile", "splitk", "fold")
+# rung 4 should dominate (conf/tuning/default.yaml: tuning.rungs to tune over any of them).
+TUNED_RUNGS = ("blocked", "warptile", "splitk", "fold")
 JOURNAL_MODES = ("auto", "wal", "delete")
 MEASURED, REUSED = "measured", "reused"
 
@@ -76,7 +77,7 @@ class TuningSpec:
     algos: tuple[str, ...] = ALGORITHMS
     gemms: tuple[str, ...] = TUNABLE_GEMMS
     tiles: tuple[int, ...] = TILES
-    kernels: tuple[str, ...] = TUNED_KERNELS
+    rungs: tuple[str, ...] = TUNED_RUNGS
     warmup: int = 2
     first_samples: int = 3
     drop_margin: float = 0.05
@@ -93,6 +94,11 @@ class TuningSpec:
 def tuning_spec(node) -> TuningSpec:
     """tuning (a mapping) -> TuningSpec; ValueError naming the bad value."""
     node = {k: v for k, v in dict(node or {}).items() if k != "name"}   # name: the preset's (conf/tuning/)
+    deprecated = node.pop("kernels", None)
+    if deprecated is not None:
+        warnings.warn("tuning.kernels is deprecated: the GEMM ladder's steps are tuning.rungs (same values)",
+                      FutureWarning, stacklevel=2)
+        node.setdefault("rungs", deprecated)
     unknown = set(node) - set(TuningSpec.__dataclass_fields__)
     if unknown:
         raise ValueError(f"tuning has unknown keys {sorted(unknown)}; valid: "
@@ -113,7 +119,7 @@ def tuning_spec(node) -> TuningSpec:
         spec = TuningSpec(
             db=str(node["db"]), budget_s=float(node.get("budget_s", TuningSpec.budget_s)),
             algos=subset("algos", variant.ALGORITHMS), gemms=subset("gemms", TUNABLE_GEMMS), tiles=subset("tiles", TILES, int),
-            kernels=subset("kernels", ladder.KERNELS),
+            rungs=subset("rungs", ladder.RUNG_NAMES),
             warmup=int(node.get("warmup", TuningSpec.warmup)),
             first_samples=int(node.get("first_samples", TuningSpec.first_samples)),
             drop_margin=float(node.get("drop_margin", TuningSpec.drop_margin)),
@@ -142,8 +148,8 @@ def candidates_for(runtime, spec: TuningSpec, sparse: bool = True) -> list[Varia
         for gemm in spec.gemms:
             if gemm == "blocked":
                 if runtime.has_kernels:
-                    found += [Variant.of(algo, "blocked", tile, kernel=kernel)
-                              for kernel in spec.kernels for tile in spec.tiles]
+                    found += [Variant.of(algo, "blocked", tile, rung=rung)
+                              for rung in spec.rungs for tile in spec.tiles]
             elif gemm not in SPARSE_GEMMS or sparse:
                 found.append(Variant.of(algo, gemm))
     if not found:
