@@ -9,6 +9,7 @@ older runs load like newer ones.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -41,10 +42,18 @@ JOB_COLUMNS = [
 LOADED_METRICS = (*contract.METRICS, *contract.AUTO_METRICS, *contract.GPU_METRICS, *contract.COMPRESSION_METRICS)
 
 
-def technique_of(algo: str, gemm: str | None) -> str:
-    """The report's grouping of variants across tiles: pytorch, scalar, or algorithm+GEMM (im2col+blocked)."""
-    variant = Variant.of(algo, gemm)
-    return f"{variant.algo}+{variant.gemm}" if variant.uses_gemm else variant.algo
+def technique(variant: Variant) -> str:
+    """The report's grouping of variants across tiles: the variant but its tile and dtype. pytorch, scalar, or
+    algorithm+GEMM with its rung where it is not the default one (im2col+vendor, im2col+blocked,
+    im2col+blocked-warptile), or any other kernel its label's GEMM segment names: two kernels are never one."""
+    if not variant.uses_gemm:
+        return variant.algo
+    return f"{variant.algo}+{replace(variant, tile=None).gemm_label}"
+
+
+def technique_of(algo: str, gemm: str | None, rung: str | None = None) -> str:
+    """technique() of a choice: technique_of("im2col", "blocked", "fold") == "im2col+blocked-fold"."""
+    return technique(Variant.of(algo, gemm, rung=rung))
 
 
 def variant_of(params: dict) -> Variant:
@@ -113,7 +122,7 @@ def job_row(run, experiment_name: str = "") -> dict | None:
         "gemm": variant.gemm,
         "tile": variant.tile,
         "variant": variant.label,
-        "technique": technique_of(variant.algo, variant.gemm),
+        "technique": technique(variant),
         "device": tags.get(contract.T_DEVICE) or "unknown device",
         "backend": backend,
         "runtime": runtime,
