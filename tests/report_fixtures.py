@@ -76,7 +76,7 @@ class SyntheticStore:
             backend: str = "gpu", metrics: dict | None = None, layers: list[dict] | None = None,
             status: str = "ok", error: str = "", quant: str = "fp32", prune: str = "none",
             prune_amount: float = 0.0, model: str = MODEL, energy_mode: str = "nvml",
-            timing: str | None = None, tags: dict | None = None, sweep_id: str = "s1") -> str:
+            timing: str | None = None, tags: dict | None = None, sweep_id: str = "s1", rung: str | None = None) -> str:
         runtime = {"gpu": "cuda", "numpy": "cpu", "emulator": "emulated"}[backend]
         timing = timing or ("emulated" if backend == "emulator" else "measured")
         name = f"{model}/{algo}/{gemm}-t{tile}/{quant}/{prune}-{prune_amount}"
@@ -93,6 +93,9 @@ class SyntheticStore:
                   c.P_GEMM: gemm, c.P_TILE: str(tile), c.P_BACKEND: backend, c.P_QUANT: quant,
                   c.P_PRUNE: prune, c.P_PRUNE_AMOUNT: str(prune_amount), c.P_BENCH: "smoke",
                   c.P_CACHE_MODE: "hot", "bench.warmup": "10"}
+        if rung is not None:   # the resolved variant as the harness logs it (variant.*), its rung included
+            params.update(Variant.of(algo, gemm, tile, quant, rung).params())
+            name = f"{model}/{Variant.of(algo, gemm, tile, quant, rung).label}/{prune}-{prune_amount}"
         start = self._tick()
         run = self.client.create_run(self.experiment_id, start_time=start, tags=tags, run_name=name)
         run_id = run.info.run_id

@@ -59,3 +59,26 @@ def test_pytorch_drift_between_a_sweeps_jobs_is_named(tmp_path):
     assert "toynet/kn2row/vendor-t16" in drift.split("off the median:")[1]
     assert "im2col" not in drift.split("off the median:")[1].split(". ")[0]
     assert "covers the noise within its job only" in drift
+
+
+def test_two_rungs_at_one_tile_are_both_in_every_table(tmp_path):
+    from tests.report_fixtures import TOYNET_LAYERS, layer_rows
+    store = SyntheticStore(tmp_path)
+    pytorch_layers = [3.0, 4.0, 1.2]
+    store.job("pytorch", metrics=timing(10.0, energy_j=0.5), layers=layer_rows("pytorch", pytorch_layers),
+              tags={c.T_ENERGY_WINDOW: "readable"})
+    for rung, median, per_layer in (("blocked", 5.0, [1.5, 2.0, 1.5]), ("warptile", 4.0, [1.0, 1.6, 1.4])):
+        store.job("im2col", "blocked", 16, rung=rung, metrics=timing(median, energy_j=0.3),
+                  layers=layer_rows("im2col", per_layer, baseline=pytorch_layers), tags={c.T_ENERGY_WINDOW: "readable"})
+    out = _report(store, tmp_path)
+    tables = {path.stem: pd.read_csv(path) for path in (out / "tables").glob("*.csv")}
+    text = {name: frame.to_csv() for name, frame in tables.items()}
+    for prefix in ("end-to-end", "energy", "tile-sweep", "layers_", "best-tile-per-layer", "setup_runs"):
+        found = [name for name in text if name.startswith(prefix)]
+        assert found, (prefix, sorted(text))
+        for name in found:
+            assert "im2col+blocked-warptile" in text[name] and "im2col+blocked" in text[name].replace(
+                "im2col+blocked-warptile", ""), (name, text[name])
+    markdown = (out / "report.md").read_text()
+    assert "replaced" not in markdown and len(TOYNET_LAYERS) == 3
+    assert "**im2col+blocked-warptile (tile 16)** is fastest end-to-end" in markdown

@@ -109,3 +109,21 @@ def test_the_load_snapshot_names_a_busy_process():
                                                  f"python (pid {hog.pid}, 97% CPU)): timings may be slowed and "
                                                  f"PyTorch's baseline may drift")
     assert machine_load.warning(machine_load.LoadSnapshot(0.5, 2, ()), machine_load.LoadSnapshot(1.0, 2, ())) == ""
+
+
+def test_an_emulator_sweep_over_two_rungs_at_one_tile_keeps_both_and_ranks_nothing(convbench, tmp_path, capsys):
+    """The real sweep: two GEMM rungs at TILE 16 on the emulator, energy measured. The closing table keeps both
+    rungs, in the sweep's order, with no ratio to PyTorch, no energy figure and no rank."""
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    assert convbench("-m", "model=digits_cnn", "backend=emulator", "bench=smoke", "bench.model.warmup=0",
+                     "bench.model.min_samples=1", "bench.layer.warmup=0", "bench.layer.min_samples=1",
+                     "bench.energy_s=0.1", "energy=codecarbon", "algo=im2col", "gemm=blocked", "gemm.tile=16",
+                     "gemm.rung=blocked,warptile", f"tracking.uri={uri}") == 0
+    out = capsys.readouterr().out
+    closing = out[out.index(summary.EMULATED_WHY) + len(summary.EMULATED_WHY):]
+    assert [line.split()[0] for line in closing.splitlines()[4:6]] == ["blocked-t16", "blocked-warptile-t16"]
+    for claim in ("slower", "faster", "J/image", "CO2", "energy "):
+        assert claim not in closing
+    job_lines = [line for line in out.splitlines() if line.startswith("[convbench] job ") and "latency" in line]
+    assert len(job_lines) == 2 and all("slower" not in line and "faster" not in line and " J and " not in line
+                                       for line in job_lines)

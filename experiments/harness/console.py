@@ -34,10 +34,11 @@ def summary_text(report: JobReport, spec: JobSpec | None, outcome: JobOutcome, l
     if report.failed:
         return f"{head} FAILED: {report.error}" + (f" (run {report.run_id})" if report.run_id else "") + kept
     model, baseline = outcome.model, outcome.baseline
-    emulated = ", emulated: not a performance number" if spec.runtime.name == "emulator" else ""
+    emulated = spec.runtime.name == "emulator"   # its times are no performance: no ratio, no energy per image
     parts = [f"latency {_ms(model.median)} (p10 {_ms(model.p10)}, p90 {_ms(model.p90)}, n={model.n}"
-             + (", NOISY" if model.noisy else "") + emulated + ")"]
-    if spec.algo != PYTORCH:
+             + (", NOISY" if model.noisy else "") + (", emulated: not a performance number" if emulated else "")
+             + ")"]
+    if spec.algo != PYTORCH and not emulated:
         metrics = report.metrics or {}
         interval = ""
         if c.SPEEDUP_CI95_LOW in metrics:
@@ -61,7 +62,9 @@ def summary_text(report: JobReport, spec: JobSpec | None, outcome: JobOutcome, l
                      f"(same shape as an earlier layer), {from_db} reused from the database {tuning.db_path} "
                      f"in {tuning.seconds:.1f} s{best}")
     parts += compression.summary(outcome.compression, model.median)
-    if outcome.energy is not None:
+    if outcome.energy is not None and emulated:
+        parts.append("energy window measured, not shown (emulated)")
+    elif outcome.energy is not None:
         e = outcome.energy
         thin = "" if e.window == READABLE else (f"; THIN window: {e.images} images, fewer than {MIN_IMAGES}: "
                                                  f"not comparable, left out of rankings")
