@@ -41,8 +41,8 @@ def taps_kernels(launcher, x, w, g: ConvGeometry):
 @pytest.fixture
 def taps(monkeypatch):
     monkeypatch.setattr(variant, "ALGORITHMS", (*variant.ALGORITHMS, "taps"))   # 1. name
-    monkeypatch.setitem(reference.ALGORITHMS, "taps", taps_reference)            # 2. specification
-    monkeypatch.setitem(kernel_launch.ALGORITHMS, "taps", taps_kernels)          # 3. kernels
+    monkeypatch.setitem(reference.SPECIFICATIONS, "taps", taps_reference)            # 2. specification
+    monkeypatch.setitem(kernel_launch.LAUNCHES, "taps", taps_kernels)          # 3. kernels
     return "taps"                                                                # 4. GEMM-free: no accounting
 
 

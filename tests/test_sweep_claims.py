@@ -124,6 +124,6 @@ def test_an_emulator_sweep_over_two_rungs_at_one_tile_keeps_both_and_ranks_nothi
     assert [line.split()[0] for line in closing.splitlines()[4:6]] == ["blocked-t16", "blocked-warptile-t16"]
     for claim in ("slower", "faster", "J/image", "CO2", "energy "):
         assert claim not in closing
-    job_lines = [line for line in out.splitlines() if line.startswith("[convbench] job ") and "latency" in line]
+    job_lines = [line for line in out.splitlines() if line.startswith("[convbench] job ") and "max_rel_err" in line]
     assert len(job_lines) == 2 and all("slower" not in line and "faster" not in line and " J and " not in line
                                        for line in job_lines)

@@ -162,11 +162,11 @@ def test_an_emulator_job_with_tile_8_reaches_the_report_as_tile_8(convbench, tmp
     job, = jobs.itertuples()
     assert (job.variant, job.algo, job.gemm, job.tile, job.quant) == ("kn2row/blocked-t8/fp32", "kn2row", "blocked",
                                                                      8, "fp32")
-    assert job.latency_p10_ms <= job.latency_ms <= job.latency_p90_ms
+    # emulated: one timed call whatever bench asks (not performance), so no percentiles
+    assert job.latency_samples == 1 and job.latency_ms > 0 and np.isnan(job.latency_p10_ms)
     layers = read_layers(store.download_layers(job.run_id, tmp_path / "layers"), job.run_id)
     assert len(layers) and (layers["variant"] == "kn2row/blocked-t8/fp32").all() and (layers["tile"] == 8).all()
-    assert (layers["latency_p10_ms"] <= layers["latency_ms"]).all()
-    assert (layers["latency_ms"] <= layers["latency_p90_ms"]).all()
+    assert (layers["latency_ms"] > 0).all() and layers["latency_p10_ms"].isna().all()
 
     assert report.main(["--tracking-uri", uri, "--out", str(tmp_path / "reports")]) == 0
     emulated = pd.read_csv(tmp_path / "reports" / "tables" / "emulated.csv")   # correct, never performance

@@ -39,7 +39,7 @@ from experiments.bench import document
 from experiments.compress import PruneSpec, prune_model
 from experiments.compress import digits as digits_mod
 from experiments.compress import fidelity, precision_cost
-from experiments.compress.harness import EVALUATION_SEED_OFFSET, AtPrecision
+from experiments.compress.pipeline import EVALUATION_SEED_OFFSET, AtPrecision
 from experiments.compress.quantization import calibrate
 from experiments.conv import lowp
 from experiments.conv.tolerance import RELATIVE_TOLERANCE, relative_error

@@ -23,7 +23,7 @@ from .variant import Variant
 from .ladder import MAX_GRID_Y, MAX_GRID_Z   # the kernels grid-stride over what exceeds y
 
 ELEMENTWISE_BLOCK = 256   # threads per block of im2col and the shift-add (4 outputs each) and the conversions
-MAX_GRID_X = 65535        # the conversion kernels grid-stride beyond this many blocks
+ELEMENTWISE_MAX_BLOCKS = 65535   # the conversion kernels grid-stride beyond this many blocks (a choice: x allows 2**31 - 1)
 # The float32 GEMM is a rung of the ladder (experiments/conv/ladder.py, Variant.rung). The fp16/int8
 # GEMMs have rung 1's layout: TILE (Variant.tile: 8, 16 or 32) is the side of the thread block, TILE x
 # TILE threads, each computing a GEMM_WPT x GEMM_WPT micro-tile, so a block computes a (TILE*GEMM_WPT)^2
@@ -190,7 +190,7 @@ class KernelLauncher:
 
     # --- precision conversions (hip/quantize.hip) -------------------------------------------
     def _elementwise(self, n: int) -> tuple:
-        return (min(ceil_div(max(n, 1), ELEMENTWISE_BLOCK), MAX_GRID_X),), (ELEMENTWISE_BLOCK,)
+        return (min(ceil_div(max(n, 1), ELEMENTWISE_BLOCK), ELEMENTWISE_MAX_BLOCKS),), (ELEMENTWISE_BLOCK,)
 
     def to_half(self, x):
         y = self.xp.empty(x.shape, dtype=self.xp.float16)
@@ -264,4 +264,4 @@ def depthwise(launcher: KernelLauncher, x, w, g: ConvGeometry):
     return launcher.depthwise(x, w, g), 0
 
 
-ALGORITHMS = {"im2col": im2col, "kn2row": kn2row, "scalar": scalar}
+LAUNCHES = {"im2col": im2col, "kn2row": kn2row, "scalar": scalar}   # each algorithm's kernel launches

@@ -87,10 +87,10 @@ class ConvPlan:
             self._fits.add(x.shape)
         w = self.prepared_weight
         if self.runtime.has_kernels:
-            run = kernel_launch.depthwise if g.is_depthwise else kernel_launch.ALGORITHMS[self.variant.algo]
+            run = kernel_launch.depthwise if g.is_depthwise else kernel_launch.LAUNCHES[self.variant.algo]
             y, workspace = run(KernelLauncher(self.runtime, self.layer_variant), x, w, g)
         else:
-            run = reference.depthwise if g.is_depthwise else reference.ALGORITHMS[self.variant.algo]
+            run = reference.depthwise if g.is_depthwise else reference.SPECIFICATIONS[self.variant.algo]
             y, workspace = lowp.run_reference(run, x, w, g) if isinstance(w, lowp.LowpFilter) else run(x, w, g)
         if self.bias is not None:
             y += self.bias.reshape(1, -1, 1, 1)

@@ -116,4 +116,4 @@ def depthwise(x: np.ndarray, w: np.ndarray, g: ConvGeometry) -> tuple[np.ndarray
     return y, 0
 
 
-ALGORITHMS = {"im2col": im2col, "kn2row": kn2row, "scalar": scalar}
+SPECIFICATIONS = {"im2col": im2col, "kn2row": kn2row, "scalar": scalar}   # each algorithm's numpy specification

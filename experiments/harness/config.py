@@ -61,7 +61,7 @@ class JobSpec:
     tracking_uri: str
     experiment: str
     tuning: object             # algo=auto: experiments.tuning.TuningSpec; None for other algorithms
-    compression: object = None  # experiments.compress.harness.CompressionSpec (prune and quant in detail)
+    compression: object = None  # experiments.compress.pipeline.CompressionSpec (prune and quant in detail)
 
     @property
     def compressed(self) -> bool:
@@ -204,9 +204,9 @@ def _tuning(node, runtime, quant: str):
 
 
 def _compression(cfg, model_name: str, size: tuple[int, int], gemm: str, algo: str):
-    """prune, quant and accuracy nodes -> CompressionSpec (experiments/compress/harness.py)."""
+    """prune, quant and accuracy nodes -> CompressionSpec (experiments/compress/pipeline.py)."""
     from experiments.compress.digits import INPUT_SIZE, NAME as DIGITS
-    from experiments.compress.harness import CompressionSpec
+    from experiments.compress.pipeline import CompressionSpec
     from experiments.compress.prune import PruneSpec
     from experiments.conv import lowp
     prune, quant, accuracy = cfg.prune, cfg.quant, cfg.get("accuracy") or {}

@@ -9,7 +9,8 @@
              (experiments/conv/exactness.py), and the precision cost against the fp32 model
              is measured (experiments/compress/precision_cost.py), failing the job only
              above quant.max_cost
-    timing   by the protocol: our model, PyTorch's, then every layer alone, ours and PyTorch's
+    timing   by the protocol: our model, PyTorch's, then every layer alone, ours and PyTorch's; on an
+             emulated runtime (not performance) each of them is timed once (timing.ONE_CALL)
     energy   a separate fixed-duration loop of our model under CodeCarbon
 
 ``Job.run()`` fills ``Job.outcome`` as it goes, so a failed job still reports what it measured.
@@ -31,7 +32,7 @@ from experiments.conv.swap import conv_inputs, conv_layers
 from experiments.conv.tolerance import RELATIVE_TOLERANCE, relative_error
 
 from experiments.compress import fidelity, precision_cost
-from experiments.compress import harness as compression
+from experiments.compress import pipeline as compression
 
 from .config import AUTO, PYTORCH, JobSpec
 from . import machine_load
@@ -39,7 +40,7 @@ from .energy import EnergyMeter, EnergyResult
 from .machine_load import LoadSnapshot
 from .errors import ToleranceError
 from .models import build_model, make_input, weights_label
-from .timing import CacheFlusher, CpuClock, EventClock, Measurement, expected_seconds, measure
+from .timing import ONE_CALL, CacheFlusher, CpuClock, EventClock, Measurement, expected_seconds, measure
 
 
 PYTORCH_VARIANT = Variant(PYTORCH)
@@ -70,7 +71,7 @@ class JobOutcome:
     energy: EnergyResult | None = None
     tuning: object | None = None            # algo=auto: experiments.tuning.TuningOutcome
     best_single: Measurement | None = None  # algo=auto: the whole forward on the best single candidate
-    compression: object | None = None       # pruned/quantized: experiments.compress.harness.CompressionOutcome
+    compression: object | None = None       # pruned/quantized: experiments.compress.pipeline.CompressionOutcome
     energy_error: str | None = None
     phases: dict[str, float] = field(default_factory=dict)
     load_start: LoadSnapshot | None = None  # the machine's load when the job started and ended (machine_load.py)
@@ -93,6 +94,9 @@ class Job:
         self.device = torch.device("cuda" if self.runtime.is_gpu else "cpu")
         self.clock = EventClock("torch") if self.runtime.is_gpu else CpuClock(self.runtime.synchronize)
         self.flush = CacheFlusher(spec.flush_bytes, self.device) if spec.cache_mode == "cold" else None
+        emulated = self.runtime.kind == "emulated"
+        self.model_protocol = ONE_CALL if emulated else spec.model_protocol
+        self.layer_protocol = ONE_CALL if emulated else spec.layer_protocol
         self.progress = progress
         self.energy_meter = EnergyMeter(spec.country_iso_code, spec.region, spec.measure_power_secs) \
             if spec.energy == "codecarbon" else None
@@ -264,7 +268,7 @@ class Job:
 
     def _time(self) -> None:
         spec, out = self.spec, self.outcome
-        protocol = spec.model_protocol
+        protocol = self.model_protocol
         out.baseline = self._measure(lambda: self.baseline_model(self.x), protocol, "pytorch/model",
                                      self.baseline_first_s)
         out.model = out.baseline if spec.algo == PYTORCH else \
@@ -274,7 +278,7 @@ class Job:
                                             self.best_single_first_s)
         if self.compressed is not None:
             self._time_dense(protocol)
-        protocol = spec.layer_protocol
+        protocol = self.layer_protocol
         expected = sum(expected_seconds(protocol, a) + expected_seconds(protocol, b)
                        for a, b in self.first_calls.values())
         bar = self.progress(total=len(self.convs), desc="layers") \

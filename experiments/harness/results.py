@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from experiments.compress import harness as compression
+from experiments.compress import pipeline as compression
 from experiments.conv import Variant
 from experiments.tracking import contract as c
 
@@ -57,9 +57,11 @@ def contract_metrics(spec: JobSpec, outcome: JobOutcome) -> dict[str, float]:
         m[c.COMPILE_S] = outcome.compile_s
     model, baseline = outcome.model, outcome.baseline
     if model is not None:
-        m.update({c.LATENCY_MS: model.median * 1e3, c.LATENCY_P10_MS: model.p10 * 1e3,
-                  c.LATENCY_P90_MS: model.p90 * 1e3, c.LATENCY_IQR_REL: model.iqr_rel,
+        m.update({c.LATENCY_MS: model.median * 1e3, c.LATENCY_SAMPLES: model.n,
                   c.GFLOPS: outcome.conv_flops / model.median / 1e9})
+        if model.has_spread:   # one call (emulated) has no percentiles
+            m.update({c.LATENCY_P10_MS: model.p10 * 1e3, c.LATENCY_P90_MS: model.p90 * 1e3,
+                      c.LATENCY_IQR_REL: model.iqr_rel})
     if baseline is not None:
         m[c.BASELINE_LATENCY_MS] = baseline.median * 1e3
     if model is not None and baseline is not None:
@@ -125,7 +127,7 @@ def layer_rows(spec: JobSpec, outcome: JobOutcome) -> list[dict]:
         for key, measured in (("latency", layer.ours), ("baseline_latency", layer.baseline)):
             if measured is not None:
                 row[f"{key}_ms"] = measured.median * 1e3
-        if layer.ours is not None:
+        if layer.ours is not None and layer.ours.has_spread:
             row["latency_p10_ms"], row["latency_p90_ms"] = layer.ours.p10 * 1e3, layer.ours.p90 * 1e3
         choice = tuned.get(layer.name)
         if choice is not None:   # algo=auto

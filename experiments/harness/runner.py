@@ -18,7 +18,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.compress import harness as compression
+from experiments.compress import pipeline as compression
 from experiments.runtime import device_memory
 from experiments.tracking import contract as c
 from experiments.tracking import labels

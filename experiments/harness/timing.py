@@ -48,6 +48,11 @@ class Protocol:
             raise ValueError(f"min_time_s must be >= 0 and max_time_s > 0, got {self.min_time_s} and {self.max_time_s}")
 
 
+# An emulated runtime's timings are not performance (the kernels run on the CPU, one fiber per GPU thread):
+# after the full correctness check, each target is timed once, to say how long it took, never as a distribution.
+ONE_CALL = Protocol(warmup=0, min_samples=1, min_time_s=0.0, max_time_s=math.inf)
+
+
 @dataclass(frozen=True)
 class Measurement:
     """Raw per-call times of one target, in seconds, with the statistics the report uses."""
@@ -108,16 +113,24 @@ class Measurement:
     def noisy(self) -> bool:
         return self.iqr_rel > NOISY_IQR_REL
 
+    @property
+    def has_spread(self) -> bool:
+        """Two samples or more: percentiles, IQR and std say something (one call has no distribution)."""
+        return self.n > 1
+
     def stats(self) -> dict[str, float | int | bool | str | None]:
-        """Summary row (times in ms) for samples/summary.csv."""
-        ms = 1e3
-        return {"target": self.label, "n": self.n, "median_ms": self.median * ms, "p10_ms": self.p10 * ms,
-                "p90_ms": self.p90 * ms, "mean_ms": self.mean * ms, "std_ms": self.std * ms,
-                "iqr_rel": self.iqr_rel, "noisy": self.noisy,
+        """Summary row (times in ms) for samples/summary.csv; the spread is empty for a single call."""
+        ms, spread = 1e3, self.has_spread
+        return {"target": self.label, "n": self.n, "median_ms": self.median * ms,
+                "p10_ms": self.p10 * ms if spread else None, "p90_ms": self.p90 * ms if spread else None,
+                "mean_ms": self.mean * ms, "std_ms": self.std * ms if spread else None,
+                "iqr_rel": self.iqr_rel if spread else None, "noisy": self.noisy if spread else None,
                 "first_call_ms": None if self.first_call_s is None else self.first_call_s * ms,
                 "warmup": self.warmup, "clock": self.clock, "capped": self.capped}
 
     def __repr__(self) -> str:
+        if not self.has_spread:
+            return f"<Measurement {self.label}: one call, {self.median * 1e3:.4g} ms>"
         flag = "  NOISY" if self.noisy else ""
         cap = "  (capped by max_time_s)" if self.capped else ""
         return (f"<Measurement {self.label}: median {self.median * 1e3:.4g} ms, p10 {self.p10 * 1e3:.4g}, "

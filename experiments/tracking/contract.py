@@ -15,6 +15,7 @@ LATENCY_MS = "latency_ms"                     # median whole-model forward
 LATENCY_P10_MS = "latency_p10_ms"
 LATENCY_P90_MS = "latency_p90_ms"
 LATENCY_IQR_REL = "latency_iqr_rel"           # IQR / median; > 0.10 is flagged noisy
+LATENCY_SAMPLES = "latency_samples"           # timed calls behind latency_ms (1 on the emulator: no p10/p90/IQR)
 BASELINE_LATENCY_MS = "baseline_latency_ms"   # PyTorch, same job, same input
 SPEEDUP_VS_BASELINE = "speedup_vs_baseline"   # baseline_latency_ms / latency_ms
 CONV_LATENCY_MS = "conv_latency_ms"           # sum of per-layer medians
@@ -35,7 +36,7 @@ LOAD_AVG_END = "load_avg_end"                 # ... and when it ended
 ENERGY_IMAGES = "energy_images"               # images the energy window ran (energy_per_inference_j's divisor)
 
 METRICS = (
-    LATENCY_MS, LATENCY_P10_MS, LATENCY_P90_MS, LATENCY_IQR_REL, BASELINE_LATENCY_MS,
+    LATENCY_MS, LATENCY_P10_MS, LATENCY_P90_MS, LATENCY_IQR_REL, LATENCY_SAMPLES, BASELINE_LATENCY_MS,
     SPEEDUP_VS_BASELINE, CONV_LATENCY_MS, MAX_REL_ERR, GFLOPS, WORKSPACE_BYTES,
     COMPILE_S, ENERGY_KWH, EMISSIONS_KG, ENERGY_PER_INFERENCE_J, CO2_PER_INFERENCE_MG,
     SPEEDUP_CI95_LOW, SPEEDUP_CI95_HIGH,
