@@ -11,7 +11,7 @@ $(error PLATFORM=$(PLATFORM) is not a platform; valid: cpu, cuda, rocm)
 endif
 STAMP := $(VENV)/.installed-$(PLATFORM)
 
-.PHONY: setup run smoke test test-all compile-check bench-layers report ceilings ui server clean gpu-check
+.PHONY: setup run smoke test test-all compile-check bench-layers report ceilings ui server clean gpu-check gpu-check-rehearsal
 
 setup: $(STAMP)
 
@@ -49,17 +49,23 @@ compile-check:
 bench-layers: setup
 	$(PY) -m experiments.bench.layers $(ARGS)
 
-# The first command on a GPU machine (experiments/bench/gpu_check.py): GPU tests, bench-layers, the card's
-# sweep, into results/<date>-gpu-check-<device>.md. PYTHON=/path/to/python: from that environment, installing
-# nothing. Without a GPU it stops at once, before any set-up.
+# The first command on a GPU machine (experiments/bench/gpu_check.py), fitted to BUDGET_S seconds: the GPU
+# tests, the card's sweep, bench-ladder, bench-layers, each stopped at its share, into
+# results/<date>-gpu-check-<device>.md. PYTHON=/path/to/python: from that environment, installing nothing.
+# Without a GPU it stops at once, before any set-up, and says how to rehearse it: gpu-check-rehearsal runs
+# every part on the emulator at tiny sizes (any CPU machine).
+BUDGET_S ?= 420
 gpu-check:
 ifeq ($(origin PYTHON),command line)
-	$(PYTHON) -m experiments.bench.gpu_check $(ARGS)
+	$(PYTHON) -m experiments.bench.gpu_check --budget-s $(BUDGET_S) $(ARGS)
 else
-	@if [ "$(PLATFORM)" = cpu ]; then echo "make gpu-check needs an NVIDIA GPU (a working nvidia-smi, driver >= 580) or an AMD GPU (ROCm 7); this machine has neither (PLATFORM=cpu)" >&2; exit 2; fi
+	@if [ "$(PLATFORM)" = cpu ]; then echo "make gpu-check needs an NVIDIA GPU (a working nvidia-smi, driver >= 580) or an AMD GPU (ROCm 7); this machine has neither (PLATFORM=cpu). To rehearse it here, every part on the emulator at tiny sizes: make gpu-check-rehearsal" >&2; exit 2; fi
 	$(MAKE) --no-print-directory setup
-	$(PY) -m experiments.bench.gpu_check $(ARGS)
+	$(PY) -m experiments.bench.gpu_check --budget-s $(BUDGET_S) $(ARGS)
 endif
+
+gpu-check-rehearsal: setup
+	$(PY) -m experiments.bench.gpu_check --rehearse $(ARGS)
 
 .PHONY: bench-sparsity bench-grouped
 # Density sweep 1.0 -> 0.05 on resnet18's layers: dense GEMM vs CSR SpMM, and the crossover density.

@@ -30,8 +30,8 @@ from pathlib import Path
 import yaml
 
 from experiments.conv import ladder
-from experiments.conv.kernel_launch import (DEPTHWISE_THREADS, ELEMENTWISE_BLOCK, SCALAR_PIXELS, SPMM_LANES,
-                                            SPMM_ROWS)
+from experiments.conv.kernel_launch import (DEPTHWISE_THREADS, ELEMENTWISE_THREADS, SCALAR_PIXELS, SPMM_LANES,
+                                            SPMM_ROWS, kernel_defines)
 from experiments.runtime import nvrtc
 from experiments.runtime.gpu import compile_options
 from experiments.runtime.sources import HIP_DIR
@@ -61,14 +61,14 @@ ELEMENTWISE_KERNELS = {"im2col", "kn2row_shift_add", "im2col_fp16", "im2col_int8
 
 def threads_per_block(kernel: str, tile: int | None) -> int:
     if kernel in ELEMENTWISE_KERNELS:
-        return ladder.REDUCE_THREADS if kernel == "gemm_splitk_reduce" else ELEMENTWISE_BLOCK
+        return ladder.REDUCE_THREADS if kernel == "gemm_splitk_reduce" else ELEMENTWISE_THREADS
     if kernel.startswith("scalar_conv"):
         return SCALAR_PIXELS
     if kernel == "depthwise_conv":
         return DEPTHWISE_THREADS
     if kernel == "spmm_csr":
         return SPMM_LANES * SPMM_ROWS
-    return tile * tile   # the GEMMs: TILE x TILE threads
+    return tile * tile   # the GEMMs: tile (threads per side) squared
 
 
 def builds() -> list[tuple[str, int | None]]:
@@ -277,7 +277,7 @@ class Row:
 def analyse(source: str, tile: int | None, nvdisasm: str, work: Path, with_amd: bool) -> list[Row]:
     import os
     stem = f"{Path(source).stem}.t{tile or 0}"
-    defines = {"TILE": tile} if tile else {}
+    defines = kernel_defines(source, tile or 16)
     built = nvrtc.build(source, defines, NVIDIA_ARCH)
     ptxas = parse_ptxas(built.log)
     cubin = work / f"{stem}.cubin"
@@ -370,7 +370,7 @@ def render(rows: list[Row], checks, tools: dict[str, str]) -> str:
     lines = [f"# Kernel report, {datetime.date.today().isoformat()}", "",
              "Every kernel of hip/ built for NVIDIA sm_90 and AMD gfx90a without a GPU, the way the gpu runtime "
              "builds it (`make kernel-report`, analysis/kernel_report.py): NVIDIA through NVRTC with the options "
-             "CuPy's RawModule hands it (the runtime's `--std=c++17 -DTILE=t` and include path, CuPy's include "
+             "CuPy's RawModule hands it (the runtime's `--std=c++17`, the kernel's -D defines and include path, CuPy's include "
              "paths, `-ftz=true`, `--device-as-default-execution-space`, `-arch=sm_90`) and `-Xptxas=-v`; AMD "
              "with hipcc and the options CuPy hands hiprtc. nvcc's registers and spills are a cross-check only "
              "(column nvcc). Tools: " + "; ".join(f"{k} {v}" for k, v in tools.items()),

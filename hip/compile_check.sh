@@ -7,8 +7,14 @@ set -euo pipefail
 cd "$(dirname "$0")"
 out=../build/compile
 mkdir -p "$out"
-# Only the GEMMs (the ladder, hip/gemm_<n>_*.hip, and low precision) take TILE; every other kernel is built once.
+# Only the GEMMs (the ladder, hip/gemm_<n>_*.hip, and low precision) take a tile (threads per block side);
+# every other kernel is built once. Each build gets the -D defines its launch uses (kernel_launch.kernel_defines).
 tiles_of() { case "$1" in gemm_*.hip) echo "8 16 32";; *) echo 16;; esac; }
+python=${PYTHON:-$(cd .. && pwd)/.venv/bin/python}
+defines_of() {
+    (cd .. && PYTHONPATH=. "$python" -c 'import sys; from experiments.conv.kernel_launch import kernel_defines
+print(" ".join(f"-D{k}={v}" for k, v in kernel_defines(sys.argv[1], int(sys.argv[2])).items()))' "$1" "$2")
+}
 status=0
 
 require() {
@@ -21,7 +27,7 @@ if require nvcc; then
     for src in *.hip; do
         for tile in $(tiles_of "$src"); do
             log="$out/${src%.hip}.tile$tile.sm_90.log"
-            if nvcc -cubin -arch=sm_90 -x cu -I . -DTILE="$tile" -Werror all-warnings -Xptxas -v \
+            if nvcc -cubin -arch=sm_90 -x cu -I . $(defines_of "$src" "$tile") -Werror all-warnings -Xptxas -v \
                     -o "$out/${src%.hip}.tile$tile.cubin" "$src" >"$log" 2>&1; then
                 echo "nvcc  sm_90   TILE=$tile $src: $(grep -h 'ptxas info    : Used' "$log" | sed 's/.*: Used/used/')"
             else
@@ -43,7 +49,7 @@ if require hipcc; then
             for tile in $(tiles_of "$src"); do
                 log="$out/${src%.hip}.tile$tile.$arch.log"
                 if HIP_PLATFORM=amd hipcc -x hip --offload-arch="$arch" --cuda-device-only -c -I . \
-                        -DTILE="$tile" -Wall -Werror -o "$out/${src%.hip}.tile$tile.$arch.o" "$src" >"$log" 2>&1; then
+                        $(defines_of "$src" "$tile") -Wall -Werror -o "$out/${src%.hip}.tile$tile.$arch.o" "$src" >"$log" 2>&1; then
                     echo "hipcc $arch TILE=$tile $src: ok"
                 else
                     cat "$log"; echo "FAILED: hipcc $arch $src TILE=$tile"; status=1

@@ -22,14 +22,13 @@
 // No integer division anywhere: fast_div (common.h, constants from the host) splits i into
 // (f, oh, ow) and finds the input channel f / M.
 //
-// Launch: block (DW_THREADS), grid (ceil(F*HO*WO / (4*DW_THREADS)), 1, N); F*HO*WO < 2^31.
+// Launch: block (DEPTHWISE_THREADS), grid (ceil(F*HO*WO / (DEPTHWISE_OUTPUTS*DEPTHWISE_THREADS)), 1, N); F*HO*WO < 2^31.
 #include "common.h"
 
-#define DW_THREADS 256
-#define DW_OUTPUTS 4
+// DEPTHWISE_THREADS and DEPTHWISE_OUTPUTS (outputs per thread) come from the host (experiments/conv/kernel_launch.py).
 #define DW_SHARED_TAPS 2304  // 9 KiB: 256 channels of a 3x3 filter (the most a block spans on planes of >= 4 pixels)
 
-KERNEL void __launch_bounds__(DW_THREADS)
+KERNEL void __launch_bounds__(DEPTHWISE_THREADS)
 depthwise_conv(const float* __restrict__ x, const float* __restrict__ w, float* __restrict__ out,
                int C, int H, int W, int F, int KH, int KW, int SH, int SW, int PH, int PW,
                int DH, int DW, int HO, int WO, unsigned plane_mul, unsigned plane_shift,
@@ -38,25 +37,25 @@ depthwise_conv(const float* __restrict__ x, const float* __restrict__ w, float* 
     __shared__ float ws[DW_SHARED_TAPS];
 
     const int plane = HO * WO, total = F * plane, taps = KH * KW;
-    const int first = blockIdx.x * DW_THREADS * DW_OUTPUTS;
-    const int last = min(first + DW_THREADS * DW_OUTPUTS, total) - 1;
+    const int first = blockIdx.x * DEPTHWISE_THREADS * DEPTHWISE_OUTPUTS;
+    const int last = min(first + DEPTHWISE_THREADS * DEPTHWISE_OUTPUTS, total) - 1;
     const int f_first = (int)fast_div(first, plane_mul, plane_shift);
     const int staged_taps = ((int)fast_div(last, plane_mul, plane_shift) - f_first + 1) * taps;
     const bool staged = staged_taps <= DW_SHARED_TAPS;  // the same for every thread of the block
     if (staged)
-        for (int t = threadIdx.x; t < staged_taps; t += DW_THREADS) ws[t] = w[(long long)f_first * taps + t];
+        for (int t = threadIdx.x; t < staged_taps; t += DEPTHWISE_THREADS) ws[t] = w[(long long)f_first * taps + t];
     __syncthreads();
 
-    const int i0 = first + DW_OUTPUTS * threadIdx.x;
+    const int i0 = first + DEPTHWISE_OUTPUTS * threadIdx.x;
     if (i0 >= total) return;  // after the only barrier
     int f = (int)fast_div(i0, plane_mul, plane_shift);
     const int p = i0 - f * plane;
     int oh = (int)fast_div(p, wo_mul, wo_shift), ow = p - oh * WO;
-    const int valid = min(total - i0, DW_OUTPUTS);
+    const int valid = min(total - i0, DEPTHWISE_OUTPUTS);
     const float* images = x + (long long)blockIdx.z * C * H * W;
 
-    float acc[DW_OUTPUTS];
-    for (int j = 0; j < DW_OUTPUTS; ++j) {
+    float acc[DEPTHWISE_OUTPUTS];
+    for (int j = 0; j < DEPTHWISE_OUTPUTS; ++j) {
         float sum = 0.0f;
         if (j < valid) {
             const float* filter = staged ? ws + (f - f_first) * taps : w + (long long)f * taps;
@@ -75,7 +74,7 @@ depthwise_conv(const float* __restrict__ x, const float* __restrict__ w, float* 
         if (++ow == WO) { ow = 0; if (++oh == HO) { oh = 0; ++f; } }
     }
     float* dst = out + (long long)blockIdx.z * total + i0;
-    if (valid == DW_OUTPUTS && total % 4 == 0 && (reinterpret_cast<unsigned long long>(out) & 15) == 0) {
+    if (valid == DEPTHWISE_OUTPUTS && total % 4 == 0 && (reinterpret_cast<unsigned long long>(out) & 15) == 0) {
         *reinterpret_cast<float4*>(dst) = make_float4(acc[0], acc[1], acc[2], acc[3]);
     } else {
         for (int j = 0; j < valid; ++j) dst[j] = acc[j];

@@ -17,18 +17,17 @@
 // per FFMA in the report, a small fraction of the GPU's FP32 peak. Each later rung says what it
 // buys over the one below.
 //
-// Launch: block (TILE, TILE), grid (ceil(N/TILE), ceil(M/TILE), batch).
+// Launch: block (THREADS_PER_SIDE, THREADS_PER_SIDE), grid (ceil(N/BLOCK_TILE), ceil(M/BLOCK_TILE), batch);
+// the shapes come from the host (experiments/conv/ladder.py): a thread tile of one element.
 #include "common.h"
 
-#ifndef TILE
-#define TILE 16
-#endif
+static_assert(THREAD_TILE == 1 && BLOCK_TILE == THREADS_PER_SIDE, "rung 0: one element of C per thread");
 
-KERNEL void __launch_bounds__(TILE * TILE)
+KERNEL void __launch_bounds__(THREADS_PER_SIDE * THREADS_PER_SIDE)
 gemm_naive(const float* __restrict__ A, const float* __restrict__ B, float* __restrict__ C,
            int M, int N, int K, int groups, long long strideA, long long strideB, long long strideC)
 {
-    const int m = blockIdx.y * TILE + threadIdx.y, n = blockIdx.x * TILE + threadIdx.x;
+    const int m = blockIdx.y * BLOCK_TILE + threadIdx.y, n = blockIdx.x * BLOCK_TILE + threadIdx.x;
     if (m >= M || n >= N) return;
     A += (blockIdx.z % groups) * strideA + (long long)m * K;
     B += blockIdx.z * strideB + n;

@@ -4,14 +4,14 @@
 // gemm_1_blocked.hip. Tiles, loads and the micro-kernel: gemm_ladder.h.
 //
 // What changes from rung 1:
-//   - each thread owns TM x TN = 8 x 8 elements of C (4 x 4 at TILE=32), in 4 x 4 groups whose
+//   - each thread owns TM x TN = 8 x 8 elements of C (4 x 4 at 32 threads per side), in 4 x 4 groups whose
 //     4 columns (and, in As, 4 rows) are contiguous, so that a k step reads them as float4:
 //     2 + 2 LDS.128 feed 64 FFMA, 16 FFMA per shared-load instruction instead of 2;
 //   - global loads are 128-bit (LDG.E.128) where the operand's rows are 16-byte aligned
 //     (K % 4 == 0 for A, N % 4 == 0 for B), scalar otherwise; B goes to shared memory as STS.128,
 //     A transposed (As[k][m]) so that the micro-kernel reads A along a row too.
 //
-//   thread (tx, ty), TILE=16: rows ty*4 + {0..3} and 64 + ty*4 + {0..3}, same for columns with tx
+//   thread (tx, ty), 16 threads per side: rows ty*4 + {0..3} and 64 + ty*4 + {0..3}, same for columns with tx
 //
 //        Bs[k]: |tx0 |tx1 |... |tx15|tx0 |tx1 |... |tx15|   float4 groups, 128 columns
 //   As[k]: ty0 rows 0-3, ty1 rows 4-7, ..., ty15 rows 60-63, ty0 rows 64-67, ...
@@ -20,7 +20,7 @@
 // FMA), and a block moves 4x fewer bytes per FMA from global memory (128 x 128 tile, 64 x 64 in
 // rung 1). What it leaves: a slice still waits for its global loads behind a barrier (rung 3).
 //
-// Launch: block (TILE*TILE), grid (ceil(N/BN), ceil(M/BM), batch).
+// Launch: block (THREADS_PER_SIDE^2), grid (ceil(N/BN), ceil(M/BM), batch).
 #include "gemm_ladder.h"
 
 KERNEL void __launch_bounds__(LADDER_THREADS, LADDER_MIN_BLOCKS)

@@ -14,11 +14,11 @@
 // instruction, so the same source runs on HIP (and the emulator).
 //
 // What it should buy: the global-memory latency of a slice hides behind the 64 x BK FMAs of the
-// previous one, and half the barriers. Cost: twice the shared memory (16 KiB at TILE=16) and the
+// previous one, and half the barriers. Cost: twice the shared memory (16 KiB at 16 threads per side) and the
 // registers of the loads in flight. What it leaves: a warp of 2 x 16 threads reads 16 distinct
 // float4 of Bs per k (two shared-memory wavefronts): rung 4 reshapes the warp.
 //
-// Launch: block (TILE*TILE), grid (ceil(N/BN), ceil(M/BM), batch).
+// Launch: block (THREADS_PER_SIDE^2), grid (ceil(N/BN), ceil(M/BM), batch).
 #include "gemm_ladder.h"
 
 KERNEL void __launch_bounds__(LADDER_THREADS, LADDER_MIN_BLOCKS)

@@ -4,10 +4,10 @@
 // double-buffered loop, micro-tile and 128-bit loads (gemm_ladder.h).
 //
 // What changes from rung 3: which thread owns which micro-tile. The 32 lanes of a warp are laid out
-// 4 x 8 over a 32 x 64 warp tile (TILE=16: 8 warps, 4 x 2 warp tiles make the 128 x 128 block
+// 4 x 8 over a 32 x 64 warp tile (16 threads per side: 8 warps, 4 x 2 warp tiles make the 128 x 128 block
 // tile), each lane 2 x 2 groups of 4 x 4 strided by the lanes' footprint:
 //
-//   block tile 128 x 128 (TILE=16)             one warp tile 32 x 64
+//   block tile 128 x 128 (16 per side)             one warp tile 32 x 64
 //   +--------+--------+                        lane l: rows (l/8)*4 + {0..3} and +16,
 //   | warp 0 | warp 1 |  32 rows               columns (l%8)*4 + {0..3} and +32
 //   +--------+--------+
@@ -23,7 +23,7 @@
 // shows the same FFMA per LDS as rung 3); the shared-memory bandwidth per FMA drops by a third.
 // On AMD a 64-lane wavefront covers two warp tiles side by side: correct for any width.
 //
-// Launch: block (TILE*TILE), grid (ceil(N/BN), ceil(M/BM), batch).
+// Launch: block (THREADS_PER_SIDE^2), grid (ceil(N/BN), ceil(M/BM), batch).
 #include "gemm_ladder.h"
 
 KERNEL void __launch_bounds__(LADDER_THREADS, LADDER_MIN_BLOCKS)

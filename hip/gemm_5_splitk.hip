@@ -18,7 +18,7 @@
 // fills the GPU (experiments/conv/ladder.py): what it should buy is up to `splits` times more
 // blocks in flight on small-M/N GEMMs, for one extra pass over splits x M x N floats.
 //
-// Launch: block (TILE*TILE), grid (ceil(N/BN), ceil(M/BM), batch * splits); out is C (splits = 1)
+// Launch: block (THREADS_PER_SIDE^2), grid (ceil(N/BN), ceil(M/BM), batch * splits); out is C (splits = 1)
 // or a splits x batch x M x N workspace (strideC = M*N); k_per_split a multiple of BK.
 #include "gemm_ladder.h"
 
@@ -50,13 +50,15 @@ gemm_splitk(const float* __restrict__ A, const float* __restrict__ B, float* __r
 
 // C[i] = sum_s partial[s * count + i], i < count: four consecutive elements per thread, float4 loads
 // and stores where count % 4 == 0 (every plane then starts 16-byte aligned), grid-stride.
-// Launch: block (256), grid (min(ceil(count/1024), 65535)).
-KERNEL void __launch_bounds__(256)
+// Launch: block (REDUCE_THREADS), grid (min(ceil(count/(REDUCE_OUTPUTS*REDUCE_THREADS)), 65535)); both from
+// the host (experiments/conv/ladder.py), and REDUCE_OUTPUTS is 4: one float4 per thread and step.
+static_assert(REDUCE_OUTPUTS == 4, "the reduction handles one float4 per thread and step");
+KERNEL void __launch_bounds__(REDUCE_THREADS)
 gemm_splitk_reduce(const float* __restrict__ partial, float* __restrict__ C, long long count, int splits)
 {
     const bool vec = count % 4 == 0 && aligned16(partial) && aligned16(C);
-    const long long step = 4LL * blockDim.x * gridDim.x;
-    for (long long i = 4LL * (blockIdx.x * blockDim.x + threadIdx.x); i < count; i += step) {
+    const long long step = (long long)REDUCE_OUTPUTS * blockDim.x * gridDim.x;
+    for (long long i = (long long)REDUCE_OUTPUTS * (blockIdx.x * blockDim.x + threadIdx.x); i < count; i += step) {
         if (vec) {
             float4 sum = *reinterpret_cast<const float4*>(partial + i);
             for (int s = 1; s < splits; ++s) {

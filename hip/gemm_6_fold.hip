@@ -22,7 +22,7 @@
 // padding of the last tile of each image is gone and the grid has images x fewer blocks of the
 // same work each, with split-K on top when even that is too few blocks.
 //
-// Launch: block (TILE*TILE), grid (ceil(images*N/BN), ceil(M/BM), groups * splits); out is C
+// Launch: block (THREADS_PER_SIDE^2), grid (ceil(images*N/BN), ceil(M/BM), groups * splits); out is C
 // (splits = 1) or a splits x images*groups x M x N workspace; strideB = K*N, strideC = M*N.
 #define LADDER_FOLDED_COLUMNS
 #include "gemm_ladder.h"
@@ -56,7 +56,7 @@ gemm_fold(const float* __restrict__ A, const float* __restrict__ B, float* __res
     loads.b_n = (t % (BN / VEC)) * VEC;
     loads.b_k = t / (BN / VEC);
     // Offsets from the thread's first column, whose address B_first replaces B in the K loop: one
-    // 64-bit pointer live there instead of a pointer and an offset (at TILE=32, 64 registers a
+    // 64-bit pointer live there instead of a pointer and an offset (at 32 threads per side, 64 registers a
     // thread, NVRTC spilled with both).
     const long long first = max(folded_offset(col0 + loads.b_n, N, images, b_image_stride), 0LL);
     const float* B_first = B + first;

@@ -1,11 +1,11 @@
 // gemm_ladder.h: the pieces that rungs 2 to 6 of the GEMM ladder share (hip/gemm_<n>_*.hip).
 //
 // Every rung computes C[b] = A[b % groups] * B[b] (float32, row-major, any M, N, K), like rung 1,
-// gemm_1_blocked.hip. TILE is the side of the thread block (TILE x TILE threads, the parameter the
-// course sweeps); from rung 2 on each thread owns a TM x TN micro-tile of C, so one block owns a
-// BM x BN tile and walks K in slices of BK:
+// gemm_1_blocked.hip. THREADS_PER_SIDE is the side of the thread block in threads (THREADS_PER_SIDE^2
+// threads, the parameter the course sweeps as gemm.tile); from rung 2 on each thread owns a TM x TN
+// thread tile of C, so one block owns a BM x BN block tile and walks K in slices of BK:
 //
-//   TILE   threads   micro-tile   block tile   why
+//   side   threads   thread tile  block tile   why
 //   8      64        8 x 8        64 x 64
 //   16     256       8 x 8        128 x 128
 //   32     1024      4 x 4        128 x 128    1024 threads leave 64 registers each: 8 x 8 would spill
@@ -31,25 +31,24 @@
 #pragma once
 #include "common.h"
 
-#ifndef TILE
-#define TILE 16
+// The shapes come from the host, one source for both sides: experiments/conv/ladder.py passes them
+// as -D defines from its rung table (RUNGS, BlockShape.defines()).
+#if !defined(THREADS_PER_SIDE) || !defined(THREAD_TILE) || !defined(BLOCK_TILE) || !defined(SLICE_K)
+#error "gemm_ladder.h: THREADS_PER_SIDE, THREAD_TILE, BLOCK_TILE and SLICE_K come from the host (experiments/conv/ladder.py)"
 #endif
-#define LADDER_THREADS (TILE * TILE)
-#if TILE >= 32
-#define TM 4
-#define TN 4
-#else
-#define TM 8
-#define TN 8
-#endif
-#define BM (TILE * TM)
-#define BN (TILE * TN)
-#define BK 8
-// Blocks per SM that the compiler must leave room for (rungs 2-4): at TILE=16 two blocks (16 warps
+#define LADDER_THREADS (THREADS_PER_SIDE * THREADS_PER_SIDE)
+#define TM THREAD_TILE
+#define TN THREAD_TILE
+#define BM BLOCK_TILE
+#define BN BLOCK_TILE
+#define BK SLICE_K
+static_assert(BLOCK_TILE == THREADS_PER_SIDE * THREAD_TILE, "a block tile is the threads per side times the thread tile");
+static_assert(THREAD_TILE % 4 == 0, "thread tiles are read from shared memory in groups of 4 x 4");
+// Blocks per SM that the compiler must leave room for (rungs 2-4): at 16 threads per side two blocks (16 warps
 // on an H100) cap a thread at 128 registers, which rungs 2-4 fit without spilling (rungs 5 and 6
 // would spill: their split and folded-column state needs a few more). NVIDIA only: HIP reads the
 // second argument of __launch_bounds__ as waves per execution unit, where 1 asks for nothing.
-#if TILE == 16 && !defined(__HIPCC__) && !defined(__HIP_PLATFORM_AMD__) && !defined(__HIPCC_RTC__)
+#if THREADS_PER_SIDE == 16 && !defined(__HIPCC__) && !defined(__HIP_PLATFORM_AMD__) && !defined(__HIPCC_RTC__)
 #define LADDER_MIN_BLOCKS 2
 #else
 #define LADDER_MIN_BLOCKS 1
@@ -84,11 +83,11 @@ struct Origin {
     int row, col, row_step, col_step;
 };
 
-// Thread tiling: thread (tx, ty) of the TILE x TILE block. A warp (32 consecutive threads) spans
-// 32/TILE thread rows: at TILE=16, 2 x 16 threads read 2 distinct float4 of As and 16 of Bs.
+// Thread tiling: thread (tx, ty) of the THREADS_PER_SIDE^2 block. A warp (32 consecutive threads) spans
+// 32/THREADS_PER_SIDE thread rows: at 16, 2 x 16 threads read 2 distinct float4 of As and 16 of Bs.
 __device__ __forceinline__ Origin thread_tile_origin(int t)
 {
-    return Origin{(t / TILE) * 4, (t % TILE) * 4, TILE * 4, TILE * 4};
+    return Origin{(t / THREADS_PER_SIDE) * 4, (t % THREADS_PER_SIDE) * 4, THREADS_PER_SIDE * 4, THREADS_PER_SIDE * 4};
 }
 
 // Warp tiling: warp w owns a WARP_TILE_M x WARP_TILE_N tile, its 32 lanes a LANE_ROWS x LANE_COLS

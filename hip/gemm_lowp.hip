@@ -14,18 +14,14 @@
 //
 // int8 products are at most 127*127 in magnitude, so int32 sums are exact for K < 133 000.
 //
-// Launch: block (TILE, TILE), grid (ceil(N/BM), ceil(M/BM), batch), BM = TILE*WPT.
+// Launch: block (THREADS_PER_SIDE, THREADS_PER_SIDE), grid (ceil(N/BM), ceil(M/BM), batch), BM = BLOCK_TILE.
 #define CONVBENCH_HALF
 #include "common.h"
 
-#ifndef TILE
-#define TILE 16
-#endif
-#ifndef WPT
-#define WPT 4
-#endif
-#define BM (TILE * WPT)
-#define BK TILE
+// THREADS_PER_SIDE, THREAD_TILE and BLOCK_TILE come from the host (experiments/conv/ladder.py's rung table).
+#define BM BLOCK_TILE
+#define BK THREADS_PER_SIDE
+static_assert(BLOCK_TILE == THREADS_PER_SIDE * THREAD_TILE, "a block tile is the threads per side times the thread tile");
 
 // The body shared by both kernels: ACC is the accumulator (and shared-memory) type, WIDEN turns
 // one stored element into it.
@@ -37,31 +33,31 @@
     A += (blockIdx.z % groups) * strideA;                                                         \
     B += blockIdx.z * strideB;                                                                    \
     C += blockIdx.z * strideC;                                                                    \
-    ACC acc[WPT][WPT];                                                                            \
-    for (int i = 0; i < WPT; ++i)                                                                 \
-        for (int j = 0; j < WPT; ++j) acc[i][j] = (ACC)0;                                         \
+    ACC acc[THREAD_TILE][THREAD_TILE];                                                                            \
+    for (int i = 0; i < THREAD_TILE; ++i)                                                                 \
+        for (int j = 0; j < THREAD_TILE; ++j) acc[i][j] = (ACC)0;                                         \
     for (int k0 = 0; k0 < K; k0 += BK) {                                                          \
-        for (int i = 0; i < WPT; ++i) {                                                           \
-            const int m = row0 + ty + i * TILE, k = k0 + tx;                                      \
-            As[tx][ty + i * TILE] = (m < M && k < K) ? WIDEN(A[(long long)m * K + k]) : (ACC)0;   \
-            const int kb = k0 + ty, n = col0 + tx + i * TILE;                                     \
-            Bs[ty][tx + i * TILE] = (kb < K && n < N) ? WIDEN(B[(long long)kb * N + n]) : (ACC)0; \
+        for (int i = 0; i < THREAD_TILE; ++i) {                                                           \
+            const int m = row0 + ty + i * THREADS_PER_SIDE, k = k0 + tx;                                      \
+            As[tx][ty + i * THREADS_PER_SIDE] = (m < M && k < K) ? WIDEN(A[(long long)m * K + k]) : (ACC)0;   \
+            const int kb = k0 + ty, n = col0 + tx + i * THREADS_PER_SIDE;                                     \
+            Bs[ty][tx + i * THREADS_PER_SIDE] = (kb < K && n < N) ? WIDEN(B[(long long)kb * N + n]) : (ACC)0; \
         }                                                                                         \
         __syncthreads();                                                                          \
         for (int k = 0; k < BK; ++k) {                                                            \
-            ACC a[WPT], b[WPT];                                                                   \
-            for (int i = 0; i < WPT; ++i) a[i] = As[k][ty + i * TILE];                            \
-            for (int j = 0; j < WPT; ++j) b[j] = Bs[k][tx + j * TILE];                            \
-            for (int i = 0; i < WPT; ++i)                                                         \
-                for (int j = 0; j < WPT; ++j) acc[i][j] = MADD(a[i], b[j], acc[i][j]);            \
+            ACC a[THREAD_TILE], b[THREAD_TILE];                                                                   \
+            for (int i = 0; i < THREAD_TILE; ++i) a[i] = As[k][ty + i * THREADS_PER_SIDE];                            \
+            for (int j = 0; j < THREAD_TILE; ++j) b[j] = Bs[k][tx + j * THREADS_PER_SIDE];                            \
+            for (int i = 0; i < THREAD_TILE; ++i)                                                         \
+                for (int j = 0; j < THREAD_TILE; ++j) acc[i][j] = MADD(a[i], b[j], acc[i][j]);            \
         }                                                                                         \
         __syncthreads();                                                                          \
     }                                                                                             \
-    for (int i = 0; i < WPT; ++i) {                                                               \
-        const int m = row0 + ty + i * TILE;                                                       \
+    for (int i = 0; i < THREAD_TILE; ++i) {                                                               \
+        const int m = row0 + ty + i * THREADS_PER_SIDE;                                                       \
         if (m >= M) continue;                                                                     \
-        for (int j = 0; j < WPT; ++j) {                                                           \
-            const int n = col0 + tx + j * TILE;                                                   \
+        for (int j = 0; j < THREAD_TILE; ++j) {                                                           \
+            const int n = col0 + tx + j * THREADS_PER_SIDE;                                                   \
             if (n < N) C[(long long)m * N + n] = acc[i][j];                                       \
         }                                                                                         \
     }
@@ -69,7 +65,7 @@
 #define WIDEN_HALF(v) __half2float(v)
 #define WIDEN_INT8(v) ((int)(v))
 
-KERNEL void __launch_bounds__(TILE * TILE)
+KERNEL void __launch_bounds__(THREADS_PER_SIDE * THREADS_PER_SIDE)
 gemm_blocked_fp16(const __half* __restrict__ A, const __half* __restrict__ B, float* __restrict__ C,
                   int M, int N, int K, int groups, long long strideA, long long strideB, long long strideC)
 {
@@ -78,7 +74,7 @@ gemm_blocked_fp16(const __half* __restrict__ A, const __half* __restrict__ B, fl
 #undef MADD
 }
 
-KERNEL void __launch_bounds__(TILE * TILE)
+KERNEL void __launch_bounds__(THREADS_PER_SIDE * THREADS_PER_SIDE)
 gemm_blocked_int8(const signed char* __restrict__ A, const signed char* __restrict__ B, int* __restrict__ C,
                   int M, int N, int K, int groups, long long strideA, long long strideB, long long strideC)
 {

@@ -3,7 +3,8 @@
 #pragma once
 #include "common.h"
 
-#define IM2COL_THREADS 256
+// ELEMENTWISE_THREADS and ELEMENTWISE_OUTPUTS (4: one float4 per thread) come from the host (experiments/conv/kernel_launch.py).
+static_assert(ELEMENTWISE_OUTPUTS == 4, "one float4 of outputs per thread");
 
 // Four consecutive elements of a row: one 128-bit store for float where `vec`, else one at a time.
 template <class T>
@@ -27,7 +28,7 @@ __device__ __forceinline__ void im2col_body(const T* __restrict__ x, T* __restri
                                             unsigned kw_mul, unsigned kw_shift, unsigned taps_mul, unsigned taps_shift)
 {
     const int plane = HO * WO;
-    const int p0 = 4 * (blockIdx.x * IM2COL_THREADS + threadIdx.x);
+    const int p0 = ELEMENTWISE_OUTPUTS * (blockIdx.x * ELEMENTWISE_THREADS + threadIdx.x);
     if (p0 >= plane) return;
     int oh[4], ow[4];
     oh[0] = (int)fast_div(p0, wo_mul, wo_shift);

@@ -9,7 +9,7 @@
 // input that the following GEMM (C_out x C*KH*KW times cols) pays for in memory traffic. The
 // kernel is a copy, memory bound, so it issues as little as it can per element:
 //
-//   block (blockIdx.x, r):  one row r of cols, 4 * IM2COL_THREADS consecutive columns
+//   block (blockIdx.x, r):  one row r of cols, ELEMENTWISE_OUTPUTS * ELEMENTWISE_THREADS consecutive columns
 //   thread:                 4 consecutive columns p0..p0+3, one 128-bit store where the row is
 //                           16-byte aligned (HO*WO % 4 == 0), scalar stores otherwise
 //
@@ -19,11 +19,11 @@
 // (common.h: a multiply-high and a shift, with constants the host computed), once per thread; the
 // other three pixels step along the output row.
 //
-// Launch: block (IM2COL_THREADS), grid (ceil(HO*WO / (4*IM2COL_THREADS)), min(C*KH*KW, 65535), N);
+// Launch: block (ELEMENTWISE_THREADS), grid (ceil(HO*WO / (ELEMENTWISE_OUTPUTS*ELEMENTWISE_THREADS)), min(C*KH*KW, 65535), N);
 // rows beyond gridDim.y are covered by a grid-stride loop.
 #include "im2col.h"
 
-KERNEL void __launch_bounds__(IM2COL_THREADS)
+KERNEL void __launch_bounds__(ELEMENTWISE_THREADS)
 im2col(const float* __restrict__ x, float* __restrict__ cols,
        int C, int H, int W, int KH, int KW, int SH, int SW, int PH, int PW, int DH, int DW, int HO, int WO,
        unsigned wo_mul, unsigned wo_shift, unsigned kw_mul, unsigned kw_shift, unsigned taps_mul, unsigned taps_shift)

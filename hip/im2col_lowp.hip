@@ -6,11 +6,11 @@
 //
 // The unfolded input is the k*k inflation of im2col, here in 2 or 1 bytes per element instead of 4.
 //
-// Launch: as im2col.hip: block (256), grid (ceil(HO*WO/1024), min(C*KH*KW, 65535), N).
+// Launch: as im2col.hip: block (ELEMENTWISE_THREADS), grid (ceil(HO*WO/(ELEMENTWISE_OUTPUTS*ELEMENTWISE_THREADS)), min(C*KH*KW, 65535), N).
 #define CONVBENCH_HALF
 #include "im2col.h"
 
-KERNEL void __launch_bounds__(IM2COL_THREADS)
+KERNEL void __launch_bounds__(ELEMENTWISE_THREADS)
 im2col_fp16(const __half* __restrict__ x, __half* __restrict__ cols,
             int C, int H, int W, int KH, int KW, int SH, int SW, int PH, int PW, int DH, int DW, int HO, int WO,
             unsigned wo_mul, unsigned wo_shift, unsigned kw_mul, unsigned kw_shift, unsigned taps_mul, unsigned taps_shift)
@@ -19,7 +19,7 @@ im2col_fp16(const __half* __restrict__ x, __half* __restrict__ cols,
                 wo_mul, wo_shift, kw_mul, kw_shift, taps_mul, taps_shift);
 }
 
-KERNEL void __launch_bounds__(IM2COL_THREADS)
+KERNEL void __launch_bounds__(ELEMENTWISE_THREADS)
 im2col_int8(const signed char* __restrict__ x, signed char* __restrict__ cols,
             int C, int H, int W, int KH, int KW, int SH, int SW, int PH, int PW, int DH, int DW, int HO, int WO,
             unsigned wo_mul, unsigned wo_shift, unsigned kw_mul, unsigned kw_shift, unsigned taps_mul, unsigned taps_shift)

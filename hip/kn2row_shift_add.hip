@@ -16,19 +16,20 @@
 // where HO*WO % 4 == 0), consecutive threads consecutive pixels. No integer division: the first
 // pixel's (oh, ow) comes from fast_div (common.h) once per thread, the other three step along the row.
 //
-// Launch: block (SHIFT_ADD_THREADS), grid (ceil(HO*WO / (4*SHIFT_ADD_THREADS)), min(F, 65535), N);
+// Launch: block (ELEMENTWISE_THREADS), grid (ceil(HO*WO / (ELEMENTWISE_OUTPUTS*ELEMENTWISE_THREADS)), min(F, 65535), N);
 // grid-stride over f.
 #include "common.h"
 
-#define SHIFT_ADD_THREADS 256
+// ELEMENTWISE_THREADS and ELEMENTWISE_OUTPUTS (4: one float4 per thread) come from the host (experiments/conv/kernel_launch.py).
+static_assert(ELEMENTWISE_OUTPUTS == 4, "one float4 of outputs per thread");
 
-KERNEL void __launch_bounds__(SHIFT_ADD_THREADS)
+KERNEL void __launch_bounds__(ELEMENTWISE_THREADS)
 kn2row_shift_add(const float* __restrict__ partial, float* __restrict__ out,
                  int F, int H, int W, int KH, int KW, int SH, int SW, int PH, int PW,
                  int DH, int DW, int HO, int WO, unsigned wo_mul, unsigned wo_shift)
 {
     const int plane_out = HO * WO;
-    const int p0 = 4 * (blockIdx.x * SHIFT_ADD_THREADS + threadIdx.x);
+    const int p0 = ELEMENTWISE_OUTPUTS * (blockIdx.x * ELEMENTWISE_THREADS + threadIdx.x);
     if (p0 >= plane_out) return;
     int oh[4], ow[4];
     oh[0] = (int)fast_div(p0, wo_mul, wo_shift);

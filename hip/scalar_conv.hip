@@ -17,23 +17,20 @@
 // channels, so the filter is F x (C/G*KH*KW) and a block's COB channels never straddle two groups:
 // blockIdx.y = group * ceil((F/G)/COB) + channel block within the group. G = 1 is the plain case.
 //
-// Launch: block (PIXELS), grid (ceil(HO*WO/PIXELS), G * ceil((F/G)/COB), N).
+// Launch: block (SCALAR_PIXELS), grid (ceil(HO*WO/SCALAR_PIXELS), G * ceil((F/G)/COB), N).
 #include "common.h"
 
-#ifndef COB
-#define COB 16
-#endif
-#define PIXELS 128
+// SCALAR_PIXELS (threads per block, one output pixel each) and COB come from the host (experiments/conv/kernel_launch.py).
 #define STAGE 32
 
-KERNEL void __launch_bounds__(PIXELS)
+KERNEL void __launch_bounds__(SCALAR_PIXELS)
 scalar_conv(const float* __restrict__ x, const float* __restrict__ w, float* __restrict__ out,
             int C, int H, int W, int F, int G, int KH, int KW, int SH, int SW, int PH, int PW,
             int DH, int DW, int HO, int WO)
 {
     __shared__ float ws[STAGE][COB];
 
-    const int p = blockIdx.x * PIXELS + threadIdx.x;
+    const int p = blockIdx.x * SCALAR_PIXELS + threadIdx.x;
     const bool active = p < HO * WO;  // inactive threads still stage weights and meet the barriers
     const int oh = active ? p / WO : 0, ow = active ? p % WO : 0;
     const int group_in = C / G, group_out = F / G, blocks_per_group = (group_out + COB - 1) / COB;
@@ -48,7 +45,7 @@ scalar_conv(const float* __restrict__ x, const float* __restrict__ w, float* __r
 
     int c = 0, kh = 0, kw = 0;  // the tap t0 + s, stepped (no division per stage or tap)
     for (int t0 = 0; t0 < taps; t0 += STAGE) {
-        for (int i = threadIdx.x; i < STAGE * COB; i += PIXELS) {
+        for (int i = threadIdx.x; i < STAGE * COB; i += SCALAR_PIXELS) {
             const int j = i / STAGE, s = i % STAGE;  // consecutive threads read consecutive taps
             const int f = f0 + j, t = t0 + s;
             ws[s][j] = (f < f_end && t < taps) ? w[(long long)f * taps + t] : 0.0f;

@@ -7,19 +7,16 @@
 //
 //   x : N x C x H x W     w : F x C/G x KH x KW     out : N x F x HO x WO
 //
-// Launch: block (PIXELS), grid (ceil(HO*WO/PIXELS), G * ceil((F/G)/COB), N), as scalar_conv.
+// Launch: block (SCALAR_PIXELS), grid (ceil(HO*WO/SCALAR_PIXELS), G * ceil((F/G)/COB), N), as scalar_conv.
 #define CONVBENCH_HALF
 #include "common.h"
 
-#ifndef COB
-#define COB 16
-#endif
-#define PIXELS 128
+// SCALAR_PIXELS (threads per block, one output pixel each) and COB come from the host (experiments/conv/kernel_launch.py).
 #define STAGE 32
 
 #define SCALAR_LOWP_BODY(ACC, WIDEN, MADD)                                                        \
     __shared__ ACC ws[STAGE][COB];                                                                \
-    const int p = blockIdx.x * PIXELS + threadIdx.x;                                              \
+    const int p = blockIdx.x * SCALAR_PIXELS + threadIdx.x;                                              \
     const bool active = p < HO * WO;                                                              \
     const int oh = active ? p / WO : 0, ow = active ? p % WO : 0;                                 \
     const int group_in = C / G, group_out = F / G, blocks_per_group = (group_out + COB - 1) / COB;\
@@ -31,7 +28,7 @@
     ACC acc[COB];                                                                                 \
     for (int j = 0; j < COB; ++j) acc[j] = (ACC)0;                                                \
     for (int t0 = 0; t0 < taps; t0 += STAGE) {                                                    \
-        for (int i = threadIdx.x; i < STAGE * COB; i += PIXELS) {                                 \
+        for (int i = threadIdx.x; i < STAGE * COB; i += SCALAR_PIXELS) {                                 \
             const int j = i / STAGE, s = i % STAGE;                                               \
             const int f = f0 + j, t = t0 + s;                                                     \
             ws[s][j] = (f < f_end && t < taps) ? WIDEN(w[(long long)f * taps + t]) : (ACC)0;      \
@@ -59,7 +56,7 @@
 #define MADD_FLOAT(a, b, c) fmaf(a, b, c)
 #define MADD_INT(a, b, c) ((a) * (b) + (c))
 
-KERNEL void __launch_bounds__(PIXELS)
+KERNEL void __launch_bounds__(SCALAR_PIXELS)
 scalar_conv_fp16(const __half* __restrict__ x, const __half* __restrict__ w, float* __restrict__ out,
                  int C, int H, int W, int F, int G, int KH, int KW, int SH, int SW, int PH, int PW,
                  int DH, int DW, int HO, int WO)
@@ -67,7 +64,7 @@ scalar_conv_fp16(const __half* __restrict__ x, const __half* __restrict__ w, flo
     SCALAR_LOWP_BODY(float, WIDEN_HALF, MADD_FLOAT)
 }
 
-KERNEL void __launch_bounds__(PIXELS)
+KERNEL void __launch_bounds__(SCALAR_PIXELS)
 scalar_conv_int8(const signed char* __restrict__ x, const signed char* __restrict__ w, int* __restrict__ out,
                  int C, int H, int W, int F, int G, int KH, int KW, int SH, int SW, int PH, int PW,
                  int DH, int DW, int HO, int WO)

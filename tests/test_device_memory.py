@@ -67,5 +67,5 @@ def test_bench_layers_frees_the_pool_after_each_layer(monkeypatch):
     from experiments.bench import layers
     released: list[int] = []
     monkeypatch.setattr(layers.device_memory, "release", lambda runtime: released.append(1))
-    table = layers.layer_table(layers.Bench("numpy", layers.QUICK_PROTOCOL), ["squeezenet1_1"], 1, 32)
+    table = list(layers.layer_rows(layers.Bench("numpy", layers.QUICK_PROTOCOL), ["squeezenet1_1"], 1, 32))
     assert len(released) == len(table) > 1

@@ -1,6 +1,5 @@
 """Every rung of the GEMM ladder (hip/gemm_<n>_*.hip), at every tile, on the emulator at warp 32 and 64
 (and the GPU where one is), against float64 PyTorch on shapes that are no multiple of any tile."""
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -124,14 +123,17 @@ def test_unknown_rung_names_the_valid_ones():
 
 
 def test_split_k_fills_the_device_it_runs_on(monkeypatch):
-    """On a GPU the SM count comes from the device (a stand-in CuPy here); off a GPU, an H100's."""
+    """On a GPU the SM count comes from the device (the stand-in CuPy here, tests/fake_cupy.py); off a GPU,
+    an H100's. (tests/test_runtime_gpu.py: the same on ROCm, where Device.attributes fails.)"""
+    from experiments import runtime
+    from tests import fake_cupy
     monkeypatch.setattr(ladder, "_MULTIPROCESSORS", {})   # the stand-in's count must not outlive the test
-    class Device:
-        def __init__(self, id=0):
-            self.id, self.attributes = id, {"MultiProcessorCount": 110}
-
-    stand_in = SimpleNamespace(is_gpu=True, xp=SimpleNamespace(cuda=SimpleNamespace(Device=Device)))
-    assert ladder.multiprocessors(stand_in) == 110
+    fake_cupy.install(monkeypatch, sms=110)
+    runtime._runtime.cache_clear()
+    try:
+        assert ladder.multiprocessors(runtime.resolve("gpu")) == 110
+    finally:
+        runtime._runtime.cache_clear()
     assert ladder.multiprocessors(EmulatorRuntime(warp_size=32)) == ladder.DEFAULT_SMS
 
 

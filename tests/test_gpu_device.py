@@ -58,11 +58,21 @@ def test_more_rows_than_the_grid_y_limit(algo):
     assert relative(y, F.conv2d(x.double(), w.double(), padding=1)) < TOL
 
 
-@pytest.mark.parametrize("algo", ["im2col", "kn2row", "scalar"])
-def test_batch_32_at_224_pixels_needs_64_bit_offsets(algo):
-    """64 -> 67 channels at 224 x 224, batch 32: im2col's columns hold 32 * 576 * 50176 > 2^31 elements."""
+# (algo, batch, C, F) at 224 x 224, 3 x 3, padding 1, and the array of each that holds the most elements
+PAST_2_31 = [("im2col", 32, 160, 67), ("kn2row", 32, 64, 160), ("scalar", 32, 1344, 7)]
+LARGEST = {"im2col": ("the columns, N x C*9 x H*W", lambda n, c, f: n * c * 9 * 224 * 224),
+           "kn2row": ("the partial planes, N x F*9 x H*W", lambda n, c, f: n * f * 9 * 224 * 224),
+           "scalar": ("the input, N x C x H x W", lambda n, c, f: n * c * 224 * 224)}
+
+
+@pytest.mark.parametrize("algo, batch, c, f", PAST_2_31, ids=[case[0] for case in PAST_2_31])
+def test_arrays_past_2_31_elements_need_64_bit_offsets(algo, batch, c, f):
+    """Each algorithm on a layer whose largest array holds more than 2^31 elements: an offset computed in
+    32 bits wraps there (im2col's columns and kn2row's partial planes about 9.3 GB, scalar's input 8.6 GB)."""
     from experiments import conv2d
-    x, w = conv_case(32, 64, 67, 224, 224, 3, seed=2)
+    array, elements = LARGEST[algo][0], LARGEST[algo][1](batch, c, f)
+    assert elements > 2**31, f"{algo}: {array} holds {elements} elements, not past 2^31"
+    x, w = conv_case(batch, c, f, 224, 224, 3, seed=2)
     y = conv2d(x, w, padding=1, algo=algo, gemm="blocked", tile=32, backend="gpu")
     reference = F.conv2d(x.double(), w.double(), padding=1)
     assert relative(y, reference) < TOL

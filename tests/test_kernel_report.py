@@ -149,10 +149,10 @@ def test_every_kernel_file_is_built():
 
 
 def test_real_ptxas_of_the_fastest_rung():
-    """NVRTC's build with CuPy's options (as the runtime makes it): the fastest rung at TILE=16 within 128
+    """NVRTC's build with CuPy's options (as the runtime makes it): the top rung at 16 threads per side within 128
     registers, without spills, 8 warps an SM or more."""
     pytest.importorskip("cupy")
-    log = nvrtc.build(kr.TOP_RUNG.source, {"TILE": 16}, kr.NVIDIA_ARCH).log
+    log = nvrtc.build(kr.TOP_RUNG.source, kr.TOP_RUNG.shape(16).defines(), kr.NVIDIA_ARCH).log
     info = kr.parse_ptxas(log)[kr.TOP_RUNG.function]
     assert info["spill_stores"] == info["spill_loads"] == 0 and 0 < info["registers"] <= 128
     assert kr.h100_warps(info["registers"], info["smem"], 256)[0] >= 8

@@ -15,7 +15,7 @@ pytest.importorskip("cupy")
 @pytest.mark.parametrize("tile", ladder.TILES)
 @pytest.mark.parametrize("rung", ladder.RUNGS, ids=lambda r: r.name)
 def test_no_rung_spills_under_nvrtc_with_cupys_options(rung, tile):
-    built = nvrtc.build(rung.source, {"TILE": tile}, "sm_90")
+    built = nvrtc.build(rung.source, rung.shape(tile).defines(), "sm_90")
     kernels = parse_ptxas(built.log)
     assert rung.function in kernels, built.log
     spills = {name: (k["spill_stores"], k["spill_loads"]) for name, k in kernels.items()
@@ -45,7 +45,7 @@ def test_cupy_still_adds_what_the_report_adds():
 
 def test_the_cubin_is_whole_for_nvdisasm():
     """CuPy's getCUBIN loses the last byte; the program header table, the file's end, must be whole."""
-    built = nvrtc.build("gemm_0_naive.hip", {"TILE": 8}, "sm_90", extra=())
+    built = nvrtc.build("gemm_0_naive.hip", ladder.RUNGS[0].shape(8).defines(), "sm_90", extra=())
     phoff, shoff = struct.unpack_from("<QQ", built.cubin, 0x20)
     phentsize, phnum, shentsize, shnum = struct.unpack_from("<HHHH", built.cubin, 0x36)
     assert built.cubin[:4] == b"\x7fELF"

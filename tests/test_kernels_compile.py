@@ -13,25 +13,25 @@ import pytest
 from analysis.kernel_report import parse_ptxas
 
 from experiments.conv import ladder
-from experiments.conv.kernel_launch import GEMM_WPT, SCALAR_COB, SCALAR_COBS
+from experiments.conv.kernel_launch import SCALAR_COBS, kernel_defines
 from experiments.runtime import nvrtc  # CuPy's NVRTC, pinned with nvidia-cuda-nvrtc 13.0 (the lent GPUs' driver)
 from experiments.runtime.sources import HIP_DIR
 
+# Every build with the defines the launches use (kernel_defines: one source of the shapes for both sides).
 BUILDS = [
-    *[(rung.source, rung.function, {"TILE": tile}) for rung in ladder.RUNGS for tile in ladder.TILES],
-    *[("gemm_5_splitk.hip", "gemm_splitk_reduce", {"TILE": tile}) for tile in ladder.TILES],
-    ("im2col.hip", "im2col", {}),
-    ("kn2row_shift_add.hip", "kn2row_shift_add", {}),
-    ("scalar_conv.hip", "scalar_conv", {"COB": SCALAR_COB}),
-    *[("scalar_conv.hip", "scalar_conv", {"COB": cob}) for cob in SCALAR_COBS if cob != SCALAR_COB],
-    ("depthwise_conv.hip", "depthwise_conv", {}),
-    ("spmm_csr.hip", "spmm_csr", {}),
+    *[(rung.source, rung.function, kernel_defines(rung.source, side)) for rung in ladder.RUNGS for side in ladder.TILES],
+    *[("gemm_5_splitk.hip", "gemm_splitk_reduce", kernel_defines("gemm_5_splitk.hip", side)) for side in ladder.TILES],
+    ("im2col.hip", "im2col", kernel_defines("im2col.hip")),
+    ("kn2row_shift_add.hip", "kn2row_shift_add", kernel_defines("kn2row_shift_add.hip")),
+    *[("scalar_conv.hip", "scalar_conv", kernel_defines("scalar_conv.hip", cob=cob)) for cob in SCALAR_COBS],
+    ("depthwise_conv.hip", "depthwise_conv", kernel_defines("depthwise_conv.hip")),
+    ("spmm_csr.hip", "spmm_csr", kernel_defines("spmm_csr.hip")),
     # reduced precision (experiments/conv/lowp.py): __half from cuda_fp16.h, as at run time
-    *[("gemm_lowp.hip", kernel, {"TILE": tile, "WPT": GEMM_WPT})
-      for kernel in ("gemm_blocked_fp16", "gemm_blocked_int8") for tile in (8, 16, 32)],
-    ("im2col_lowp.hip", "im2col_fp16", {}),
-    ("im2col_lowp.hip", "im2col_int8", {}),
-    *[("scalar_conv_lowp.hip", kernel, {"COB": cob})
+    *[("gemm_lowp.hip", kernel, kernel_defines("gemm_lowp.hip", side))
+      for kernel in ("gemm_blocked_fp16", "gemm_blocked_int8") for side in ladder.TILES],
+    ("im2col_lowp.hip", "im2col_fp16", kernel_defines("im2col_lowp.hip")),
+    ("im2col_lowp.hip", "im2col_int8", kernel_defines("im2col_lowp.hip")),
+    *[("scalar_conv_lowp.hip", kernel, kernel_defines("scalar_conv_lowp.hip", cob=cob))
       for kernel in ("scalar_conv_fp16", "scalar_conv_int8") for cob in SCALAR_COBS],
     ("quantize.hip", "to_half", {}),
     ("quantize.hip", "quantize_int8", {}),

@@ -129,3 +129,195 @@ def test_an_edit_to_any_file_of_hip_changes_the_compile_options(monkeypatch, tmp
     header.write_text(header.read_text() + "\n// an edit no kernel source shows\n")
     after = gpu.compile_options({"TILE": 16})
     assert before != after and before[-1] == after[-1] == "-DTILE=16"
+
+
+# --- the gpu runtime's own code on the stand-in CuPy (tests/fake_cupy.py): kernels run through the emulator ---
+import numpy as np  # noqa: E402
+
+from tests import fake_cupy  # noqa: E402
+
+
+@pytest.fixture
+def gpu_runtime(monkeypatch):
+    """backend='gpu' on the stand-in CuPy: GpuRuntime, its module loader and split-K's SM count, fresh."""
+    from experiments.conv import ladder
+    cupy = fake_cupy.install(monkeypatch, sms=110)
+    monkeypatch.setattr(ladder, "_MULTIPROCESSORS", {})
+    gpu._load_module.cache_clear()
+    runtime._runtime.cache_clear()
+    yield runtime.resolve("gpu")
+    gpu._load_module.cache_clear()
+    runtime._runtime.cache_clear()
+    assert cupy is sys.modules["cupy"]
+
+
+def conv_case(seed, n=2, c=5, f=7, h=11, w=13, k=3, groups=1):
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal((n, c, h, w)).astype(np.float32),
+            rng.standard_normal((f, c // groups, k, k)).astype(np.float32))
+
+
+def relative(y, reference) -> float:
+    y = torch.as_tensor(np.asarray(y)).double()
+    return ((y - reference).abs().max() / reference.abs().max()).item()
+
+
+@pytest.mark.parametrize("algo, gemm, tile, rung, groups", [
+    ("im2col", "blocked", 8, "blocked", 1), ("kn2row", "blocked", 16, "dbuf", 1), ("scalar", None, 16, None, 1),
+    ("im2col", "blocked", 8, "fold", 1), ("im2col", "blocked", 16, "splitk", 1), ("im2col", "vendor", 16, None, 1),
+    ("kn2row", "blocked", 8, "warptile", 1), ("im2col", "blocked", 8, "vec4", 3), ("im2col", "sparse", 16, None, 1),
+])
+def test_conv2d_on_the_gpu_runtime_matches_float64(gpu_runtime, algo, gemm, tile, rung, groups):
+    """conv2d(backend='gpu') through GpuRuntime: CuPy arrays, RawModule compiled from hip/ with the runtime's
+    options, every launch's grid, block and argument types checked, the kernels run (emulator)."""
+    from experiments import conv2d
+    x, w = conv_case(tile + groups, c=6, f=9, groups=groups)
+    kwargs = {"gemm": gemm} if gemm else {}
+    if rung:
+        kwargs["rung"] = rung
+    y = conv2d(x, w, padding=1, groups=groups, algo=algo, tile=tile, backend="gpu", **kwargs)
+    assert isinstance(y, np.ndarray) and y.dtype == np.float32
+    reference = torch.nn.functional.conv2d(torch.from_numpy(x).double(), torch.from_numpy(w).double(), padding=1,
+                                           groups=groups)
+    assert relative(y, reference) < 1e-5
+    assert fake_cupy.LAUNCHES or gemm == "vendor"
+
+
+def test_split_k_splits_on_the_stand_in_device(gpu_runtime):
+    """A long-K, small-M/N GEMM splits across the stand-in's 110 SMs: two launches (the split GEMM and the
+    reduction), the reduction's grid within the limits."""
+    from experiments.conv import ladder
+    rng = np.random.default_rng(5)
+    a = gpu_runtime.xp.asarray(rng.standard_normal((1, 20, 3000)).astype(np.float32))
+    b = gpu_runtime.xp.asarray(rng.standard_normal((1, 3000, 30)).astype(np.float32))
+    c = ladder.gemm(gpu_runtime, "splitk", 16, a, b, 1)
+    assert [name for name, _, _ in fake_cupy.LAUNCHES] == ["gemm_splitk", "gemm_splitk_reduce"]
+    assert fake_cupy.LAUNCHES[0][1][2] > 1   # splits along z
+    reference = a.get().astype(np.float64) @ b.get().astype(np.float64)
+    assert np.abs(c.get() - reference).max() / np.abs(reference).max() < 1e-5
+
+
+@pytest.mark.parametrize("dtype", ["fp16", "int8"])
+@pytest.mark.parametrize("gemm", ["blocked", "vendor"])
+def test_low_precision_on_the_gpu_runtime(gpu_runtime, monkeypatch, dtype, gemm):
+    """fp16 and int8 through the GPU branches: the runtime's conversion kernels, the blocked low-precision
+    GEMM, or the vendor path (experiments/conv/vendor_lowp.py, through DLPack views). torch's float32-output
+    half GEMM exists on GPUs only: on the CPU its call is replaced by the float32 product of the halves."""
+    from experiments import conv2d
+    from experiments.conv import exactness  # noqa: F401  (the precision rules the reference follows)
+    if dtype == "fp16" and gemm == "vendor":
+        real_bmm = torch.bmm
+        monkeypatch.setattr(torch, "bmm", lambda a, b, out_dtype=None: real_bmm(a.float(), b.float()))
+    x, w = conv_case(3, c=6, f=20)
+    y = conv2d(x, w, padding=1, algo="im2col", gemm=gemm, tile=8, backend="gpu", dtype=dtype)
+    reference = conv2d(x, w, padding=1, algo="im2col", gemm="vendor", backend="numpy", dtype=dtype)
+    assert relative(y, torch.from_numpy(reference).double()) < 1e-5
+
+
+def test_the_runtime_is_cupy_on_the_device(gpu_runtime):
+    assert gpu_runtime.name == "gpu" and gpu_runtime.kind == "cuda" and gpu_runtime.xp is sys.modules["cupy"]
+    assert gpu_runtime.device_name() == "NVIDIA H100 80GB HBM3 (stand-in)"
+    gpu_runtime.synchronize()
+    module = gpu_runtime.load("im2col.hip")
+    assert module is gpu_runtime.load("im2col.hip")   # compiled once per process
+
+
+@pytest.mark.parametrize("bad, error", [
+    (lambda a, c: (a, c, 5, np.int32(3)), "Python int"),                                  # CuPy: 64 bits
+    (lambda a, c: (a, c, np.int64(5), np.int32(3)), "numpy.int32"),                       # wrong width
+    (lambda a, c: (a.get(), c, np.int32(5), np.int32(3)), "host"),                         # a numpy array
+    (lambda a, c: (a.reshape(2, 5)[:, ::2], c, np.int32(5), np.int32(3)), "C-contiguous"),  # a strided view
+])
+def test_the_stand_in_refuses_what_a_gpu_would_get_wrong(gpu_runtime, tmp_path, bad, error):
+    kernel = gpu_runtime.xp.RawModule(code=STRIDE_KERNEL, options=("--std=c++17",)).get_function("scale")
+    a, c = gpu_runtime.xp.asarray(np.arange(10, dtype=np.float32)), gpu_runtime.xp.empty(10, dtype=np.float32)
+    kernel((1,), (32,), (a, c, np.int32(10), np.int32(3)))
+    assert np.array_equal(c.get(), np.arange(10) * 3)
+    with pytest.raises((TypeError, ValueError), match=error):
+        kernel((1,), (32,), bad(a, c))
+
+
+STRIDE_KERNEL = """#include "common.h"
+KERNEL void scale(const float* a, float* c, int n, int factor)
+{
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) c[i] = a[i] * factor;
+}
+"""
+
+
+@pytest.mark.parametrize("grid, block", [((2**31,), (32,)), ((1, 65536), (32,)), ((1,), (33, 32)), ((1,), (1, 1, 65))])
+def test_the_stand_in_refuses_launches_past_the_limits(gpu_runtime, grid, block):
+    kernel = gpu_runtime.xp.RawModule(code=STRIDE_KERNEL).get_function("scale")
+    a, c = gpu_runtime.xp.empty(4, dtype=np.float32), gpu_runtime.xp.empty(4, dtype=np.float32)
+    with pytest.raises(ValueError, match="limit|threads"):
+        kernel(grid, block, (a, c, np.int32(4), np.int32(1)))
+
+
+def test_a_grid_too_small_leaves_elements_unwritten(gpu_runtime):
+    """Fresh device memory is NaN here (arbitrary on a GPU): a launch that misses elements shows."""
+    kernel = gpu_runtime.xp.RawModule(code=STRIDE_KERNEL).get_function("scale")
+    a, c = gpu_runtime.xp.asarray(np.ones(100, np.float32)), gpu_runtime.xp.empty(100, dtype=np.float32)
+    kernel((3,), (32,), (a, c, np.int32(100), np.int32(2)))
+    assert np.isnan(c.get()[96:]).all() and (c.get()[:96] == 2).all()
+
+
+def test_device_arrays_do_not_mix_with_host_arrays(gpu_runtime):
+    xp = gpu_runtime.xp
+    d = xp.asarray(np.ones(3, np.float32))
+    with pytest.raises(TypeError, match="Implicit conversion"):
+        np.asarray(d)
+    with pytest.raises(TypeError, match="Unsupported type"):
+        d + np.ones(3, np.float32)
+    assert (d + 1).get().tolist() == [2, 2, 2] and xp.matmul(d.reshape(1, 3), d.reshape(3, 1)).get().item() == 3
+
+
+def test_streams_and_events_time_a_kernel(gpu_runtime):
+    """EventClock('cupy') (bench-layers, bench-ladder): events on the current stream, elapsed time in ms; a
+    kernel on an explicit stream."""
+    from experiments.harness.timing import EventClock
+    xp = gpu_runtime.xp
+    kernel = xp.RawModule(code=STRIDE_KERNEL).get_function("scale")
+    a, c = xp.asarray(np.ones(64, np.float32)), xp.empty(64, dtype=np.float32)
+    clock = EventClock("cupy")
+    seconds = clock.time(lambda: kernel((2,), (32,), (a, c, np.int32(64), np.int32(2))))
+    assert 0 < seconds < 10
+    stream = xp.cuda.Stream()
+    with stream:
+        assert xp.cuda.get_current_stream() is stream
+        kernel((2,), (32,), (a, c, np.int32(64), np.int32(3)), stream=stream)
+    stream.synchronize()
+    assert (c.get() == 3).all() and xp.cuda.get_current_stream() is xp.cuda.Stream.null
+    with pytest.raises(TypeError, match="stream"):
+        kernel((2,), (32,), (a, c, np.int32(64), np.int32(3)), stream="default")
+
+
+def test_device_memory_counts_the_stand_ins_pool(gpu_runtime, monkeypatch):
+    """device_memory on the gpu runtime: the pool's high-water mark after a convolution, emptied between jobs
+    (torch's CUDA allocator calls stubbed: torch here has no CUDA)."""
+    from experiments import conv2d
+    from experiments.runtime import device_memory
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda: None)
+    monkeypatch.setattr(torch.cuda, "max_memory_reserved", lambda: 0)
+    pool = gpu_runtime.xp.get_default_memory_pool()
+    device_memory.start(gpu_runtime)
+    x, w = conv_case(4)
+    conv2d(x, w, padding=1, algo="im2col", tile=8, backend="gpu")
+    peak = device_memory.peak_bytes(gpu_runtime)
+    columns = 2 * 5 * 9 * 11 * 13 * 4
+    assert peak >= columns and pool.used_bytes() == 0
+    device_memory.release(gpu_runtime)
+    assert device_memory.peak_bytes(gpu_runtime) == 0
+
+
+@pytest.mark.parametrize("is_hip", [False, True])
+def test_split_k_reads_the_sm_count_on_nvidia_and_amd(monkeypatch, is_hip):
+    """One attribute through cupy.cuda.runtime.deviceGetAttribute: Device.attributes fails on ROCm."""
+    from experiments.conv import ladder
+    fake_cupy.install(monkeypatch, sms=104, is_hip=is_hip)
+    monkeypatch.setattr(ladder, "_MULTIPROCESSORS", {})
+    runtime._runtime.cache_clear()
+    rt = runtime.resolve("gpu")
+    assert rt.kind == ("hip" if is_hip else "cuda")
+    assert ladder.multiprocessors(rt) == 104

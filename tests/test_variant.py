@@ -82,7 +82,7 @@ def test_the_gpu_runtime_compiles_the_blocked_gemm_with_the_variant_tile(monkeyp
     finally:
         gpu._load_module.cache_clear()
     gemm = [m for m in _RawModule.compiled if f"{ladder.rung(rung).function}(" in m.code]
-    assert len(gemm) == 1 and f"-DTILE={tile}" in gemm[0].options
+    assert len(gemm) == 1 and f"-DTHREADS_PER_SIDE={tile}" in gemm[0].options
     segment = "" if rung == ladder.DEFAULT_RUNG else f"-{rung}"
     assert plan.last_cost.variant == f"im2col/blocked{segment}-t{tile}/fp32"
 
@@ -155,7 +155,7 @@ def test_an_emulator_job_with_tile_8_reaches_the_report_as_tile_8(convbench, tmp
                      "gemm.tile=8", "bench=smoke", "bench.model.warmup=1", "bench.model.min_samples=7",
                      "bench.layer.warmup=1", "bench.layer.min_samples=5", "energy=off", f"tracking.uri={uri}")
     assert code == 0
-    assert {d["TILE"] for source, d in compiled if source.endswith("gemm_1_blocked.hip")} == {8}
+    assert {d["THREADS_PER_SIDE"] for source, d in compiled if source.endswith("gemm_1_blocked.hip")} == {8}
 
     store = Store(uri)
     jobs = jobs_frame(store.runs([e.experiment_id for e in store.experiments(None)]))

@@ -20,21 +20,32 @@ from .lowp import LowpFilter, activation_scale, round_trip
 from .sparse import CsrFilter
 from .variant import Variant
 
-from .ladder import MAX_GRID_Y, MAX_GRID_Z   # the kernels grid-stride over what exceeds y
+from .grid import GRID_STRIDE_MAX_BLOCKS, MAX_GRID_Y, MAX_GRID_Z, ceil_div   # the kernels grid-stride over what exceeds y
 
-ELEMENTWISE_BLOCK = 256   # threads per block of im2col and the shift-add (4 outputs each) and the conversions
-ELEMENTWISE_MAX_BLOCKS = 65535   # the conversion kernels grid-stride beyond this many blocks (a choice: x allows 2**31 - 1)
+# The launch shapes of every kernel, defined here only: each source gets them as -D defines
+# (SOURCE_DEFINES, kernel_defines), so a kernel and its launch cannot disagree.
+ELEMENTWISE_THREADS = 256  # threads per block of im2col, the shift-add and the conversions
+ELEMENTWISE_OUTPUTS = 4    # outputs per thread of im2col and the shift-add (one float4)
 # The float32 GEMM is a rung of the ladder (experiments/conv/ladder.py, Variant.rung). The fp16/int8
-# GEMMs have rung 1's layout: TILE (Variant.tile: 8, 16 or 32) is the side of the thread block, TILE x
-# TILE threads, each computing a GEMM_WPT x GEMM_WPT micro-tile, so a block computes a (TILE*GEMM_WPT)^2
-# tile of the output: TILE 8 -> 32 x 32, 16 -> 64 x 64, 32 -> 128 x 128 (hip/gemm_lowp.hip).
-GEMM_WPT = 4
+# GEMMs (hip/gemm_lowp.hip) have rung 1's block shape: Variant.tile threads per side, a 4 x 4 thread
+# tile, so a block tile of 32 x 32, 64 x 64 or 128 x 128 at 8, 16 or 32 threads per side.
+LOWP_GEMM_RUNG = ladder.BY_NAME["blocked"]
 SCALAR_COB = 16           # output channels per thread of scalar_conv
 SCALAR_COBS = (4, 8, 16)  # compiled variants: a grouped layer with few channels per group takes the smallest that fits
-SCALAR_PIXELS = 128       # threads per block of scalar_conv (must match PIXELS in the kernel)
-DEPTHWISE_THREADS = 256   # threads per block of depthwise_conv (must match DW_THREADS in the kernel)
-DEPTHWISE_OUTPUTS = 4     # outputs per thread of depthwise_conv (DW_OUTPUTS)
-SPMM_LANES, SPMM_ROWS, SPMM_CPT = 32, 8, 4   # spmm_csr's block (SP_LANES x SP_ROWS) and columns per thread
+SCALAR_PIXELS = 128       # threads per block of scalar_conv, one output pixel each
+DEPTHWISE_THREADS = 256   # threads per block of depthwise_conv
+DEPTHWISE_OUTPUTS = 4     # outputs per thread of depthwise_conv
+SPMM_LANES, SPMM_ROWS, SPMM_CPT = 32, 8, 4   # spmm_csr's block (SPMM_LANES x SPMM_ROWS) and columns per thread
+
+_ELEMENTWISE = {"ELEMENTWISE_THREADS": ELEMENTWISE_THREADS, "ELEMENTWISE_OUTPUTS": ELEMENTWISE_OUTPUTS}
+_SCALAR = {"SCALAR_PIXELS": SCALAR_PIXELS}
+SOURCE_DEFINES = {   # the launch constants of each non-GEMM source (the GEMMs': their BlockShape)
+    "im2col.hip": _ELEMENTWISE, "im2col_lowp.hip": _ELEMENTWISE, "kn2row_shift_add.hip": _ELEMENTWISE,
+    "scalar_conv.hip": _SCALAR, "scalar_conv_lowp.hip": _SCALAR,
+    "depthwise_conv.hip": {"DEPTHWISE_THREADS": DEPTHWISE_THREADS, "DEPTHWISE_OUTPUTS": DEPTHWISE_OUTPUTS},
+    "spmm_csr.hip": {"SPMM_LANES": SPMM_LANES, "SPMM_ROWS": SPMM_ROWS, "SPMM_CPT": SPMM_CPT},
+    "quantize.hip": {},   # grid-stride loops over blockDim: no shape to share
+}
 
 # (primitive, operand dtype) -> (source, kernel); each computes in its operand's precision (the float32
 # GEMM: the variant's rung of the ladder)
@@ -50,8 +61,19 @@ _KERNELS = {
 }
 
 
-def ceil_div(a: int, b: int) -> int:
-    return -(-a // b)
+def kernel_defines(source: str, threads_per_side: int = 16, cob: int = SCALAR_COB) -> dict[str, int]:
+    """Every -D define ``source`` (a hip/ file name) is built with: a GEMM's block shape at
+    ``threads_per_side``, scalar_conv's ``cob``, the other kernels' launch constants. What the compile
+    checks, the kernel report and the launches below all use; KeyError for a file that is no kernel."""
+    by_source = {r.source: r for r in ladder.RUNGS}
+    if source in by_source:
+        return by_source[source].shape(threads_per_side).defines()
+    if source == "gemm_lowp.hip":
+        return LOWP_GEMM_RUNG.shape(threads_per_side).defines()
+    defines = dict(SOURCE_DEFINES[source])
+    if source.startswith("scalar_conv"):
+        defines["COB"] = cob
+    return defines
 
 
 def _ints(*values: int) -> tuple:
@@ -84,7 +106,8 @@ class KernelLauncher:
         self.runtime, self.xp, self.variant = runtime, runtime.xp, variant
 
     def _kernel(self, source: str, name: str, **defines: int):
-        return self.runtime.load(source, defines).get_function(name)
+        """Kernel ``name`` of ``source``, built with its launch constants (SOURCE_DEFINES) and ``defines``."""
+        return self.runtime.load(source, {**SOURCE_DEFINES.get(source, {}), **defines}).get_function(name)
 
     def _typed(self, primitive: str, operand, **defines: int):
         source, name = _KERNELS[(primitive, np.dtype(operand.dtype).name)]
@@ -110,9 +133,10 @@ class KernelLauncher:
         if batch * groups > MAX_GRID_Z:
             raise ValueError(f"gemm_blocked: {batch} images x {groups} groups exceeds the grid's z limit of {MAX_GRID_Z}")
         c = self.xp.empty((batch, groups * m, n), dtype=_accumulator(self.xp, a))
-        tile = self.variant.tile
-        kernel = self._typed("gemm", a, TILE=tile, WPT=GEMM_WPT)
-        kernel((ceil_div(n, tile * GEMM_WPT), ceil_div(m, tile * GEMM_WPT), batch * groups), (tile, tile),
+        shape = LOWP_GEMM_RUNG.shape(self.variant.tile)
+        kernel = self._typed("gemm", a, **shape.defines())
+        side = shape.block_tile
+        kernel((ceil_div(n, side), ceil_div(m, side), batch * groups), shape.threads,
                (a, b, c, *_ints(m, n, k, groups), np.int64(m * k), np.int64(k * n), np.int64(m * n)))
         return c
 
@@ -151,7 +175,7 @@ class KernelLauncher:
         _flat_index_fits("im2col", rows * pixels)
         cols = self.xp.empty((g.batch, rows, pixels), dtype=x.dtype)
         kernel = self._typed("im2col", x)
-        kernel((ceil_div(pixels, 4 * ELEMENTWISE_BLOCK), min(rows, MAX_GRID_Y), g.batch), (ELEMENTWISE_BLOCK,),
+        kernel((ceil_div(pixels, ELEMENTWISE_OUTPUTS * ELEMENTWISE_THREADS), min(rows, MAX_GRID_Y), g.batch), (ELEMENTWISE_THREADS,),
                (x, cols, *_ints(g.in_channels, g.in_h, g.in_w, *g.kernel_args()),
                 *divisor(g.out_w), *divisor(g.kernel_w), *divisor(g.taps)))
         return cols
@@ -160,8 +184,8 @@ class KernelLauncher:
         """Sum of kn2row's k*k shifted partial planes (N x F*KH*KW x H*W) into N x F x H_o x W_o."""
         out = self.xp.empty(g.output_shape, dtype=self.xp.float32)
         kernel = self._kernel("kn2row_shift_add.hip", "kn2row_shift_add")
-        kernel((ceil_div(g.out_h * g.out_w, 4 * ELEMENTWISE_BLOCK), min(g.out_channels, MAX_GRID_Y), g.batch),
-               (ELEMENTWISE_BLOCK,),
+        kernel((ceil_div(g.out_h * g.out_w, ELEMENTWISE_OUTPUTS * ELEMENTWISE_THREADS), min(g.out_channels, MAX_GRID_Y), g.batch),
+               (ELEMENTWISE_THREADS,),
                (partial, out, *_ints(g.out_channels, g.in_h, g.in_w, *g.kernel_args()), *divisor(g.out_w)))
         return out
 
@@ -190,7 +214,7 @@ class KernelLauncher:
 
     # --- precision conversions (hip/quantize.hip) -------------------------------------------
     def _elementwise(self, n: int) -> tuple:
-        return (min(ceil_div(max(n, 1), ELEMENTWISE_BLOCK), ELEMENTWISE_MAX_BLOCKS),), (ELEMENTWISE_BLOCK,)
+        return (min(ceil_div(max(n, 1), ELEMENTWISE_THREADS), GRID_STRIDE_MAX_BLOCKS),), (ELEMENTWISE_THREADS,)
 
     def to_half(self, x):
         y = self.xp.empty(x.shape, dtype=self.xp.float16)
@@ -265,3 +289,4 @@ def depthwise(launcher: KernelLauncher, x, w, g: ConvGeometry):
 
 
 LAUNCHES = {"im2col": im2col, "kn2row": kn2row, "scalar": scalar}   # each algorithm's kernel launches
+

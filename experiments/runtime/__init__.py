@@ -4,7 +4,7 @@ A runtime has an array module ``xp`` (cupy or numpy) and, when ``has_kernels``,
 ``load(source, defines)``, which returns a compiled module whose functions are called
 like CuPy's RawKernel:
 
-    fn = runtime.load("gemm_1_blocked.hip", {"TILE": 16}).get_function("gemm_blocked")
+    fn = runtime.load("gemm_1_blocked.hip", kernel_defines("gemm_1_blocked.hip", 16)).get_function("gemm_blocked")
     fn(grid, block, (a, b, c, np.int32(m), np.int32(n), np.int32(k), ...))
 
 The launch code in experiments/conv/kernel_launch.py is written once against this

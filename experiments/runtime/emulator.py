@@ -1,7 +1,7 @@
 """The emulator runtime: the HIP/CUDA kernels of hip/ compiled by g++ and run on the CPU.
 
-    rt = EmulatorRuntime(warp_size=32)
-    fn = rt.load("gemm_1_blocked.hip", {"TILE": 16}).get_function("gemm_blocked")
+    rt = EmulatorRuntime(warp_size=32)   # kernel_defines: experiments.conv.kernel_launch
+    fn = rt.load("gemm_1_blocked.hip", kernel_defines("gemm_1_blocked.hip", 16)).get_function("gemm_blocked")
     fn(grid, block, (a, b, c, np.int32(m), np.int32(n), np.int32(k), ...))   # numpy arrays
 
 How a load works:
