@@ -21,6 +21,7 @@ from omegaconf import DictConfig  # noqa: E402
 from experiments.harness import password, runner, signals, sweep, validate  # noqa: E402
 from experiments.tracking import mlflow_log as mlf  # noqa: E402
 from experiments.tracking import stale  # noqa: E402
+from experiments.tracking.retry import out_of_space, short  # noqa: E402
 
 
 @hydra.main(version_base="1.3", config_path=str(Path(__file__).resolve().parent / "conf"), config_name="config")
@@ -38,6 +39,9 @@ def main() -> int:
             stop = signals.as_stop(exc)
             reason = stop.reason if stop is not None else f"stopped by {type(exc).__name__}"
             sweep.abort_open_sweeps(reason, killed=stop is not None)
+            if stop is None and out_of_space(exc):   # Hydra writing a job's .hydra/ or a log on a full disk
+                print(f"convbench: stopped: {short(exc)}; free some space and run again", file=sys.stderr)
+                return 1
             if stop is None:
                 raise
             stale.close_own_runs(reason)

@@ -66,3 +66,12 @@ def one_tap_off_numpy(monkeypatch):
             planes[:, 0] = right(padded, g, 0, 1)[:, 0]
         return planes
     monkeypatch.setattr(reference, "_shifted_planes", wrong)
+
+
+@pytest.fixture(scope="session")
+def whole_store(tmp_path_factory):
+    """A new, empty sqlite store made once per session (its creation takes seconds): copy it to start from one."""
+    from experiments.tracking import mlflow_log as mlf
+    db = tmp_path_factory.mktemp("whole-store") / "mlflow.db"
+    mlf.client(f"sqlite:///{db}")
+    return db

@@ -82,13 +82,18 @@ class JobContext:
         return Path(run_dir) / outbox.OUTBOX_DIR
 
     def record(self, report: JobReport) -> None:
-        if self.state is not None and self.num is not None:
+        if self.state is None or self.num is None:
+            return
+        try:
             self.state.write_result(self.num, {"num": self.num, "name": report.name, "status": report.status,
                                                "error": report.error, "run_id": report.run_id,
                                                "outbox": report.outbox, "run_name": self.run_name,
                                                "what_ran": report.what_ran, "metrics": report.metrics or {},
                                                "emulated": report.emulated, "scenario": report.scenario,
                                                "tags": report.tags or {}})
+        except OSError as exc:   # a full disk: the sweep's summary counts this job as one that left no result
+            print(f"[convbench] {self.label} {report.name}: its result could not be written to "
+                  f"{self.state.results_dir} ({short(exc)})", file=sys.stderr, flush=True)
 
 
 def reset_outcomes() -> None:
@@ -211,10 +216,12 @@ def _run_logged(cfg, spec: JobSpec | None, config_error, name: str, context: Job
                      c.T_WHAT_RAN: labels.what_ran(spec.runtime.name)})
     params = {**mlf.flatten(OmegaConf.to_container(cfg, resolve=True)),
               **(resolved_params(spec) if spec is not None else {})}
-    run = outbox.RunRecord(uri, experiment, name, parent_run_id=state.parent_run_id if state else None, tags=tags,
+    run = outbox.RunRecord(uri, experiment, context.run_name or name, tags=tags,
+                           parent_run_id=state.parent_run_id if state else None,
+                           parent_client_id=state.parent_client_id if state else None,
                            params={k: mask(v) for k, v in params.items()})
     try:
-        run.run_id = mlf.start_run(uri, experiment, context.run_name or name, tags, run.parent_run_id, run.start_time_ms)
+        outbox.start(run)
         mlf.log(uri, run.run_id, params=run.params)
     except Exception as exc:   # unreachable now: measure anyway; the results' delivery creates or completes the run
         print(f"[convbench] {context.label} {name}: the tracking store {mlf.shown_uri(uri)} is unreachable "

@@ -39,7 +39,7 @@ from experiments.tracking import contract
 from experiments.tracking import mlflow_log as mlf
 from experiments.tracking.credentials import mask
 from experiments.tracking import outbox, stale
-from experiments.tracking.retry import DEFAULT_RETRY_S
+from experiments.tracking.retry import DEFAULT_RETRY_S, retrying, short
 
 from . import naming
 from . import summary as comparison
@@ -66,6 +66,8 @@ class SweepState:
     jobs: list[dict] = field(default_factory=list)   # per job: overrides, name, duplicate_of
     total: int | None = None
     retry_s: float = DEFAULT_RETRY_S
+    parent_client_id: str | None = None
+    parent: dict = field(default_factory=dict)       # the parent's RunRecord as opened: its closing re-sends it
 
     @staticmethod
     def location(sweep_dir: str | Path, sweep_id: str) -> Path:
@@ -246,23 +248,34 @@ class SweepCallback(Callback):
                            plan, len(plan) if job_overrides is not None else None,
                            float(config.tracking.get("retry_s", DEFAULT_RETRY_S)))
         from experiments.tracking.provenance import provenance_tags
-        try:
-            stale_runs = stale.close_dead_local_runs(uri, [experiment])
-            name = naming.parent_name([job["fields"] for job in plan], job_overrides or []) or f"sweep {sweep_id}"
-            state.parent_run_id = mlf.start_run(uri, experiment, name, {
-                contract.T_RUN_KIND: "parent", contract.T_SWEEP_ID: sweep_id, contract.T_STATUS: "running",
-                **provenance_tags()})
-            mlf.log(uri, state.parent_run_id, params={
-                contract.P_SWEEP_OVERRIDES: mask(" ".join(config.hydra.overrides.task)) or "(none)",
-                contract.P_SWEEP_JOBS: state.total if state.total is not None else "unknown",
-                contract.P_SWEEP_DIR: str(sweep_dir.resolve())}, metrics={contract.STALE_RUNS_CLOSED: len(stale_runs)})
+        name = naming.parent_name([job["fields"] for job in plan], job_overrides or []) or f"sweep {sweep_id}"
+        parent = outbox.RunRecord(uri, experiment, name, tags={
+            contract.T_RUN_KIND: "parent", contract.T_SWEEP_ID: sweep_id, contract.T_STATUS: "running",
+            **provenance_tags()}, params={
+            contract.P_SWEEP_OVERRIDES: mask(" ".join(config.hydra.overrides.task)) or "(none)",
+            contract.P_SWEEP_JOBS: str(state.total) if state.total is not None else "unknown",
+            contract.P_SWEEP_DIR: str(sweep_dir.resolve())})
+        try:   # a store briefly down, locked or restarting is waited for, as a single run's is (retry.py)
+            stale_runs = retrying(lambda: stale.close_dead_local_runs(uri, [experiment]), state.retry_s,
+                                  "closing the runs left RUNNING by dead processes")
+            retrying(lambda: outbox.start(parent), state.retry_s, "creating the sweep's parent run")
+            retrying(lambda: mlf.log(uri, parent.run_id, params=parent.params,
+                                     metrics={contract.STALE_RUNS_CLOSED: len(stale_runs)}),
+                     state.retry_s, "logging the sweep's parameters")
         except Exception as exc:
-            raise ConfigError(f"cannot create the sweep's parent run in the tracking store {mlf.shown_uri(uri)}: "
-                              f"{type(exc).__name__}: {_first_line(mask(str(exc)), 300)}") from None
+            raise ConfigError(f"cannot create the sweep's parent run in the tracking store {mlf.shown_uri(uri)}"
+                              f"{f' (retried for {state.retry_s:g} s, tracking.retry_s)' if state.retry_s else ''}: "
+                              f"{short(exc, 400)}") from None
+        state.parent_run_id, state.parent_client_id = parent.run_id, parent.client_id
+        state.parent = {k: v for k, v in asdict(parent).items() if k in ("run_name", "tags", "params", "start_time_ms")}
         if stale_runs:
             print(f"[convbench] closed {len(stale_runs)} run(s) of experiment '{experiment}' as KILLED: left RUNNING "
                   f"by processes of this host that are gone", flush=True)
-        state.save()
+        try:
+            state.save()
+        except OSError as exc:   # a full disk: the parent is closed, not left RUNNING, and nothing runs
+            _close_unstarted(state, f"the sweep's state could not be written: {short(exc)}")
+            raise ConfigError(f"cannot write the sweep's state {state.path}: {short(exc)}; nothing was run") from None
         _hand_to_jobs(config, sweep_id)
         if str(config.hydra.launcher.get("_target_", "")).endswith(".SlurmLauncher"):
             from . import slurm   # submitit: only SLURM sweeps need it
@@ -281,6 +294,14 @@ class SweepCallback(Callback):
         if state is None or state.parent_run_id not in _open_sweeps:
             return
         close_sweep(state)
+
+
+def _close_unstarted(state: SweepState, reason: str) -> None:
+    try:
+        stale.close_run(state.tracking_uri, state.parent_run_id, reason, status="FAILED")
+    except Exception as exc:
+        print(f"convbench: the parent run {state.parent_run_id} stays RUNNING ({short(exc)}); the next sweep on "
+              f"this host closes it", file=sys.stderr)
 
 
 def _refuse_here(step, config: DictConfig):
@@ -345,9 +366,12 @@ def close_sweep(state: SweepState, interrupted: str | None = None, killed: bool 
         print(f"convbench: no UI link: {type(exc).__name__}: {exc}", file=sys.stderr)
     print(line, file=sys.stderr if not summary.success or interrupted else sys.stdout, flush=True)
     ok = summary.all_ok and interrupted is None
+    opened = {"run_name": f"sweep {state.sweep_id}", **state.parent}
     closing = outbox.RunRecord(
-        uri, state.experiment, f"sweep {state.sweep_id}", run_id,
-        tags={contract.T_RUN_KIND: "parent", contract.T_SWEEP_ID: state.sweep_id,
+        uri, state.experiment, opened["run_name"], run_id, params=opened.get("params", {}),
+        start_time_ms=opened.get("start_time_ms") or int(time.time() * 1000),
+        client_id=state.parent_client_id or uuid.uuid4().hex,
+        tags={**opened.get("tags", {}), contract.T_RUN_KIND: "parent", contract.T_SWEEP_ID: state.sweep_id,
               contract.T_STATUS: "ok" if ok else "failed", **({} if ok else {contract.T_ERROR: line}),
               **({contract.T_BASELINE_DRIFT: drifted[:5000]} if drifted else {})},
         metrics={contract.JOBS_TOTAL: total, contract.JOBS_OK: summary.ok, contract.JOBS_FAILED: len(failed),
@@ -355,14 +379,19 @@ def close_sweep(state: SweepState, interrupted: str | None = None, killed: bool 
                  contract.JOBS_NOT_STARTED: summary.not_started,
                  contract.JOBS_IN_OUTBOX: len(summary.in_outbox)},
         status="KILLED" if killed else "FINISHED" if ok else "FAILED")
-    with tempfile.TemporaryDirectory(prefix="convbench-sweep-") as artifacts:
-        multirun_yaml = state.sweep_dir / "multirun.yaml"
-        if multirun_yaml.is_file():   # Hydra's record of the sweep, tracking.uri's password masked
-            (Path(artifacts) / multirun_yaml.name).write_text(mask(multirun_yaml.read_text()))
-        closing.artifacts = artifacts
-        # a signal's clean-up does not wait for an unreachable store: it goes to the outbox at once
-        entry = outbox.deliver(closing, 0 if interrupted else state.retry_s, state.sweep_dir / outbox.OUTBOX_DIR,
-                               f"closing the parent run {run_id}")
+    try:
+        with tempfile.TemporaryDirectory(prefix="convbench-sweep-") as artifacts:
+            multirun_yaml = state.sweep_dir / "multirun.yaml"
+            if multirun_yaml.is_file():   # Hydra's record of the sweep, tracking.uri's password masked
+                (Path(artifacts) / multirun_yaml.name).write_text(mask(multirun_yaml.read_text()))
+            closing.artifacts = artifacts
+            # a signal's clean-up does not wait for an unreachable store: it goes to the outbox at once
+            entry = outbox.deliver(closing, 0 if interrupted else state.retry_s, state.sweep_dir / outbox.OUTBOX_DIR,
+                                   f"closing the parent run {run_id}")
+    except OSError as exc:   # no disk had room: the store, the sweep directory and the temporary one are full
+        print(f"convbench: could not close the parent run {run_id} nor keep it in an outbox ({short(exc)}); "
+              f"it stays RUNNING until the next sweep on this host closes it", file=sys.stderr)
+        return summary
     if entry is not None:
         print(f"convbench: could not close the parent run {run_id} ({closing.error}); kept in {entry}: upload "
               f"it with `make sync`", file=sys.stderr)

@@ -139,6 +139,7 @@ T_HOST = "host"
 T_PID = "pid"
 T_PROCESS_START = "process_start"   # the process's start, seconds since the epoch
 T_OUTBOX = "outbox"             # set on a run uploaded later from an outbox: the outbox entry it came from
+T_CLIENT_ID = "client_run_id"   # made by convbench before the run exists: a retried or resumed upload finds its run
 T_JOB_NAME = "job_name"         # the job's full name (model/variant/prune); a sweep's child run is named short
 T_QUIET = "machine_quiet"       # yes | no: no other process was busy at the job's start and end
 T_BUSY_PROCESSES = "busy_processes"   # the other busy processes and load when not quiet, in words

@@ -5,8 +5,9 @@ process-global active run, so that a parent run, its children and jobs in other 
 (joblib, submitit launchers) never step on each other.
 
 Importing this module turns MLflow's telemetry and its "View run at <URL>" lines off (before MLflow is
-imported) and bounds MLflow's own HTTP retries, so that an unreachable server fails in seconds; the
-harness retries longer itself (retry.py), printing what it waits for.
+imported) and MLflow's own retries (HTTP requests, a database's first connection) off, so that an
+unreachable store fails in seconds: the harness retries itself, for ``tracking.retry_s`` in all
+(retry.py), printing what it waits for.
 """
 from __future__ import annotations
 
@@ -18,14 +19,20 @@ from functools import lru_cache
 from pathlib import Path
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
 # MLflow prints "View run ... at: <server URL>" on closing a run: credentials in the URL included. Our
 # summary names the run and the UI already, with the password masked.
 os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
+import logging  # noqa: E402
+
 from experiments.tracking import contract  # noqa: E402
 from experiments.tracking.credentials import mask, split_password, store_uri  # noqa: E402
+
+# MLflow logs every SQL error of a store with its chained tracebacks before raising it as an MlflowException;
+# the harness says each failure in one line (retry.py), and a full disk would print pages of SQL.
+logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PARENT_RUN_ID_TAG = "mlflow.parentRunId"
@@ -136,10 +143,24 @@ def store_creation_lock(uri: str):
 @lru_cache(maxsize=None)
 def client(uri: str):
     """One client (and one database engine) per store and process."""
+    import mlflow.store.db.utils
     from mlflow.tracking import MlflowClient
+
+    from . import sqlite_store
+    # MLflow tries a database's first connection 10 times over about 100 s, whatever tracking.retry_s says
+    mlflow.store.db.utils.MAX_RETRY_COUNT = 1
+    db = sqlite_path(uri)
     with store_creation_lock(uri):
-        opened = MlflowClient(tracking_uri=store_uri(resolve_uri(uri)))
-        opened.search_experiments(max_results=1)   # opens the store now: creates a new one's schema
+        if db is not None:
+            sqlite_store.prepare(db)     # a new store is built aside and moved into place, whole
+        try:
+            opened = MlflowClient(tracking_uri=store_uri(resolve_uri(uri)))
+            opened.search_experiments(max_results=1)   # opens the store now
+        except Exception as exc:
+            if db is None or not sqlite_store.repair(db, exc):
+                raise
+            opened = MlflowClient(tracking_uri=store_uri(resolve_uri(uri)))
+            opened.search_experiments(max_results=1)
     return opened
 
 

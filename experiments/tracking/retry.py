@@ -6,6 +6,7 @@ wrong credentials) is not: it fails at once.
 """
 from __future__ import annotations
 
+import errno
 import sys
 import time
 from typing import Callable, TypeVar
@@ -30,16 +31,42 @@ def retry_seconds(value) -> float:
     return float(value)
 
 
+_FULL = ("database or disk is full", "no space left on device", "disk quota exceeded")
+
+
+def out_of_space(exc: BaseException) -> bool:
+    """Whether a full disk (or quota) caused the exception, or one it was raised from."""
+    seen: BaseException | None = exc
+    for _ in range(20):         # a chain of causes, never a cycle
+        if seen is None:
+            return False
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if any(words in str(seen).lower() for words in _FULL):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def transient(exc: Exception) -> bool:
-    """Whether retrying later may succeed."""
+    """Whether retrying later may succeed: not for a request the store refuses, a broken store or a full disk
+    (waiting would only delay the message)."""
     from mlflow.exceptions import MlflowException
-    return not (isinstance(exc, MlflowException) and exc.error_code in _REFUSED)
+
+    from .sqlite_store import BrokenStoreError
+    refused = isinstance(exc, MlflowException) and exc.error_code in _REFUSED or isinstance(exc, BrokenStoreError)
+    return not (refused or out_of_space(exc))
 
 
 def short(exc: Exception, limit: int = 200) -> str:
-    """An exception in one line, its URIs' passwords masked."""
+    """An exception in one line, its URIs' passwords masked; a full disk said as such (MLflow's first line
+    is SQLAlchemy's 'raised as a result of Query-invoked autoflush')."""
     text = mask(str(exc)).strip().splitlines()
-    first = f"{type(exc).__name__}: {text[0] if text else ''}"
+    line = text[0] if text else ""
+    if out_of_space(exc):
+        said = [part for part in text if any(words in part.lower() for words in _FULL)]
+        line = f"out of disk space ({said[0].strip() if said else line})"
+    first = f"{type(exc).__name__}: {line}"
     return first if len(first) <= limit else first[: limit - 3] + "..."
 
 
