@@ -32,7 +32,7 @@ from .artifacts import write_artifacts
 from .config import JobSpec, job_spec
 from .console import progress_bar, summary_text
 from .errors import ConfigError
-from .job import Job, JobOutcome
+from .job import Job, JobOutcome, cudnn_benchmark_tag
 from .results import STATUS_FAILED, STATUS_OK, STATUS_SKIPPED, JobReport, contract_metrics, costs, resolved_params
 from .sweep import EXIT_CONFIG_ERROR, SweepState
 
@@ -211,7 +211,8 @@ def _run_logged(cfg, spec: JobSpec | None, config_error, name: str, context: Job
         tags.update({c.T_BACKEND: spec.runtime.name, c.T_RUNTIME: spec.runtime.kind,
                      c.T_EXECUTION: spec.runtime.execution,
                      c.T_TIMING: "emulated" if spec.runtime.name == "emulator" else "measured",
-                     c.T_WHAT_RAN: labels.what_ran(spec.runtime.name)})
+                     c.T_WHAT_RAN: labels.what_ran(spec.runtime.name),
+                     c.T_CUDNN_BENCHMARK: cudnn_benchmark_tag(spec)})
     params = {**mlf.flatten(OmegaConf.to_container(cfg, resolve=True)),
               **(resolved_params(spec) if spec is not None else {})}
     run = outbox.RunRecord(uri, experiment, context.run_name or name, tags=tags,
