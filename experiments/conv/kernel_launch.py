@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import ladder, vendor_lowp
+from . import custom, ladder, vendor_lowp
 from .geometry import ConvGeometry
 from .lowp import LowpFilter, activation_scale, round_trip
 from .sparse import CsrFilter
-from .variant import Variant
+from .variant import CUSTOM, Variant
 
 from .grid import GRID_STRIDE_MAX_BLOCKS, MAX_GRID_Y, MAX_GRID_Z, ceil_div   # the kernels grid-stride over what exceeds y
 
@@ -127,6 +127,9 @@ class KernelLauncher:
             return vendor_lowp.gemm(a, b)
         batch, rows, n = b.shape
         groups, m, k = (1, *a.shape) if a.ndim == 2 else a.shape
+        if self.variant.gemm == CUSTOM:      # the user's own kernel file
+            return custom.gemm(self.runtime, self.variant.custom, self.variant.tile, a,
+                               b.reshape(batch * groups, k, n), groups).reshape(batch, groups * m, n)
         if self.variant.gemm != "blocked":   # cuBLAS / hipBLAS on a GPU, BLAS on the CPU
             return self._vendor(a, b, groups)
         if a.dtype == np.float32:
