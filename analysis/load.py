@@ -9,13 +9,12 @@ older runs load like newer ones.
 """
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from experiments.conv.variant import Variant
+from experiments.conv.variant import CUSTOM, GEMM_ALGORITHMS, Variant
 from experiments.tracking import contract
 
 PYTORCH = "pytorch"
@@ -30,7 +29,7 @@ ELEMENT_BYTES = {"fp32": 4, "tf32": 4, "bf16": 2, "fp16": 2, "int8": 1}
 
 JOB_COLUMNS = [
     "run_id", "run_name", "experiment", "start_time", "status", "error",
-    "model", "batch", "input_size", "algo", "gemm", "tile", "variant", "technique",
+    "model", "batch", "input_size", "algo", "gemm", "tile", "variant", "technique", "custom_sha256",
     "device", "backend", "runtime", "timing", "emulated", "cache_mode", "bench",
     "quant", "prune", "prune_amount", "weights", "fp32_layer_names", "precision_worst_layer",
     "sweep_id", "git_sha", "git_dirty", "kernel_hash", "energy_mode", "energy_window", "machine_quiet", "best_single",
@@ -45,14 +44,18 @@ LOADED_METRICS = (*contract.METRICS, *contract.AUTO_METRICS, *contract.GPU_METRI
 def technique(variant: Variant) -> str:
     """The report's grouping of variants across tiles: the variant but its tile and dtype. pytorch, scalar, or
     algorithm+GEMM with its rung where it is not the default one (im2col+vendor, im2col+blocked,
-    im2col+blocked-warptile), or any other kernel its label's GEMM segment names: two kernels are never one."""
+    im2col+blocked-warptile) or the user's kernel (im2col+custom-NAME): two kernels are never one technique."""
     if not variant.uses_gemm:
         return variant.algo
-    return f"{variant.algo}+{replace(variant, tile=None).gemm_label}"
+    segment, tile = variant.gemm_label, f"-t{variant.tile}"
+    return f"{variant.algo}+{segment[:-len(tile)] if variant.tile is not None and segment.endswith(tile) else segment}"
 
 
-def technique_of(algo: str, gemm: str | None, rung: str | None = None) -> str:
-    """technique() of a choice: technique_of("im2col", "blocked", "fold") == "im2col+blocked-fold"."""
+def technique_of(algo: str, gemm: str | None, custom: str | None = None, rung: str | None = None) -> str:
+    """technique() of a choice: technique_of("im2col", "blocked", rung="fold") == "im2col+blocked-fold"; a
+    user's kernel by its name: technique_of("im2col", "custom", "mygemm") == "im2col+custom-mygemm"."""
+    if gemm == CUSTOM and algo in GEMM_ALGORITHMS:
+        return f"{algo}+{CUSTOM}-{custom}" if custom else f"{algo}+{CUSTOM}"
     return technique(Variant.of(algo, gemm, rung=rung))
 
 
@@ -123,6 +126,7 @@ def job_row(run, experiment_name: str = "") -> dict | None:
         "tile": variant.tile,
         "variant": variant.label,
         "technique": technique(variant),
+        "custom_sha256": params.get(contract.P_VARIANT_CUSTOM_SHA256, ""),   # gemm=custom: which file ran
         "device": tags.get(contract.T_DEVICE) or "unknown device",
         "backend": backend,
         "runtime": runtime,

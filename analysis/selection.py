@@ -27,8 +27,9 @@ from experiments.tracking.labels import what_ran
 
 GROUP_KEYS = ["device", "backend", "cache_mode"]
 SCENARIO_KEYS = ["model", "batch", "input_size"]
-# variant: the whole resolved label (rung and custom kernel included); technique, tile and quant are parts of it
-VARIANT_KEYS = ["variant", "quant", "prune", "prune_amount", "technique", "tile"]
+# variant: the whole resolved label (rung and custom kernel included); technique, tile and quant are parts of it;
+# custom_sha256: which file of a user's kernel ran (two edits of one kernel file are two configurations)
+VARIANT_KEYS = ["variant", "quant", "prune", "prune_amount", "technique", "tile", "custom_sha256"]
 CONFIGURATION_KEYS = GROUP_KEYS + SCENARIO_KEYS + VARIANT_KEYS
 
 # Reading order of techniques in tables and legends: the baseline first, scalar last.

@@ -7,6 +7,7 @@ from experiments.compress import pipeline as compression
 from experiments.tracking import contract as c
 from experiments.tracking import labels
 from experiments.tracking import mlflow_log as mlf
+from experiments.tracking import outbox
 
 from . import machine_load
 from .config import PYTORCH, JobSpec
@@ -30,7 +31,7 @@ def summary_text(report: JobReport, spec: JobSpec | None, outcome: JobOutcome, l
     head = f"[convbench] {label} {report.name} ({report.what_ran or 'not run'}):"
     kept = "" if report.outbox is None else (
         f"\n  NOT LOGGED: the tracking store {mlf.shown_uri(uri)} stayed unreachable; the whole run is kept in "
-        f"{report.outbox}; upload it with `make sync` (python -m experiments.tracking.outbox)")
+        f"{report.outbox}; upload it with `{outbox.sync_command(report.outbox)}` (python -m experiments.tracking.outbox)")
     if report.failed:
         return f"{head} FAILED: {report.error}" + (f" (run {report.run_id})" if report.run_id else "") + kept
     model, baseline = outcome.model, outcome.baseline

@@ -32,7 +32,7 @@ from .artifacts import write_artifacts
 from .config import JobSpec, job_spec
 from .console import progress_bar, summary_text
 from .errors import ConfigError
-from .job import Job, JobOutcome
+from .job import Job, JobOutcome, cudnn_benchmark_tag
 from .results import (STATUS_FAILED, STATUS_OK, STATUS_SKIPPED, JobReport, baseline_scenario, contract_metrics, costs,
                       load_tags, resolved_params)
 from .sweep import EXIT_CONFIG_ERROR, SweepState
@@ -160,9 +160,10 @@ def _checked_and_logged(cfg: DictConfig, context: JobContext, started: float) ->
     except BaseException as exc:   # SIGTERM/SIGINT (signals.py): close this job's run as KILLED, then stop
         stop = signals.as_stop(exc)
         if stop is not None:
-            closed = stale.close_own_runs(stop.reason, keep={context.state.parent_run_id} if context.state else set())
+            closed = stale.close_own_runs(stop.reason, keep={context.state.parent_run_id} if context.state else set(),
+                                          status=stop.status)
             context.record(JobReport(name, STATUS_FAILED, stop.reason, closed[0] if closed else None, context.num))
-            print(f"[convbench] {context.label} {name}: KILLED ({stop.reason})", file=sys.stderr, flush=True)
+            print(f"[convbench] {context.label} {name}: {stop.status} ({stop.reason})", file=sys.stderr, flush=True)
         raise
     context.record(report)
     return report
@@ -213,7 +214,8 @@ def _run_logged(cfg, spec: JobSpec | None, config_error, name: str, context: Job
         tags.update({c.T_BACKEND: spec.runtime.name, c.T_RUNTIME: spec.runtime.kind,
                      c.T_EXECUTION: spec.runtime.execution,
                      c.T_TIMING: "emulated" if spec.runtime.name == "emulator" else "measured",
-                     c.T_WHAT_RAN: labels.what_ran(spec.runtime.name)})
+                     c.T_WHAT_RAN: labels.what_ran(spec.runtime.name),
+                     c.T_CUDNN_BENCHMARK: cudnn_benchmark_tag(spec)})
     params = {**mlf.flatten(OmegaConf.to_container(cfg, resolve=True)),
               **(resolved_params(spec) if spec is not None else {})}
     run = outbox.RunRecord(uri, experiment, context.run_name or name, tags=tags,

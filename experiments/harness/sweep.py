@@ -143,7 +143,8 @@ class SweepSummary:
             head += f" ({self.skipped} duplicates skipped)"
         if self.in_outbox:
             head += (f"; {len(self.in_outbox)} run(s) NOT LOGGED, kept in the outbox "
-                     f"{Path(self.in_outbox[0]).parent} (tracking store unreachable): upload with `make sync`")
+                     f"{Path(self.in_outbox[0]).parent} (tracking store unreachable): upload with "
+                     f"`{outbox.sync_command(self.in_outbox[0])}`")
         if self.all_ok:
             return head
         if self.not_started:
@@ -394,7 +395,7 @@ def close_sweep(state: SweepState, interrupted: str | None = None, killed: bool 
         return summary
     if entry is not None:
         print(f"convbench: could not close the parent run {run_id} ({closing.error}); kept in {entry}: upload "
-              f"it with `make sync`", file=sys.stderr)
+              f"it with `{outbox.sync_command(entry)}`", file=sys.stderr)
     return summary
 
 
@@ -402,6 +403,11 @@ def runs_here() -> bool:
     """True in the process that started a sweep and has not closed it: the basic launcher runs its
     jobs here, one after another; other launchers run them in processes of their own."""
     return bool(_open_sweeps)
+
+
+def open_sweep() -> SweepState | None:
+    """The sweep this process started and has not closed (its launcher runs the jobs), if any."""
+    return next(iter(_open_sweeps.values()), None)
 
 
 def abort_open_sweeps(reason: str = "interrupted", killed: bool = False) -> None:

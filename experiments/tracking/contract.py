@@ -107,6 +107,9 @@ P_CACHE_MODE = "bench.cache_mode"  # hot | cold
 P_VARIANT_LABEL = f"{VARIANT_PREFIX}label"     # e.g. kn2row/blocked-t8/fp32
 P_VARIANT_GEMM = f"{VARIANT_PREFIX}gemm"       # empty where no GEMM runs (pytorch, scalar, auto)
 P_VARIANT_TILE = f"{VARIANT_PREFIX}tile"       # empty but for the blocked GEMM
+P_VARIANT_CUSTOM = f"{VARIANT_PREFIX}custom"   # gemm=custom: the kernel's name, empty otherwise
+P_VARIANT_CUSTOM_PATH = f"{VARIANT_PREFIX}custom.path"      # gemm=custom: the kernel file, absolute
+P_VARIANT_CUSTOM_SHA256 = f"{VARIANT_PREFIX}custom.sha256"  # gemm=custom: the file's sha256 (what ran)
 VARIANT_PARAMS = (*(f"{VARIANT_PREFIX}{field}" for field in VARIANT_FIELDS), P_VARIANT_LABEL)
 
 # --- tags ---------------------------------------------------------------------------
@@ -126,7 +129,8 @@ T_VERSION_PREFIX = "version."   # version.torch, version.cupy, version.mlflow, .
 T_RUN_KIND = "run_kind"         # parent | job
 T_JOB_NUM = "job_num"           # a sweep's job: its number (hydra.job.num), how the sweep finds its run
 T_BEST_SINGLE = "best_single"   # algo=auto: the best single candidate, e.g. im2col/blocked-t16/fp32
-T_BASELINE = "baseline"         # what baseline_latency_ms measured: pytorch fp32 | pytorch fp16
+T_BASELINE = "baseline"         # what baseline_latency_ms measured: pytorch fp32 | pytorch fp16 channels_last
+T_CUDNN_BENCHMARK = "cudnn_benchmark"   # the PyTorch baseline's cuDNN autotuning: on | off | unused (no cuDNN)
 T_EVAL_DATA = "eval_data"       # the evaluation images of the fidelity metrics (digits test split, ...)
 T_WEIGHTS = "weights"           # pruned/quantized jobs: the model's weights, "random" or torchvision's name
 T_FP32_LAYERS = "fp32_layer_names"      # fp16/int8: the conv layers quant.skip kept in fp32, comma separated
