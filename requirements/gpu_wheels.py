@@ -12,7 +12,8 @@ such a machine has with its GPU stack.
 
 How: pip's resolver resolves requirements/common.txt (with constraints.txt) for the target's Python and
 platform (--python-version, --platform: wheels only, as for a foreign interpreter); the missing set is
-what it resolves minus what the target has at the same version, minus the GPU stack; each is
+what it resolves minus what the target has (at our pin's version, for a package we pin), minus the GPU
+stack; each is
 downloaded with `pip download --no-deps --only-binary=:all:` for the target. antlr4-python3-runtime
 4.9.3 (Hydra's parser) exists only as a source archive: its wheel is built here (pure Python).
 Without --have, every package of the set is downloaded.
@@ -30,7 +31,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 # What a GPU machine has with its GPU stack (and what would be GBs): never downloaded.
-GPU_STACK = re.compile(r"^(torch|torchvision|torchaudio|triton|pytorch-triton(-rocm)?|cupy(-.*)?|fastrlock|nvidia-.*)$")
+GPU_STACK = re.compile(r"^(torch|torchvision|torchaudio|triton|pytorch-triton(-rocm)?|cupy(-.*)?|fastrlock|nvidia-.*"
+                       r"|cuda-(bindings|pathfinder|toolkit))$")
 SDIST_ONLY = {"antlr4-python3-runtime": "4.9.3"}   # no wheel on PyPI: built here (pure Python, py3-none-any)
 # A glibc 2.35 x86-64 Linux (Ubuntu 22.04, RHEL 9 have 2.34-2.35) takes every manylinux wheel up to it;
 # pip takes --platform literally, so each is named.
@@ -61,10 +63,19 @@ def resolved_set(report: dict) -> dict[str, str]:
     return {canonical(item["metadata"]["name"]): item["metadata"]["version"] for item in report["install"]}
 
 
-def missing(resolved: dict[str, str], have: dict[str, str] | None) -> dict[str, str]:
-    """What the target must get: resolved packages it lacks or has at another version, without the GPU stack."""
-    return {name: version for name, version in sorted(resolved.items())
-            if not GPU_STACK.match(name) and (have is None or have.get(name) != version)}
+def pins(text: str) -> dict[str, str]:
+    """Our direct pins (name==version lines of a requirements file)."""
+    return {name: version for name, version in parse_freeze(text).items() if version}
+
+
+def missing(resolved: dict[str, str], have: dict[str, str] | None, pinned: dict[str, str]) -> dict[str, str]:
+    """What the target must get, never the GPU stack: what it lacks, and our direct pins it has at another
+    version (a dependency of a dependency it has at any version is left as it is: its torch's, say)."""
+    def needed(name: str) -> bool:
+        if have is None or name not in have:
+            return True
+        return name in pinned and have[name] != pinned[name]
+    return {name: version for name, version in sorted(resolved.items()) if not GPU_STACK.match(name) and needed(name)}
 
 
 def target_options(python_version: str, platforms: list[str]) -> list[str]:
@@ -113,7 +124,8 @@ def main(argv=None) -> int:
         work = Path(tmp)
         built = work / "built"
         build_sdist_wheels(built)
-        needed = missing(resolve(args.python_version, args.platform, built, work), have)
+        pinned = pins((REPO / "requirements" / "common.txt").read_text())
+        needed = missing(resolve(args.python_version, args.platform, built, work), have, pinned)
         for name, version in needed.items():
             if name in SDIST_ONLY:
                 for wheel in built.glob("*.whl"):
