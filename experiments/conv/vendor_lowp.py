@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import torch
 
+from .grid import round_up
+
 INT_MM_MIN_ROWS = 17   # torch._int_mm on CUDA: "self.size(0) needs to be greater than 16"
 INT_MM_MULTIPLE = 8    # ... K and N "a multiple of 8"
 
@@ -23,10 +25,6 @@ def gemm(a, b):
     import cupy
     ta, tb = torch.from_dlpack(a), torch.from_dlpack(b)
     return cupy.from_dlpack(int8_gemm(ta, tb) if ta.dtype == torch.int8 else fp16_gemm(ta, tb))
-
-
-def _round_up(value: int, multiple: int) -> int:
-    return -(-value // multiple) * multiple
 
 
 def _grouped(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -51,9 +49,9 @@ def int8_gemm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     a3, b4 = _grouped(a, b)
     batch, groups, k, n = b4.shape
     m = a3.shape[1]
-    rows = _round_up(max(m, INT_MM_MIN_ROWS), INT_MM_MULTIPLE)
-    depth = _round_up(k, INT_MM_MULTIPLE)
-    cols = _round_up(batch * n, INT_MM_MULTIPLE)
+    rows = round_up(max(m, INT_MM_MIN_ROWS), INT_MM_MULTIPLE)
+    depth = round_up(k, INT_MM_MULTIPLE)
+    cols = round_up(batch * n, INT_MM_MULTIPLE)
     out = torch.empty((batch, groups * m, n), dtype=torch.int32, device=b.device)
     filt = torch.zeros((rows, depth), dtype=torch.int8, device=a.device)
     folded = torch.zeros((depth, cols), dtype=torch.int8, device=b.device)

@@ -38,7 +38,7 @@ from .config import AUTO, PYTORCH, JobSpec
 from .energy import EnergyMeter, EnergyResult
 from .errors import ToleranceError
 from .models import build_model, make_input, weights_label
-from .timing import ONE_CALL, CacheFlusher, CpuClock, EventClock, Measurement, expected_seconds, measure
+from experiments.measure.timing import ONE_CALL, CacheFlusher, CpuClock, EventClock, Measurement, expected_seconds, measure
 
 
 PYTORCH_VARIANT = Variant(PYTORCH)

@@ -7,7 +7,7 @@ from experiments.compress import pipeline as compression
 from experiments.conv import Variant
 from experiments.tracking import contract as c
 
-from . import bootstrap
+from experiments.measure import bootstrap
 from .config import PYTORCH, JobSpec
 from .job import JobOutcome
 
