@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from experiments.conv.variant import Variant
+from experiments.conv.variant import CUSTOM, GEMM_ALGORITHMS, Variant
 from experiments.tracking import contract
 
 PYTORCH = "pytorch"
@@ -28,7 +28,7 @@ QUANT_BITS = {"fp32": 32, "tf32": 19, "bf16": 16, "fp16": 16, "int8": 8, "int4":
 
 JOB_COLUMNS = [
     "run_id", "run_name", "experiment", "start_time", "status", "error",
-    "model", "batch", "input_size", "algo", "gemm", "tile", "variant", "technique",
+    "model", "batch", "input_size", "algo", "gemm", "tile", "variant", "technique", "custom_sha256",
     "device", "backend", "runtime", "timing", "emulated", "cache_mode", "bench",
     "quant", "prune", "prune_amount", "weights", "fp32_layer_names", "precision_worst_layer",
     "sweep_id", "git_sha", "git_dirty", "kernel_hash", "energy_mode", "best_single", "versions", "bench_params",
@@ -39,8 +39,11 @@ JOB_COLUMNS = [
 LOADED_METRICS = (*contract.METRICS, *contract.AUTO_METRICS, *contract.GPU_METRICS, *contract.COMPRESSION_METRICS)
 
 
-def technique_of(algo: str, gemm: str | None) -> str:
-    """The report's grouping of variants across tiles: pytorch, scalar, or algorithm+GEMM (im2col+blocked)."""
+def technique_of(algo: str, gemm: str | None, custom: str | None = None) -> str:
+    """The report's grouping of variants across tiles: pytorch, scalar, or algorithm+GEMM (im2col+blocked);
+    a user's kernel is a technique of its own: im2col+custom-NAME."""
+    if gemm == CUSTOM and algo in GEMM_ALGORITHMS:
+        return f"{algo}+{CUSTOM}-{custom}" if custom else f"{algo}+{CUSTOM}"
     variant = Variant.of(algo, gemm)
     return f"{variant.algo}+{variant.gemm}" if variant.uses_gemm else variant.algo
 
@@ -111,7 +114,8 @@ def job_row(run, experiment_name: str = "") -> dict | None:
         "gemm": variant.gemm,
         "tile": variant.tile,
         "variant": variant.label,
-        "technique": technique_of(variant.algo, variant.gemm),
+        "technique": technique_of(variant.algo, variant.gemm, variant.custom.name if variant.custom else None),
+        "custom_sha256": params.get(contract.P_VARIANT_CUSTOM_SHA256, ""),   # gemm=custom: which file ran
         "device": tags.get(contract.T_DEVICE) or "unknown device",
         "backend": backend,
         "runtime": runtime,

@@ -23,7 +23,7 @@ from experiments.tracking.labels import what_ran
 
 GROUP_KEYS = ["device", "backend", "cache_mode"]
 SCENARIO_KEYS = ["model", "batch", "input_size"]
-VARIANT_KEYS = ["quant", "prune", "prune_amount", "technique", "tile"]
+VARIANT_KEYS = ["quant", "prune", "prune_amount", "technique", "tile", "custom_sha256"]
 CONFIGURATION_KEYS = GROUP_KEYS + SCENARIO_KEYS + VARIANT_KEYS
 
 # Reading order of techniques in tables and legends: the baseline first, scalar last.

@@ -54,7 +54,10 @@ def test_every_choice_composes_and_checks(hydra_conf, group, choice):
                  contract.P_TILE, contract.P_BACKEND, contract.P_QUANT, contract.P_PRUNE, contract.P_PRUNE_AMOUNT,
                  contract.P_BENCH, contract.P_CACHE_MODE):
         assert name in flat, name
-    if (cfg.backend.name == "gpu" and NO_GPU) or (_needs_kernels(cfg) and NO_GPU):
+    if cfg.gemm.name == "custom":   # needs the user's kernel file (tests/test_custom_kernel.py runs one)
+        with pytest.raises(ConfigError, match="gemm=custom needs your kernel file: gemm.source=PATH"):
+            job_spec(cfg)
+    elif (cfg.backend.name == "gpu" and NO_GPU) or (_needs_kernels(cfg) and NO_GPU):
         with pytest.raises(ConfigError):
             job_spec(cfg)
     else:

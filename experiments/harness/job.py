@@ -27,7 +27,9 @@ import torch
 from torch import nn
 
 from experiments.conv import ConvGeometry, LayerCost, Variant, exactness, layer_cost, swap_variant
+from experiments.conv import custom
 from experiments.conv.api import resolve_padding
+from experiments.conv.variant import CUSTOM
 from experiments.conv.swap import conv_inputs, conv_layers
 from experiments.conv.tolerance import RELATIVE_TOLERANCE, relative_error
 
@@ -101,6 +103,8 @@ class Job:
     def __init__(self, spec: JobSpec, progress: Callable[..., object] | None = None):
         self.spec = spec
         self.runtime = spec.runtime
+        if hasattr(self.runtime, "kernel_timeout_s"):   # the emulator's watchdog (a GPU kernel cannot be stopped)
+            self.runtime.kernel_timeout_s = spec.kernel_timeout_s
         self.device = torch.device("cuda" if self.runtime.is_gpu else "cpu")
         self.clock = EventClock("torch") if self.runtime.is_gpu else CpuClock(self.runtime.synchronize)
         self.flush = CacheFlusher(spec.flush_bytes, self.device) if spec.cache_mode == "cold" else None
@@ -340,7 +344,26 @@ def check_tolerance(spec: JobSpec, out: JobOutcome) -> None:
         raise ToleranceError(
             f"{spec.variant.label} exceeds the {spec.quant} tolerance {spec.tolerance:g} against float64 PyTorch: "
             f"model output max_rel_err {out.max_rel_err:.3g}"
-            + (f", worst layer {worst.name} {worst.max_rel_err:.3g}" if worst else ""))
+            + (f", worst layer {worst.name} {worst.max_rel_err:.3g}" if worst else "")
+            + (_custom_diagnosis(spec, out) if spec.variant.gemm == CUSTOM else ""))
+
+
+def _custom_diagnosis(spec: JobSpec, out: JobOutcome) -> str:
+    """A user's kernel that is wrong: its first wrong layer, and that layer's GEMM run alone on fresh operands
+    with the first wrong element of C, so that the student knows where to look."""
+    first = next((layer for layer in out.layers if not layer.max_rel_err <= spec.tolerance), None)
+    if first is None:
+        return ""
+    cost = layer_cost(first.geometry, spec.variant)
+    text = f"; first wrong layer {first.name} (max_rel_err {first.max_rel_err:.3g})"
+    if not cost.gemm_groups:
+        return text
+    try:
+        check = custom.check_gemm(spec.runtime, spec.variant.custom, spec.variant.tile, cost.gemm_m,
+                                  cost.gemm_n // first.geometry.batch, cost.gemm_k, spec.tolerance)   # one image's
+    except Exception as exc:   # the kernel failing outright on this shape says as much
+        return f"{text}: its GEMM alone fails: {type(exc).__name__}: {exc}"
+    return f"{text}: {spec.variant.custom.name} alone on {check.describe()}"
 
 
 def _rel_err(y: torch.Tensor, reference: torch.Tensor) -> float:

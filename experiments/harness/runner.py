@@ -157,9 +157,10 @@ def _checked_and_logged(cfg: DictConfig, context: JobContext, started: float) ->
     except BaseException as exc:   # SIGTERM/SIGINT (signals.py): close this job's run as KILLED, then stop
         stop = signals.as_stop(exc)
         if stop is not None:
-            closed = stale.close_own_runs(stop.reason, keep={context.state.parent_run_id} if context.state else set())
+            closed = stale.close_own_runs(stop.reason, keep={context.state.parent_run_id} if context.state else set(),
+                                          status=stop.status)
             context.record(JobReport(name, STATUS_FAILED, stop.reason, closed[0] if closed else None, context.num))
-            print(f"[convbench] {context.label} {name}: KILLED ({stop.reason})", file=sys.stderr, flush=True)
+            print(f"[convbench] {context.label} {name}: {stop.status} ({stop.reason})", file=sys.stderr, flush=True)
         raise
     context.record(report)
     return report

@@ -393,6 +393,11 @@ def runs_here() -> bool:
     return bool(_open_sweeps)
 
 
+def open_sweep() -> SweepState | None:
+    """The sweep this process started and has not closed (its launcher runs the jobs), if any."""
+    return next(iter(_open_sweeps.values()), None)
+
+
 def abort_open_sweeps(reason: str = "interrupted", killed: bool = False) -> None:
     """Close every parent run this process opened and did not close (run.py, on an exception)."""
     for state in list(_open_sweeps.values()):

@@ -102,6 +102,9 @@ P_CACHE_MODE = "bench.cache_mode"  # hot | cold
 P_VARIANT_LABEL = f"{VARIANT_PREFIX}label"     # e.g. kn2row/blocked-t8/fp32
 P_VARIANT_GEMM = f"{VARIANT_PREFIX}gemm"       # empty where no GEMM runs (pytorch, scalar, auto)
 P_VARIANT_TILE = f"{VARIANT_PREFIX}tile"       # empty but for the blocked GEMM
+P_VARIANT_CUSTOM = f"{VARIANT_PREFIX}custom"   # gemm=custom: the kernel's name, empty otherwise
+P_VARIANT_CUSTOM_PATH = f"{VARIANT_PREFIX}custom.path"      # gemm=custom: the kernel file, absolute
+P_VARIANT_CUSTOM_SHA256 = f"{VARIANT_PREFIX}custom.sha256"  # gemm=custom: the file's sha256 (what ran)
 VARIANT_PARAMS = (*(f"{VARIANT_PREFIX}{field}" for field in VARIANT_FIELDS), P_VARIANT_LABEL)
 
 # --- tags ---------------------------------------------------------------------------

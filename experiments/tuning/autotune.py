@@ -51,7 +51,7 @@ from .database import TuningDatabase, TuningEntry, TuningKey
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # auto_sparse is itself a rule (sparse below a density threshold): tuning measures sparse and dense instead
-TUNABLE_GEMMS = tuple(g for g in GEMMS if not g.startswith("auto"))
+TUNABLE_GEMMS = tuple(g for g in GEMMS if not g.startswith("auto") and g != variant.CUSTOM)
 SPARSE_GEMMS = tuple(g for g in TUNABLE_GEMMS if "sparse" in g)
 # The rungs of the GEMM ladder tuned by default: today's rung and the top of the ladder (warp tiling
 # alone, with split-K for small grids, with the batch folded into N); rungs 0, 2 and 3 are steps that
