@@ -25,7 +25,6 @@ STATUS_OK, STATUS_FAILED, STATUS_RUNNING = "ok", "failed", "running"
 
 # Bit width of each quantization scheme, for "speedup against bit width".
 QUANT_BITS = {"fp32": 32, "tf32": 19, "bf16": 16, "fp16": 16, "int8": 8, "int4": 4}
-ELEMENT_BYTES = {"fp32": 4, "tf32": 4, "bf16": 2, "fp16": 2, "int8": 1}
 
 JOB_COLUMNS = [
     "run_id", "run_name", "experiment", "start_time", "status", "error",

@@ -8,18 +8,19 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from analysis.load import ELEMENT_BYTES, PYTORCH, QUANT_BITS
+from analysis.load import PYTORCH, QUANT_BITS
+from experiments.conv.accounting import ELEMENT_BYTES, FLOAT32_BYTES
 from analysis.samples import iqr_rel, speedup_interval
-from experiments.harness.bootstrap import ratio_of_medians
-from experiments.harness.energy import MIN_IMAGES as MIN_ENERGY_IMAGES
-from experiments.harness.energy import THIN as THIN_WINDOW
+from experiments.measure.bootstrap import ratio_of_medians
+from experiments.measure.energy import MIN_IMAGES as MIN_ENERGY_IMAGES
+from experiments.measure.energy import THIN as THIN_WINDOW
+from experiments.measure.timing import NOISY_IQR_REL
 from analysis.selection import (
     comparison_runs, dense_fp32, ordered_techniques, technique_label, technique_sort_key,
 )
 from experiments.tracking import contract as c
 from experiments.tracking import drift
 
-NOISY_IQR_REL = 0.10  # DESIGN: IQR/median above 10% is flagged
 
 TECHNIQUE = "technique"
 TILE = "tile"
@@ -355,10 +356,11 @@ def inflation(runs: pd.DataFrame, layers: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for _, run in runs.iterrows():
         own = _layers_of(layers, run["run_id"])
-        element = ELEMENT_BYTES.get(run["quant"], 4)
+        element = ELEMENT_BYTES.get(run["quant"], FLOAT32_BYTES)   # the input at the run's precision
         for _, layer in own.iterrows():
             in_bytes = layer["batch"] * layer["in_channels"] * layer["in_h"] * layer["in_w"] * element
-            out_bytes = layer["batch"] * layer["out_channels"] * layer["out_h"] * layer["out_w"] * element
+            # the output (and kn2row's partial planes) is float32 at every precision, as the accounting counts it
+            out_bytes = layer["batch"] * layer["out_channels"] * layer["out_h"] * layer["out_w"] * FLOAT32_BYTES
             rows.append({"algo": run["algo"], "layer": layer["layer"],
                          "taps": layer["kernel_h"] * layer["kernel_w"],
                          "workspace_vs_input": layer["workspace_bytes"] / in_bytes,

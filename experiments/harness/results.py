@@ -7,7 +7,9 @@ from experiments.compress import pipeline as compression
 from experiments.conv import Variant
 from experiments.tracking import contract as c
 
-from . import bootstrap, machine_load
+from experiments.measure import bootstrap
+
+from . import machine_load
 from .config import PYTORCH, JobSpec
 from .job import JobOutcome
 
