@@ -25,7 +25,7 @@ from experiments.compress.prune import KINDS as PRUNE_KINDS
 from . import validate
 from .errors import ConfigError
 from .models import check_model_name, input_hw, resolve_weights
-from .timing import CACHE_MODES, Protocol
+from experiments.measure.timing import CACHE_MODES, Protocol
 
 PYTORCH = "pytorch"
 AUTO = "auto"                           # per layer the fastest candidate, remembered (experiments/tuning)

@@ -29,6 +29,11 @@ ENERGY_PER_INFERENCE_J = "energy_per_inference_j"   # the window's energy / imag
 CO2_PER_INFERENCE_MG = "co2_per_inference_mg"       # the window's emissions / images it processed
 SPEEDUP_CI95_LOW = "speedup_ci95_low"         # 95% bootstrap interval of speedup_vs_baseline,
 SPEEDUP_CI95_HIGH = "speedup_ci95_high"       # from the raw samples of both medians
+# The machine while the job ran (experiments/harness/machine_load.py): a busy machine slows the job and
+# makes PyTorch's baseline drift from job to job (experiments/tracking/drift.py)
+LOAD_AVG_START = "load_avg_start"             # 1-minute load average when the job started
+LOAD_AVG_END = "load_avg_end"                 # ... and when it ended
+ENERGY_IMAGES = "energy_images"               # images the energy window ran (energy_per_inference_j's divisor)
 
 METRICS = (
     LATENCY_MS, LATENCY_P10_MS, LATENCY_P90_MS, LATENCY_IQR_REL, LATENCY_SAMPLES, BASELINE_LATENCY_MS,
@@ -140,6 +145,11 @@ T_PROCESS_START = "process_start"   # the process's start, seconds since the epo
 T_OUTBOX = "outbox"             # set on a run uploaded later from an outbox: the outbox entry it came from
 T_CLIENT_ID = "client_run_id"   # made by convbench before the run exists: a retried or resumed upload finds its run
 T_JOB_NAME = "job_name"         # the job's full name (model/variant/prune); a sweep's child run is named short
+T_QUIET = "machine_quiet"       # yes | no: no other process was busy at the job's start and end
+T_BUSY_PROCESSES = "busy_processes"   # the other busy processes and load when not quiet, in words
+T_ENERGY_WINDOW = "energy_window"     # readable | thin (fewer images than MIN_ENERGY_IMAGES: not ranked)
+T_BASELINE_DRIFT = "baseline_drift"   # a sweep's parent: PyTorch's medians spread across its jobs (drift.py)
+T_VS_PYTORCH = "vs_pytorch"     # the speedup in words, '2.35× slower' (a column of the UI's runs table)
 T_WHAT_RAN = "what_ran"         # in words: numpy reference on the CPU, emulator (correctness only), kernels on a GPU
 
 # --- names in the MLflow UI -------------------------------------------------------------
@@ -169,7 +179,8 @@ P_SWEEP_OVERRIDES = "sweep.overrides"
 P_SWEEP_JOBS = "sweep.jobs"
 P_SWEEP_DIR = "sweep.dir"
 JOBS_TOTAL, JOBS_OK, JOBS_FAILED = "jobs_total", "jobs_ok", "jobs_failed"
-JOBS_SKIPPED, JOBS_MISSING = "jobs_skipped", "jobs_missing"
+JOBS_SKIPPED, JOBS_MISSING = "jobs_skipped", "jobs_missing"   # missing: started, left no result
+JOBS_NOT_STARTED = "jobs_not_started"   # a stopped sweep's jobs that never started
 JOBS_IN_OUTBOX = "jobs_in_outbox"   # jobs whose runs wait in the sweep's outbox (store unreachable)
 STALE_RUNS_CLOSED = "stale_runs_closed"   # RUNNING runs of dead processes this sweep's start closed as KILLED
 
