@@ -11,7 +11,7 @@ from analysis import samples as raw
 from experiments.conv import ConvGeometry, Variant, layer_cost
 from experiments.harness.job import JobOutcome, LayerOutcome
 from experiments.harness.results import contract_metrics
-from experiments.harness.timing import Measurement
+from experiments.measure.timing import Measurement
 from experiments.tracking import contract
 
 from .test_variant import _spec
