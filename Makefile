@@ -11,7 +11,7 @@ $(error PLATFORM=$(PLATFORM) is not a platform; valid: cpu, cuda, rocm)
 endif
 STAMP := $(VENV)/.installed-$(PLATFORM)
 
-.PHONY: setup run smoke test test-all compile-check bench-layers report ceilings ui server clean gpu-check gpu-check-rehearsal
+.PHONY: setup run smoke test test-all compile-check check-kernel bench-layers report ceilings ui server clean gpu-check gpu-check-rehearsal gpu-wheels
 
 setup: $(STAMP)
 
@@ -46,6 +46,14 @@ test-all: setup compile-check
 compile-check:
 	bash hip/compile_check.sh
 
+# Your own GEMM kernel file checked on the emulator, no GPU needed (docs/your-kernel.md):
+#   make check-kernel SOURCE=my_gemm.hip [TILE=16] [TILE_MACRO=TILE_WIDTH] [FUNCTION=name] [BLOCK_TILE=64,64]
+export SOURCE TILE TILE_MACRO FUNCTION BLOCK_TILE
+check-kernel: setup
+	@test -n "$$SOURCE" || { echo "make check-kernel needs SOURCE=path/to/your_kernel.hip (template: hip/custom/template.hip)" >&2; exit 2; }
+	$(PY) -m experiments.harness.check_kernel "$$SOURCE" --tile "$${TILE:-16}" $${TILE_MACRO:+--tile-macro "$$TILE_MACRO"} \
+		$${FUNCTION:+--function "$$FUNCTION"} $${BLOCK_TILE:+--block-tile "$$BLOCK_TILE"} $(ARGS)
+
 bench-layers: setup
 	$(PY) -m experiments.bench.layers $(ARGS)
 
@@ -66,6 +74,14 @@ endif
 
 gpu-check-rehearsal: setup
 	$(PY) -m experiments.bench.gpu_check --rehearse $(ARGS)
+
+# For a GPU machine without internet (its torch and CuPy installed): here, with internet, the wheels it
+# lacks (requirements/gpu_wheels.py says how to install them there). HAVE: its `pip list --format=freeze`;
+# TARGET_PYTHON: its Python version.
+HAVE ?=
+TARGET_PYTHON ?= 3.12
+gpu-wheels:
+	$(PYTHON) requirements/gpu_wheels.py --python-version $(TARGET_PYTHON) $(if $(HAVE),--have '$(HAVE)') --out gpu-wheels $(ARGS)
 
 .PHONY: bench-sparsity bench-grouped
 # Density sweep 1.0 -> 0.05 on resnet18's layers: dense GEMM vs CSR SpMM, and the crossover density.
@@ -103,6 +119,12 @@ $(NVDISASM):
 	$(PY) -m pip install -q --target build/tools/nvdisasm-$(NVDISASM_VERSION) nvidia-cuda-nvdisasm==$(NVDISASM_VERSION)
 kernel-report: setup $(NVDISASM)
 	$(PY) -m analysis.kernel_report --nvdisasm $(NVDISASM) --out results/$$(date +%F)-kernels.md $(ARGS)
+
+.PHONY: coverage-gpu-path
+# Line coverage of the modules a GPU run uses (runtime, conv, bench, the harness's device code) under the CPU
+# test suite, every unexecuted line listed with why: results/<date>-gpu-path-coverage.md.
+coverage-gpu-path: setup
+	$(PY) -m analysis.gpu_path_coverage $(ARGS)
 
 TRACKING_URI ?= sqlite:///mlflow.db
 EXPERIMENT ?=

@@ -39,7 +39,7 @@ def main() -> int:
             stop = signals.as_stop(exc)
             reason = stop.reason if stop is not None else f"stopped by {type(exc).__name__}"
             sweep.abort_open_sweeps(reason, killed=stop is not None)
-            if stop is None and out_of_space(exc):   # Hydra writing a job's .hydra/ or a log on a full disk
+            if isinstance(exc, Exception) and out_of_space(exc):   # Hydra writing a job's .hydra/ or log on a full disk
                 print(f"convbench: stopped: {short(exc)}; free some space and run again", file=sys.stderr)
                 return 1
             if stop is None:

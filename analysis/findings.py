@@ -12,7 +12,7 @@ from analysis.load import PYTORCH
 from analysis.tables import (
     CI_HIGH, CI_LOW, IQR_REL, MEDIAN_MS, NOISY_IQR_REL, PYTORCH_SAME_JOB_MS, SPEEDUP, TECHNIQUE, TILE,
 )
-from experiments.tracking.labels import ratio_text
+from experiments.tracking.labels import interval_text, ratio_text
 
 
 def _ms(value: float) -> str:
@@ -30,8 +30,8 @@ def _interval(row) -> str:
     if pd.isna(low) or pd.isna(high):
         return ""
     if low <= 1 <= high:
-        return f" (not significant: the 95% interval {low:.3g}–{high:.3g}× contains 1)"
-    return f" (95% CI {low:.3g}–{high:.3g}×)"
+        return f" (not significant: the 95% interval, {interval_text(low, high)}, contains no difference)"
+    return f" (95% CI {interval_text(low, high)})"
 
 
 def ranked_by_speedup(e2e: pd.DataFrame) -> pd.DataFrame:

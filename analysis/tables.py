@@ -8,15 +8,19 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from analysis.load import ELEMENT_BYTES, PYTORCH, QUANT_BITS
+from analysis.load import PYTORCH, QUANT_BITS
+from experiments.conv.accounting import ELEMENT_BYTES, FLOAT32_BYTES
 from analysis.samples import iqr_rel, speedup_interval
-from experiments.harness.bootstrap import ratio_of_medians
+from experiments.measure.bootstrap import ratio_of_medians
+from experiments.measure.energy import MIN_IMAGES as MIN_ENERGY_IMAGES
+from experiments.measure.energy import THIN as THIN_WINDOW
+from experiments.measure.timing import NOISY_IQR_REL
 from analysis.selection import (
     comparison_runs, dense_fp32, ordered_techniques, technique_label, technique_sort_key,
 )
 from experiments.tracking import contract as c
+from experiments.tracking import drift
 
-NOISY_IQR_REL = 0.10  # DESIGN: IQR/median above 10% is flagged
 
 TECHNIQUE = "technique"
 TILE = "tile"
@@ -103,6 +107,19 @@ def significance(low: pd.Series, high: pd.Series) -> pd.Series:
     return pd.Series(np.where(low.isna(), "", np.where(contains_one, NOT_SIGNIFICANT, "yes")), index=low.index)
 
 
+def baseline_drifts(runs: pd.DataFrame) -> list[drift.Drift]:
+    """Per sweep and scenario (what PyTorch ran), PyTorch's medians across the jobs where they drifted
+    (experiments/tracking/drift.py: the rule the sweep's summary applies), jobs named by their runs."""
+    keys = ["sweep_id", "model", "batch", "input_size", "quant", "prune", "prune_amount"]
+    found = []
+    for key, group in runs[runs[c.BASELINE_LATENCY_MS].notna()].groupby(keys, sort=True, dropna=False):
+        sweep, model, batch, input_size = key[:4]
+        scenario = f"sweep {sweep or '(none)'}, {model}, batch {batch}, {input_size} px, {key[4]}, {key[5]}"
+        medians = dict(zip(group["run_name"] + " (" + group["run_id"].str[:8] + ")", group[c.BASELINE_LATENCY_MS]))
+        found.append(drift.baseline_drift(medians, scenario))
+    return [d for d in found if d is not None]
+
+
 def co2_per_image_mg(runs: pd.DataFrame) -> pd.Series:
     """Logged by the job; for older runs, energy per image x the run's carbon intensity (window CO2 / energy)."""
     logged = runs[c.CO2_PER_INFERENCE_MG] if c.CO2_PER_INFERENCE_MG in runs else pd.Series(np.nan, index=runs.index)
@@ -129,8 +146,9 @@ def end_to_end(runs: pd.DataFrame, samples: dict | None = None) -> tuple[pd.Data
         CI_LOW: low,
         CI_HIGH: high,
         SIGNIFICANT: significance(low, high),
-        ENERGY_PER_IMAGE: runs[c.ENERGY_PER_INFERENCE_J],
-        CO2_PER_IMAGE: co2_per_image_mg(runs),
+        # a thin window's per-image figure is in the energy table, marked, and compared nowhere
+        ENERGY_PER_IMAGE: runs[c.ENERGY_PER_INFERENCE_J].where(~thin_window(runs)),
+        CO2_PER_IMAGE: co2_per_image_mg(runs).where(~thin_window(runs)),
         BASELINE_SOURCE: source,
         PROTOCOL: runs["bench"].replace("", "unknown"),
         RUN: runs["run_name"],
@@ -153,6 +171,9 @@ def end_to_end(runs: pd.DataFrame, samples: dict | None = None) -> tuple[pd.Data
         table = table.drop(columns=BASELINE_SOURCE)
     if table[TILE].isna().all():
         table = table.drop(columns=TILE)
+    if thin_window(runs).any():
+        notes.append(f"Energy per image left out for {', '.join(runs.loc[thin_window(runs), 'technique'])}: its energy "
+                     f"window ran fewer than {MIN_ENERGY_IMAGES} images (thin; see the energy table).")
     return table, notes
 
 
@@ -269,9 +290,9 @@ def per_layer(matrix: pd.DataFrame, shapes: pd.DataFrame, noise: pd.DataFrame | 
     if noise is not None:
         noisy = noise.gt(NOISY_IQR_REL)
         table[NOISY_LAYER] = [", ".join(noise.columns[flags]) for flags in noisy.to_numpy()]
-    best = matrix.min(axis=1)
-    if PYTORCH in matrix:
-        table["fastest vs PyTorch [×]"] = (matrix[PYTORCH] / best).to_numpy()
+    if PYTORCH in matrix:   # PyTorch's time over our best one: below 1 where PyTorch is the fastest
+        best_of_ours = matrix.drop(columns=PYTORCH).min(axis=1)
+        table["fastest vs PyTorch [×]"] = (matrix[PYTORCH] / best_of_ours).to_numpy()
     return table
 
 
@@ -335,10 +356,11 @@ def inflation(runs: pd.DataFrame, layers: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for _, run in runs.iterrows():
         own = _layers_of(layers, run["run_id"])
-        element = ELEMENT_BYTES.get(run["quant"], 4)
+        element = ELEMENT_BYTES.get(run["quant"], FLOAT32_BYTES)   # the input at the run's precision
         for _, layer in own.iterrows():
             in_bytes = layer["batch"] * layer["in_channels"] * layer["in_h"] * layer["in_w"] * element
-            out_bytes = layer["batch"] * layer["out_channels"] * layer["out_h"] * layer["out_w"] * element
+            # the output (and kn2row's partial planes) is float32 at every precision, as the accounting counts it
+            out_bytes = layer["batch"] * layer["out_channels"] * layer["out_h"] * layer["out_w"] * FLOAT32_BYTES
             rows.append({"algo": run["algo"], "layer": layer["layer"],
                          "taps": layer["kernel_h"] * layer["kernel_w"],
                          "workspace_vs_input": layer["workspace_bytes"] / in_bytes,
@@ -390,6 +412,12 @@ ENERGY_PER_INFERENCE = "energy per inference [J]"
 CO2_PER_INFERENCE = "CO2 per inference [mg CO2e]"
 ENERGY_PER_RUN = "energy window total [Wh]"
 CO2_PER_RUN = "CO2 window total [g CO2e]"
+ENERGY_WINDOW = "window"
+
+
+def thin_window(runs: pd.DataFrame) -> pd.Series:
+    """True where the job's energy window held too few images for its per-image figure to be compared."""
+    return runs["energy_window"] == THIN_WINDOW
 
 
 def energy(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
@@ -403,6 +431,7 @@ def energy(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
         ENERGY_PER_RUN: runs[c.ENERGY_KWH] * 1e3,
         CO2_PER_RUN: runs[c.EMISSIONS_KG] * 1e3,
         "energy mode": runs["energy_mode"].replace("", "unknown"),
+        ENERGY_WINDOW: runs["energy_window"].replace("", "unknown"),
     })
     table = table.assign(_key=runs["technique"].map(technique_sort_key)).sort_values(
         "_key", kind="stable").drop(columns="_key").reset_index(drop=True)
@@ -410,6 +439,9 @@ def energy(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
                                   ENERGY_PER_RUN: c.ENERGY_KWH, CO2_PER_RUN: c.EMISSIONS_KG}, notes)
     if CO2_PER_INFERENCE in table and table[CO2_PER_INFERENCE].isna().all():
         table = table.drop(columns=CO2_PER_INFERENCE)
+    if (table[ENERGY_WINDOW] == THIN_WINDOW).any():
+        notes.append(f"Window '{THIN_WINDOW}': fewer than {MIN_ENERGY_IMAGES} images ran in it, so its per-image "
+                     "figure is not comparable: it is in no ranking, finding or figure.")
     return table, notes
 
 

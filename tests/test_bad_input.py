@@ -101,7 +101,7 @@ def test_run_py_exits_2_with_one_message_and_no_traceback(tmp_path, convbench, c
     (["hydra/launcher=joblib", "hydra.launcher.n_jobs=0"], "hydra.launcher.n_jobs=0: expected a positive int"),
     (["hydra/launcher=submitit_slurm", "hydra.launcher.timeout_min=1"],
      "hydra.launcher.signal_delay_s=120: SLURM would send its time-limit warning at the jobs' start"),
-    (["hydra/launcher=joblib", "hydra.launcher.timeout=inf"], "hydra.launcher.timeout=inf (float): expected null or"),
+    (["hydra/launcher=joblib", "hydra.launcher.timeout=inf"], "hydra.launcher.timeout=inf (float): expected a finite number in (0, inf) or null"),
 ])
 def test_launcher_settings_are_refused_before_the_parent_run(tmp_path, convbench, capsys, launcher, named):
     store = tmp_path / "m.db"
@@ -228,7 +228,7 @@ def test_the_cold_cache_flush_buffer_counts_in_the_memory_estimate(tmp_path):
 
 
 @pytest.mark.parametrize("launcher,named", [
-    (["hydra/launcher=joblib", "hydra.launcher.timeout=inf"], "hydra.launcher.timeout=inf (float): expected null or"),
+    (["hydra/launcher=joblib", "hydra.launcher.timeout=inf"], "hydra.launcher.timeout=inf (float): expected a finite number in (0, inf) or null"),
     (["hydra/launcher=joblib", "hydra.launcher.timeout=-5"], "hydra.launcher.timeout=-5.0 (float)"),
     (["hydra/launcher=joblib", "hydra.launcher.batch_size=0"], "hydra.launcher.batch_size='0' (str): expected an int >= 1"),
     (["hydra/launcher=submitit_slurm", "hydra.launcher.timeout_min=0"], "hydra.launcher.timeout_min=0 (int): expected"),

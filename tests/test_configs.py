@@ -54,7 +54,10 @@ def test_every_choice_composes_and_checks(hydra_conf, group, choice):
                  contract.P_TILE, contract.P_BACKEND, contract.P_QUANT, contract.P_PRUNE, contract.P_PRUNE_AMOUNT,
                  contract.P_BENCH, contract.P_CACHE_MODE):
         assert name in flat, name
-    if (cfg.backend.name == "gpu" and NO_GPU) or (_needs_kernels(cfg) and NO_GPU):
+    if cfg.gemm.name == "custom":   # needs the user's kernel file (tests/test_custom_kernel.py runs one)
+        with pytest.raises(ConfigError, match="gemm=custom needs your kernel file: gemm.source=PATH"):
+            job_spec(cfg)
+    elif (cfg.backend.name == "gpu" and NO_GPU) or (_needs_kernels(cfg) and NO_GPU):
         with pytest.raises(ConfigError):
             job_spec(cfg)
     else:
@@ -205,8 +208,8 @@ def test_weights_must_be_cached_not_downloaded(hydra_conf, monkeypatch, tmp_path
     ("quant.percentile=0", "quant.percentile=0 (int): expected a finite number in (0, 100]"),
     ("quant.percentile=nan", "quant.percentile=nan (float): expected a finite number in (0, 100]"),
     ("quant.percentile=abc", "quant.percentile='abc' (str): expected a finite number"),
-    ("quant.max_cost=-1", "quant.max_cost=-1 (int): expected null or a finite number in (0, inf)"),
-    ("quant.max_cost=inf", "quant.max_cost=inf (float): expected null or a finite number in (0, inf)"),
+    ("quant.max_cost=-1", "quant.max_cost=-1 (int): expected a finite number in (0, inf) or null"),
+    ("quant.max_cost=inf", "quant.max_cost=inf (float): expected a finite number in (0, inf) or null"),
     ("quant.skip=3", "quant.skip=3 (int): expected a non-empty string, or a list, each item a non-empty string"),
     ("quant.skip=[first,2]", "quant.skip=['first', 2] (list): expected a non-empty string, or a list"),
 ])

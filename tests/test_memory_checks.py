@@ -87,32 +87,68 @@ def test_vit_kn2row_job_names_the_algorithms_that_fit(free_gib):
         _spec(["model=resnet18", "model.name=vit_b_16", "algo=kn2row"])
 
 
-def test_on_a_gpu_the_device_memory_counts_with_cupys_free_pool():
-    """What a GPU job may still allocate: the device's free memory and the blocks CuPy's pool holds unused
-    (a stand-in for CuPy: no GPU here)."""
-    class Pool:
-        def free_bytes(self):
-            return 2 * GiB
+@pytest.fixture
+def stand_in_gpu(monkeypatch):
+    """backend='gpu' on the stand-in CuPy (tests/fake_cupy.py): its pool counts what really is allocated."""
+    from experiments import runtime
+    from experiments.conv import ladder
+    from experiments.runtime import gpu
+    from tests import fake_cupy
+    fake_cupy.install(monkeypatch, sms=110, memory=8 * GiB)
+    monkeypatch.setattr(ladder, "_MULTIPROCESSORS", {})
+    gpu._load_module.cache_clear()
+    runtime._runtime.cache_clear()
+    yield runtime.resolve("gpu")
+    gpu._load_module.cache_clear()
+    runtime._runtime.cache_clear()
 
-    class Cupy:
-        class cuda:
-            class runtime:
-                @staticmethod
-                def memGetInfo():
-                    return 6 * GiB, 80 * GiB
 
-        @staticmethod
-        def get_default_memory_pool():
-            return Pool()
-
-    class Gpu:
-        is_gpu, xp = True, Cupy
-
-        def device_name(self):
-            return "NVIDIA H100"
-
-    free, where = memory.free_bytes(Gpu())
-    assert free == 8 * GiB and where == "the GPU (NVIDIA H100)"
+def test_on_a_gpu_the_device_memory_counts_with_cupys_free_pool(stand_in_gpu):
+    """What a GPU job may still allocate: the device's free memory and the blocks CuPy's pool holds unused."""
+    xp = stand_in_gpu.xp
+    block = xp.empty((256, 1024, 1024), dtype=xp.float32)   # 1 GiB, then back to the pool unused
+    del block
+    pool = xp.get_default_memory_pool()
+    assert pool.free_bytes() == GiB and xp.cuda.runtime.memGetInfo()[0] == 7 * GiB
+    free, where = memory.free_bytes(stand_in_gpu)
+    assert free == 8 * GiB and where == "the GPU (NVIDIA H100 80GB HBM3 (stand-in))"
     g = memory.ConvGeometry(1, 3, 768, 224, 224, 16, 16, (16, 16), (0, 0))
     with pytest.raises(memory.WorkspaceTooLargeError, match=r"has 8 GiB free; algorithms that fit: im2col, scalar"):
-        memory.check_workspace(g, Variant.of("kn2row", "vendor"), Gpu(), "conv_proj")
+        memory.check_workspace(g, Variant.of("kn2row", "vendor"), stand_in_gpu, "conv_proj")
+
+
+# (algo, gemm, rung, dtype, batch, C, F, H, kernel): split-K rungs on small grids (long K), int8's accumulator pairs
+ALLOCATING = [
+    ("im2col", "blocked", "blocked", "fp32", 2, 5, 7, 11, 3),
+    ("kn2row", "blocked", "blocked", "fp32", 2, 5, 7, 11, 3),
+    ("im2col", "blocked", "splitk", "fp32", 1, 64, 8, 6, 3),
+    ("kn2row", "blocked", "splitk", "fp32", 1, 300, 4, 5, 3),
+    ("im2col", "blocked", "fold", "fp32", 3, 64, 8, 6, 3),
+    ("kn2row", "blocked", "blocked", "int8", 2, 5, 20, 11, 3),
+    ("im2col", "blocked", "blocked", "int8", 2, 5, 20, 11, 3),
+    ("kn2row", "blocked", "blocked", "fp16", 2, 5, 20, 11, 3),
+    ("scalar", None, None, "int8", 2, 5, 20, 11, 3),
+    ("kn2row", "blocked", "blocked", "int8", 2, 5, 20, 11, 1),
+]
+
+
+@pytest.mark.parametrize("algo, gemm, rung, dtype, batch, c, f, h, k", ALLOCATING)
+def test_the_estimate_is_what_a_call_allocates(stand_in_gpu, algo, gemm, rung, dtype, batch, c, f, h, k):
+    """memory.peak_bytes against the stand-in pool's high-water mark over one call of the plan (the input and
+    the prepared filter already on the device): split-K's partial sums and int8 kn2row's int32/float32 pair
+    included. (vendor int8's torch._int_mm operands live in torch's allocator: not in this pool.)"""
+    import numpy as np
+
+    from experiments.conv.plan import ConvPlan
+    xp, rng = stand_in_gpu.xp, np.random.default_rng(batch * c + f)
+    x = xp.asarray(rng.standard_normal((batch, c, h, h)).astype(np.float32))
+    w = xp.asarray(rng.standard_normal((f, c, k, k)).astype(np.float32))
+    variant = Variant.of(algo, gemm, 8 if gemm == "blocked" else None, dtype=dtype, rung=rung)
+    plan = ConvPlan.build(w, None, 1, k // 2, 1, 1, variant, stand_in_gpu)
+    pool = xp.get_default_memory_pool()
+    before = pool.used_bytes()
+    pool.reset_peak()
+    plan(x)
+    measured = pool.peak_used - before
+    estimate = memory.peak_bytes(plan.geometry(x.shape), variant, sms=110)
+    assert estimate == measured

@@ -275,7 +275,7 @@ def test_device_arrays_do_not_mix_with_host_arrays(gpu_runtime):
 def test_streams_and_events_time_a_kernel(gpu_runtime):
     """EventClock('cupy') (bench-layers, bench-ladder): events on the current stream, elapsed time in ms; a
     kernel on an explicit stream."""
-    from experiments.harness.timing import EventClock
+    from experiments.measure.timing import EventClock
     xp = gpu_runtime.xp
     kernel = xp.RawModule(code=STRIDE_KERNEL).get_function("scale")
     a, c = xp.asarray(np.ones(64, np.float32)), xp.empty(64, dtype=np.float32)
@@ -321,3 +321,26 @@ def test_split_k_reads_the_sm_count_on_nvidia_and_amd(monkeypatch, is_hip):
     rt = runtime.resolve("gpu")
     assert rt.kind == ("hip" if is_hip else "cuda")
     assert ladder.multiprocessors(rt) == 104
+
+
+@pytest.mark.parametrize("dtype", ["fp16", "int8"])
+def test_the_vendor_filter_is_prepared_once_per_layer_not_per_call(gpu_runtime, monkeypatch, dtype):
+    """Fairness: what is the same in every call (the filter, padded for int8) is made by the plan, outside
+    the timed calls; fp16's filter reaches every image as a stride-0 batch, never copied per image."""
+    from experiments.conv import Variant, vendor_lowp
+    from experiments.conv.plan import ConvPlan
+    prepared, filters = [], []
+    real_prepare, real_bmm = vendor_lowp.prepare, torch.bmm
+    monkeypatch.setattr(vendor_lowp, "prepare", lambda a: prepared.append(1) or real_prepare(a))
+
+    def bmm(a, b, out_dtype=None):
+        filters.append(a.stride(0))
+        return real_bmm(a.float(), b.float())
+
+    monkeypatch.setattr(torch, "bmm", bmm)
+    x, w = conv_case(6, n=3, c=6, f=20)
+    xp = gpu_runtime.xp
+    plan = ConvPlan.build(xp.asarray(w), None, 1, 1, 1, 1, Variant.of("im2col", "vendor", dtype=dtype), gpu_runtime)
+    outputs = [plan(xp.asarray(x)).get() for _ in range(3)]
+    assert len(prepared) == 1 and all(np.array_equal(o, outputs[0]) for o in outputs)
+    assert filters == ([0, 0, 0] if dtype == "fp16" else [])

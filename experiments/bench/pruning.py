@@ -39,12 +39,12 @@ from experiments.bench import document
 from experiments.compress import PruneSpec, prune_model
 from experiments.compress import digits as digits_mod
 from experiments.compress import fidelity, precision_cost
-from experiments.compress.pipeline import EVALUATION_SEED_OFFSET, AtPrecision
+from experiments.compress.pipeline import EVALUATION_SEED_OFFSET, half_baseline
 from experiments.compress.quantization import calibrate
 from experiments.conv import lowp
 from experiments.conv.tolerance import RELATIVE_TOLERANCE, relative_error
 from experiments.harness.models import build_model, make_input
-from experiments.harness.timing import CpuClock, EventClock, Measurement, Protocol, measure
+from experiments.measure.timing import CpuClock, EventClock, Measurement, Protocol, measure
 from experiments.runtime import resolve
 
 PROTOCOL = Protocol(warmup=5, min_samples=10, min_time_s=0.5, max_time_s=10.0)   # per round of pruning_table
@@ -139,8 +139,8 @@ def precision_table(bench: Bench, model_name: str, batch: int, size: int, eval_i
                  "median [ms]": bench.time_ms(lambda: model(x), f"{model_name} pytorch fp32"),
                  "rel err vs float64": relative_error(model(x).cpu().numpy(), reference)}]
         if bench.runtime.is_gpu:
-            half = AtPrecision(copy.deepcopy(model).half().eval(), torch.float16)
-            rows.append({"model": model_name, "technique": "pytorch", "precision": "fp16",
+            half = half_baseline(model)
+            rows.append({"model": model_name, "technique": "pytorch", "precision": "fp16 channels_last",
                          "median [ms]": bench.time_ms(lambda: half(x), f"{model_name} pytorch fp16"),
                          "rel err vs float64": relative_error(half(x).cpu().numpy(), reference)})
         for algo, gemm, tile in [v for v in bench.variants if v[0] == "im2col"]:

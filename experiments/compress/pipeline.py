@@ -63,19 +63,32 @@ class Compressed:
     evaluation: EvaluationData
     baseline: nn.Module             # PyTorch at the baseline precision (model itself, or a half copy)
     baseline_dtype: torch.dtype
-    baseline_label: str             # "pytorch fp32" | "pytorch fp16"
+    baseline_label: str             # "pytorch fp32" | HALF_BASELINE_LABEL
     fp16_baseline: nn.Module | None = None   # int8 on a GPU: PyTorch fp16 as a second reference
 
 
 class AtPrecision(nn.Module):
-    """A model (or layer) that runs at another precision: casts its float32 input, returns float32."""
+    """A model (or layer) that runs at another precision (and memory layout): casts its float32 input in
+    one copy, returns float32."""
 
-    def __init__(self, module: nn.Module, dtype: torch.dtype):
+    def __init__(self, module: nn.Module, dtype: torch.dtype, memory_format: torch.memory_format = torch.contiguous_format):
         super().__init__()
-        self.module, self.dtype = module, dtype
+        self.module, self.dtype, self.memory_format = module, dtype, memory_format
 
     def forward(self, x):
-        return self.module(x.to(self.dtype)).float()
+        return self.module(x.to(self.dtype, memory_format=self.memory_format)).float()
+
+
+# PyTorch's fp16 on a GPU runs channels_last (NHWC), its best layout there: cuDNN's fp16 tensor-core
+# convolutions work in NHWC and transpose an NCHW tensor around each convolution. A baseline at its best.
+HALF_BASELINE_LABEL = "pytorch fp16 channels_last"
+
+
+def half_baseline(model: nn.Module) -> AtPrecision:
+    """A float16, channels_last copy of ``model`` (a GPU's PyTorch fp16 baseline): its input cast and laid
+    out in one copy."""
+    half = copy.deepcopy(model).half().to(memory_format=torch.channels_last).eval()
+    return AtPrecision(half, torch.float16, torch.channels_last)
 
 
 @dataclass
@@ -126,11 +139,10 @@ def compress(spec: CompressionSpec, model_name: str, dense: nn.Module, example: 
                                                          seed).to(device), spec.quantization)
     baseline, dtype, label, fp16 = pruned, torch.float32, "pytorch fp32", None
     if device.type == "cuda" and spec.quant in ("fp16", "int8"):
-        half = copy.deepcopy(pruned).half().eval()
         if spec.quant == "fp16":
-            baseline, dtype, label = AtPrecision(half, torch.float16), torch.float16, "pytorch fp16"
+            baseline, dtype, label = half_baseline(pruned), torch.float16, HALF_BASELINE_LABEL
         else:
-            fp16 = AtPrecision(half, torch.float16)
+            fp16 = half_baseline(pruned)
     return Compressed(dense, pruned, report, act_scales, fp32_layers, evaluation, baseline, dtype, label, fp16)
 
 
@@ -138,7 +150,8 @@ def baseline_layer(compressed: Compressed | None, name: str, conv: nn.Module) ->
     """The PyTorch layer that is the per-layer baseline: ``conv`` itself, or its fp16 copy (fp16 on a GPU)."""
     if compressed is None or compressed.baseline_dtype == torch.float32:
         return conv
-    return AtPrecision(compressed.baseline.module.get_submodule(name), compressed.baseline_dtype)
+    baseline = compressed.baseline
+    return AtPrecision(baseline.module.get_submodule(name), baseline.dtype, baseline.memory_format)
 
 
 def metrics(outcome: CompressionOutcome | None, latency_s: float | None) -> dict[str, float]:

@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 import difflib
+from os import PathLike
 import warnings
 
 from .. import runtime as runtimes
-from . import lowp, variant
+from . import custom, lowp, variant
+from .custom import CustomGemm
 from .arrays import from_runtime, to_runtime
 from .geometry import as_pair
 from .plan import ConvPlan
-from .variant import DEFAULT_TILE, GEMMS, TILES, Variant
+from .variant import CUSTOM, DEFAULT_TILE, GEMMS, TILES, Variant
 
 
 def _unknown(kind: str, value, valid) -> ValueError:
@@ -24,10 +26,12 @@ def validate(algo: str, gemm: str, tile: int, backend="auto"):
 
 
 def resolve(algo: str, gemm: str, tile: int | None, backend="auto", dtype: str = "fp32",
-            rung: str | None = None):
+            rung: str | None = None, custom_kernel: CustomGemm | None = None):
     """Check a choice before any work; returns (its Variant, the runtime it resolves to).
 
     ``rung``: the blocked GEMM's rung of the ladder (experiments.conv.ladder; None: the default).
+    ``custom_kernel``: gemm='custom''s kernel file, checked (experiments.conv.custom.read_kernel); it is
+    compiled here on the runtime, so that a compile error is raised before any work.
 
     ``backend`` is a name (auto, gpu, emulator, numpy) or a runtime object (e.g. an
     ``EmulatorRuntime(warp_size=64)``).
@@ -47,7 +51,16 @@ def resolve(algo: str, gemm: str, tile: int | None, backend="auto", dtype: str =
             f"use gemm='vendor' (BLAS) or 'sparse' (scipy CSR) on the numpy backend, or backend='gpu' or "
             f"'emulator' for the blocked GEMM")
     lowp.check_dtype(dtype, gemm)
-    return Variant.of(algo, gemm, tile, dtype, rung), runtime
+    if gemm != CUSTOM or algo not in variant.GEMM_ALGORITHMS:
+        return Variant.of(algo, gemm, tile, dtype, rung), runtime
+    if custom_kernel is None:
+        raise ValueError("gemm='custom' needs your kernel file: custom_kernel=experiments.conv.custom.read_kernel(path)")
+    if not runtime.has_kernels:
+        raise ValueError(f"gemm='custom' runs your kernel file and backend {runtime.name!r} runs no kernels; use "
+                         f"backend='emulator' (the CPU, for correctness) or 'gpu'")
+    chosen = Variant.of(algo, gemm, tile, dtype, custom=custom_kernel)
+    custom.load(runtime, custom_kernel, tile)   # KernelCompileError at the user's file:line
+    return chosen, runtime
 
 
 def rung_argument(rung: str | None, gemm_kernel: str | None) -> str | None:
@@ -82,7 +95,7 @@ def resolve_padding(padding, weight_shape, stride, dilation):
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
            algo: str = "im2col", gemm: str = "blocked", tile: int = DEFAULT_TILE, backend="auto",
            dtype: str = "fp32", act_scale: float | None = None, rung: str | None = None,
-           gemm_kernel: str | None = None):
+           gemm_kernel: str | None = None, custom_kernel=None):
     """``torch.nn.functional.conv2d`` by one of convbench's algorithms.
 
     x, weight and bias may be torch tensors (any layout or device), numpy or cupy arrays; the
@@ -103,8 +116,13 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
     ``rung`` names the rung of the GEMM ladder that ``gemm='blocked'`` runs (experiments.conv.
     ladder: naive, blocked (the default), vec4, dbuf, warptile, splitk, fold; float32 only);
     ``gemm_kernel`` is its deprecated former name.
+
+    ``gemm='custom'`` runs your own GEMM kernel file, ``custom_kernel``: its path, or the CustomGemm of
+    ``experiments.conv.custom.read_kernel(path, function, tile_macro, ...)`` (docs/your-kernel.md).
     """
-    variant, runtime = resolve(algo, gemm, tile, backend, dtype, rung_argument(rung, gemm_kernel))
+    if isinstance(custom_kernel, (str, PathLike)):
+        custom_kernel = custom.read_kernel(custom_kernel)
+    variant, runtime = resolve(algo, gemm, tile, backend, dtype, rung_argument(rung, gemm_kernel), custom_kernel)
     symmetric, extra = resolve_padding(padding, tuple(weight.shape), stride, dilation)
     xd = to_runtime(x, runtime)
     if any(extra):

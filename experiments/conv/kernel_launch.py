@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import ladder, vendor_lowp
+from . import custom, ladder, vendor_lowp
 from .geometry import ConvGeometry
 from .lowp import LowpFilter, activation_scale, round_trip
 from .sparse import CsrFilter
-from .variant import Variant
+from .variant import CUSTOM, Variant
 
 from .grid import GRID_STRIDE_MAX_BLOCKS, MAX_GRID_Y, MAX_GRID_Z, ceil_div   # the kernels grid-stride over what exceeds y
 
@@ -119,11 +119,17 @@ class KernelLauncher:
         Grouped: a is G x M x K and each matrix of b is G blocks of K rows (batch x G*K x N);
         group g of each image is multiplied by a[g], all in one launch: batch x G*M x N.
         Sparse: a is a CsrFilter (M x K, block-diagonal over the groups): the CSR SpMM kernel.
+        fp16/int8 with gemm=vendor on a GPU: a is the plan's vendor_lowp.PreparedFilter.
         """
         if isinstance(a, CsrFilter):
             return self.spmm(a, b)
+        if isinstance(a, vendor_lowp.PreparedFilter):
+            return vendor_lowp.gemm(a, b)
         batch, rows, n = b.shape
         groups, m, k = (1, *a.shape) if a.ndim == 2 else a.shape
+        if self.variant.gemm == CUSTOM:      # the user's own kernel file
+            return custom.gemm(self.runtime, self.variant.custom, self.variant.tile, a,
+                               b.reshape(batch * groups, k, n), groups).reshape(batch, groups * m, n)
         if self.variant.gemm != "blocked":   # cuBLAS / hipBLAS on a GPU, BLAS on the CPU
             return self._vendor(a, b, groups)
         if a.dtype == np.float32:
@@ -144,8 +150,8 @@ class KernelLauncher:
         """The vendor GEMM at a's precision, batch x (G*M) x N: float32 as it is; half and int8 on a GPU
         through vendor_lowp.py; on the CPU exactly, by float BLAS (lowp.py)."""
         batch, _, n = b.shape
-        if a.dtype != np.float32 and self.runtime.is_gpu:
-            return vendor_lowp.gemm(a, b)
+        if a.dtype != np.float32 and self.runtime.is_gpu:   # a direct call: ConvPlan prepares the filter once
+            return vendor_lowp.gemm(vendor_lowp.prepare(a), b)
         bg = b if groups == 1 else b.reshape(batch, groups, -1, n)
         if a.dtype == np.float32:
             out = self.xp.matmul(a, bg)
@@ -243,10 +249,11 @@ def _operands(launcher: KernelLauncher, x, w):
     """x at the filter's precision, the filter's values, and int8's per-output-channel scale (else None)."""
     if not isinstance(w, LowpFilter):
         return x, w, None
+    values = w.values if w.vendor is None else w.vendor
     if w.dtype == "fp16":
-        return launcher.to_half(x), w.values, None
+        return launcher.to_half(x), values, None
     s_x = w.act_scale if w.act_scale is not None else activation_scale(x)
-    return launcher.quantize(x, s_x), w.values, w.output_scale(s_x, launcher.xp)
+    return launcher.quantize(x, s_x), values, w.output_scale(s_x, launcher.xp)
 
 
 def _to_float(launcher: KernelLauncher, acc, scale, rows_per_scale: int = 1):

@@ -138,6 +138,36 @@ def multiprocessors(runtime) -> int:
 _MULTIPROCESSORS: dict[int, int] = {}
 
 
+@dataclass(frozen=True)
+class SplitPlan:
+    """How rungs 5 and 6 lay a GEMM over the grid: blocks along x (tiles_n) and z (planes per split)."""
+
+    splits: int
+    k_per_split: int
+    tiles_n: int
+    planes: int
+
+    def workspace_bytes(self, batch: int, m: int, n: int) -> int:
+        """The splits x batch x M x N float32 partial sums (none without a split)."""
+        return 0 if self.splits == 1 else 4 * self.splits * batch * m * n
+
+
+def split_plan(name: str, threads_per_side: int, m: int, n: int, k: int, batch: int, groups: int, sms: int,
+               splits: int | None = None) -> SplitPlan:
+    """The split of K that rung ``name`` (splitk or fold) takes for a (groups x M x K) times (batch x K x N)
+    GEMM on a device of ``sms`` multiprocessors (``splits``: forced, as tests do); the launch and the
+    memory estimate (experiments/conv/memory.py) both take it from here."""
+    side = block_tile(name, threads_per_side)
+    folded = rung(name).name == "fold"
+    planes = groups if folded else batch   # blocks along z per split
+    tiles_n = ceil_div((batch // groups if folded else 1) * n, side)
+    if splits is None:
+        splits = split_count(tiles_n * ceil_div(m, side) * planes, k, sms)
+    k_per_split = ceil_div(ceil_div(k, max(splits, 1)), SLICE_K) * SLICE_K
+    splits = max(1, ceil_div(k, k_per_split)) if k else 1   # no empty split
+    return SplitPlan(splits, k_per_split, tiles_n, planes)
+
+
 def gemm(runtime, name: str, threads_per_side: int, a, b, groups: int, splits: int | None = None):
     """Rung ``name`` with ``threads_per_side`` (gemm.tile): a (groups x M x K) times b (batch x K x N), image b
     with a[b % groups].
@@ -171,18 +201,15 @@ def gemm(runtime, name: str, threads_per_side: int, a, b, groups: int, splits: i
     images = batch // groups if folded else batch
     if folded and images * n >= 2**31:
         raise ValueError(f"gemm_fold: {images} images x N={n} columns exceed 2**31 - 1 folded columns")
-    planes = groups if folded else batch           # blocks along z per split
-    if folded:
-        tiles_n = ceil_div(images * n, side)
-    if splits is None:
-        splits = split_count(tiles_n * tiles_m * planes, k, multiprocessors(runtime))
-    k_per_split = ceil_div(ceil_div(k, max(splits, 1)), SLICE_K) * SLICE_K
-    splits = max(1, ceil_div(k, k_per_split)) if k else 1   # no empty split
-    if planes * splits > MAX_GRID_Z:
-        raise ValueError(f"{rung_.function}: {planes} x {splits} splits exceeds the grid's z limit of {MAX_GRID_Z}")
+    plan = split_plan(name, threads_per_side, m, n, k, batch, groups,
+                      multiprocessors(runtime) if splits is None else 0, splits)
+    splits = plan.splits
+    if plan.planes * splits > MAX_GRID_Z:
+        raise ValueError(f"{rung_.function}: {plan.planes} x {splits} splits exceeds the grid's z limit of {MAX_GRID_Z}")
     out = c if splits == 1 else xp.empty((splits, batch, m, n), dtype=xp.float32)
     sizes = (np.int32(m), np.int32(n), np.int32(k), np.int32(groups), np.int32(images))
-    kernel((tiles_n, tiles_m, planes * splits), shape.threads, (a, b, out, *sizes, *strides, np.int32(k_per_split)))
+    kernel((plan.tiles_n, tiles_m, plan.planes * splits), shape.threads,
+           (a, b, out, *sizes, *strides, np.int32(plan.k_per_split)))
     if splits > 1:
         count = batch * m * n
         splitk = BY_NAME["splitk"]

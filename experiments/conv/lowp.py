@@ -103,6 +103,7 @@ class LowpFilter:
     channel_scale: object | None    # int8: float32 s_w per output channel
     act_scale: float | None         # int8: calibrated s_x; None: from each input
     host: object | None = None      # numpy backend: the values as float32 (fp16) or float64 (int8) for BLAS
+    vendor: object | None = None    # gemm=vendor on a GPU: the values ready for it (vendor_lowp.PreparedFilter)
 
     @property
     def shape(self):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from . import kernel_launch, lowp, reference
+from . import kernel_launch, lowp, reference, vendor_lowp
 from .accounting import LayerCost, layer_cost
 from .geometry import ConvGeometry, as_pair
 from .kernel_launch import KernelLauncher
@@ -68,6 +68,8 @@ class ConvPlan:
             lowp.check_dtype(variant.dtype, variant.gemm)
             prepared = lowp.prepare(weight, variant.algo, groups, variant.dtype, xp, act_scale, depthwise,
                                     runtime.has_kernels)
+            if layer_variant.gemm == "vendor" and runtime.is_gpu and not depthwise:   # once, not in every call
+                prepared = replace(prepared, vendor=vendor_lowp.prepare(prepared.values))
         else:
             prepared = prepare_weight(weight, algo, xp, groups)
             if layer_variant.gemm == "sparse":

@@ -8,21 +8,24 @@ read this value; nothing else re-derives a default or re-parses a name.
     field   values                                           does not apply (None) to
     algo    im2col, kn2row, scalar; pytorch, auto (harness);
             depthwise (what a depthwise layer runs)
-    gemm    blocked, vendor, sparse, auto_sparse              pytorch, scalar, auto, depthwise
-    tile    8, 16, 32: the blocked GEMM's threads per side   every GEMM but blocked
+    gemm    blocked, vendor, sparse, auto_sparse, custom      pytorch, scalar, auto, depthwise
+    tile    8, 16, 32: the blocked GEMM's threads per side   every GEMM but blocked and custom
             of its thread block (tile x tile threads); the
             block tile (of C) a block computes depends on
-            the rung
+            the rung; custom: any side up to 32
     dtype   fp32, fp16, int8                                  (always applies)
     rung    the blocked GEMM's rung of the ladder: naive,     every GEMM but blocked
             blocked (default), vec4, dbuf, warptile, splitk,
             fold (experiments/conv/ladder.py); fp16 and int8
             have rung blocked only
+    custom  the user's own GEMM kernel (experiments/conv/     every GEMM but custom
+            custom.py: its name, file, sha256, function...)
 
 Its one label format, read back by ``Variant.parse``:
 
     algo[/gemm[-RUNG][-tTILE]]/dtype    scalar/fp32, im2col/vendor/fp16, kn2row/blocked-t16/fp32,
-                                          im2col/blocked-fold-t16/fp32 (the default rung is not named)
+                                          im2col/blocked-fold-t16/fp32 (the default rung is not named),
+                                          im2col/custom-NAME-t16/fp32 (NAME: the kernel file's name)
 
 Adding a field (say a GEMM rung, or a quantization option) is: one dataclass field
 with its default, one entry in ``_resolve`` if it only applies to some choices, one line in
@@ -31,14 +34,16 @@ with its default, one entry in ``_resolve`` if it only applies to some choices, 
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 
-from .ladder import DEFAULT_RUNG, RUNG_NAMES
+from .custom import CustomGemm
+from .ladder import DEFAULT_RUNG, RUNG_NAMES, TILES
 
 ALGORITHMS = ("im2col", "kn2row", "scalar")            # the engine's own (experiments/conv/api.py)
 GEMM_ALGORITHMS = ("im2col", "kn2row")                  # the algorithms with a GEMM step
-GEMMS = ("blocked", "vendor", "sparse", "auto_sparse")  # sparse: CSR SpMM (experiments/conv/sparse.py)
-TILES = (8, 16, 32)
+GEMMS = ("blocked", "vendor", "sparse", "auto_sparse", "custom")  # sparse: CSR SpMM (experiments/conv/sparse.py)
+CUSTOM = "custom"                                       # the user's own kernel file (experiments/conv/custom.py)
+MAX_CUSTOM_TILE = 32                                    # a tile x tile thread block: at most 1024 threads
 DEFAULT_TILE = 16                                       # conv2d's and swap_conv2d's default
 DTYPES = ("fp32", "fp16", "int8")
 PARAM_PREFIX = "variant."
@@ -53,10 +58,11 @@ class Variant:
     tile: int | None = None
     dtype: str = "fp32"
     rung: str | None = None
+    custom: CustomGemm | None = None
 
     @classmethod
     def of(cls, algo: str, gemm: str | None = None, tile: int | None = None, dtype: str = "fp32",
-           rung: str | None = None) -> "Variant":
+           rung: str | None = None, custom: CustomGemm | None = None) -> "Variant":
         """The variant of a choice: gemm only for GEMM algorithms, tile and rung only for the blocked
         GEMM (rung None: the default rung). ValueError for an unknown rung, or a float32-only rung at
         another precision.
@@ -66,6 +72,14 @@ class Variant:
         """
         if algo not in GEMM_ALGORITHMS:
             gemm = None
+        if gemm == CUSTOM:
+            if dtype != "fp32":
+                raise ValueError(f"gemm=custom runs your float32 kernel (const float* A, ...); dtype={dtype!r} runs "
+                                 f"the blocked or vendor GEMM")
+            if isinstance(tile, bool) or not isinstance(tile, int) or not 1 <= tile <= MAX_CUSTOM_TILE:
+                raise ValueError(f"tile={tile!r}: a custom kernel's thread block is tile x tile threads; valid: an int "
+                                 f"in 1..{MAX_CUSTOM_TILE}, e.g. 8, 16 or 32")
+            return cls(algo, gemm, tile, dtype, None, custom)
         if gemm != "blocked":
             return cls(algo, gemm, None, dtype)
         rung = rung or DEFAULT_RUNG
@@ -86,6 +100,8 @@ class Variant:
         """The label's GEMM segment: vendor, blocked-t16, blocked-fold-t16 ("" without a GEMM)."""
         if self.gemm is None:
             return ""
+        if self.gemm == CUSTOM:
+            return f"{CUSTOM}-{self.custom.name if self.custom else ''}-t{self.tile}"
         rung = f"-{self.rung}" if self.rung not in (None, DEFAULT_RUNG) else ""
         return self.gemm + rung + ("" if self.tile is None else f"-t{self.tile}")
 
@@ -110,19 +126,28 @@ class Variant:
             else:
                 gemm = parts[1]
             gemm, _, rung = gemm.partition("-")
+            if gemm == CUSTOM:
+                return cls(parts[0], gemm, tile, parts[-1], None, CustomGemm.named(rung))
             if gemm == "blocked":
                 rung = rung or DEFAULT_RUNG
         return cls(parts[0], gemm, tile, parts[-1], rung or None)
 
     def with_gemm(self, gemm: str | None) -> "Variant":
         """The same variant on another GEMM back-end (auto_sparse resolved for one layer)."""
+        if gemm == self.gemm:
+            return self
         blocked = gemm == "blocked"
         return replace(self, gemm=gemm, tile=self.tile if blocked else None,
                        rung=(self.rung or DEFAULT_RUNG) if blocked else None)
 
     def params(self) -> dict[str, str]:
-        """The resolved values as MLflow params: variant.algo, variant.gemm, ..., variant.label."""
-        values = {f"{PARAM_PREFIX}{k}": "" if v is None else str(v) for k, v in asdict(self).items()}
+        """The resolved values as MLflow params: variant.algo, variant.gemm, ..., variant.label; a custom
+        kernel's as variant.custom (its name), variant.custom.path, .sha256, .function, ..."""
+        values = {f"{PARAM_PREFIX}{f.name}": "" if getattr(self, f.name) is None else str(getattr(self, f.name))
+                  for f in fields(self) if f.name != CUSTOM}
+        values[f"{PARAM_PREFIX}{CUSTOM}"] = self.custom.name if self.custom else ""
+        if self.custom is not None:
+            values.update({f"{PARAM_PREFIX}{CUSTOM}.{k}": v for k, v in self.custom.params().items() if k != "name"})
         return {**values, f"{PARAM_PREFIX}label": self.label}
 
 

@@ -16,18 +16,20 @@ from experiments.conv import variant as variants
 from experiments.conv import resolve as resolve_conv
 from experiments.conv.tolerance import RELATIVE_TOLERANCE
 from experiments.conv.ladder import RUNG_NAMES
-from experiments.conv.variant import DTYPES
+from experiments.conv.custom import DEFAULT_TILE_MACRO
+from experiments.conv.variant import CUSTOM, DTYPES, GEMM_ALGORITHMS
 
 from experiments.compress.prune import KINDS as PRUNE_KINDS
 
 from . import validate
 from .errors import ConfigError
 from .models import check_model_name, input_hw, resolve_weights
-from .timing import CACHE_MODES, Protocol
+from experiments.measure.timing import CACHE_MODES, Protocol
 
 PYTORCH = "pytorch"
 AUTO = "auto"                           # per layer the fastest candidate, remembered (experiments/tuning)
 ENERGY_TRACKERS = ("codecarbon", "off")
+DEFAULT_KERNEL_TIMEOUT_S = 600.0        # bench.kernel_timeout_s where a bench preset leaves it out
 QUANTS = DTYPES                         # RELATIVE_TOLERANCE holds their tolerances (experiments/conv/tolerance.py)
 PRUNES = PRUNE_KINDS                    # experiments/compress/prune.py
 
@@ -53,6 +55,8 @@ class JobSpec:
     flush_bytes: int
     energy_s: float
     progress_s: float
+    kernel_timeout_s: float    # the emulator stops a kernel launch running longer (bench.kernel_timeout_s)
+    cudnn_benchmark: bool      # the PyTorch baseline on a GPU: cuDNN autotunes per shape, in its untimed first call
     energy: str
     country_iso_code: str | None
     region: str | None
@@ -111,6 +115,12 @@ def _choice(kind: str, value, valid) -> str:
     return value
 
 
+def _flag(value, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}={value!r} is not supported; valid: true, false")
+    return value
+
+
 def _protocol(node, where: str) -> Protocol:
     try:
         return Protocol(int(node.warmup), int(node.min_samples), float(node.min_time_s), float(node.max_time_s))
@@ -144,6 +154,7 @@ def job_spec(cfg: DictConfig) -> JobSpec:
     if gemm.name == "blocked":
         _choice("gemm.tile", tile, TILES)
         _choice("gemm.rung", rung, RUNG_NAMES)
+    custom_kernel = _custom_kernel(gemm) if gemm.name == CUSTOM and algo.name in GEMM_ALGORITHMS else None
     _choice("backend", cfg.backend.name, runtimes.BACKENDS)
     _choice("quant", cfg.quant.name, QUANTS)
     _choice("prune", cfg.prune.name, PRUNES)
@@ -154,7 +165,8 @@ def job_spec(cfg: DictConfig) -> JobSpec:
         if algo.name in (PYTORCH, AUTO):
             variant, runtime = Variant.of(algo.name, dtype=cfg.quant.name), runtimes.resolve(cfg.backend.name)
         else:
-            variant, runtime = resolve_conv(algo.name, gemm.name, tile, cfg.backend.name, cfg.quant.name, rung)
+            variant, runtime = resolve_conv(algo.name, gemm.name, tile, cfg.backend.name, cfg.quant.name, rung,
+                                            custom_kernel)
     except (ValueError, RuntimeError) as exc:   # bad combination; GpuUnavailableError is a RuntimeError
         auto = " (backend=auto chose numpy: no GPU is visible)" if cfg.backend.name == "auto" else ""
         raise ConfigError(f"{type(exc).__name__}: {exc}{auto}") from None
@@ -171,10 +183,27 @@ def job_spec(cfg: DictConfig) -> JobSpec:
         model_protocol=_protocol(bench.model, "bench.model"), layer_protocol=_protocol(bench.layer, "bench.layer"),
         cache_mode=bench.cache_mode, flush_bytes=int(float(bench.flush_mb) * 2**20),
         energy_s=float(bench.energy_s), progress_s=float(bench.get("progress_s", 3.0)),
+        kernel_timeout_s=float(bench.get("kernel_timeout_s", DEFAULT_KERNEL_TIMEOUT_S)),
+        cudnn_benchmark=_flag(bench.get("cudnn_benchmark", True), "bench.cudnn_benchmark"),
         energy=energy.name, country_iso_code=energy.get("country_iso_code"), region=energy.get("region"),
         measure_power_secs=float(energy.get("measure_power_secs") or 1),
         tracking_uri=str(cfg.tracking.uri), experiment=str(cfg.tracking.experiment), tuning=tuning,
         compression=compression)
+
+
+def _custom_kernel(gemm):
+    """gemm=custom's keys (conf/gemm/base.yaml) -> the checked kernel file (experiments/conv/custom.py)."""
+    from experiments.conv.custom import ContractError, read_kernel
+    if gemm.get("source") is None:
+        raise ConfigError("gemm=custom needs your kernel file: gemm.source=PATH (template: hip/custom/template.hip; "
+                          "docs/your-kernel.md)")
+    block_tile = gemm.get("block_tile")
+    try:
+        return read_kernel(gemm.source, gemm.get("function"), gemm.get("tile_macro") or DEFAULT_TILE_MACRO,
+                           OmegaConf.to_object(block_tile) if OmegaConf.is_config(block_tile) else block_tile,
+                           gemm.get("batched", False))
+    except ContractError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _tuning(node, runtime, quant: str):

@@ -44,14 +44,24 @@ def describe(exit_code: int) -> str:
     return f"its process exited with code {exit_code} without a result (os._exit, or a library calling exit)"
 
 
+WORKER_DIED = signal.SIGUSR1     # what the job's process gets when its worker dies (PR_SET_PDEATHSIG)
+
+
 def _end_with(worker: int) -> None:
-    """SIGTERM this process when the worker dies (a stopped sweep's launcher kills its workers, not their
-    children): the job then closes its run as KILLED (signals.py) instead of running on, orphaned."""
+    """WORKER_DIED to this process when the worker dies (killed, out of memory, or a stopped sweep's launcher
+    killing its workers, not their children): the job then closes its run as FAILED with the reason
+    instead of running on, orphaned."""
+    def worker_died(signum, frame):
+        from .signals import Stopped
+        raise Stopped(signum, f"its worker process {worker} died (killed, or out of memory) while it ran; the "
+                              f"launcher runs the sweep's other jobs", status="FAILED")
+
+    signal.signal(WORKER_DIED, worker_died)
     if sys.platform.startswith("linux"):
         import ctypes
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, WORKER_DIED)
     if os.getppid() != worker:      # it died before the line above
-        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), WORKER_DIED)
 
 
 def in_child(call: Callable[[], T]) -> T:

@@ -27,7 +27,9 @@ import torch
 from torch import nn
 
 from experiments.conv import ConvGeometry, LayerCost, Variant, exactness, layer_cost, swap_variant
+from experiments.conv import custom
 from experiments.conv.api import resolve_padding
+from experiments.conv.variant import CUSTOM
 from experiments.conv.swap import conv_inputs, conv_layers
 from experiments.conv.tolerance import RELATIVE_TOLERANCE, relative_error
 
@@ -35,10 +37,12 @@ from experiments.compress import fidelity, precision_cost
 from experiments.compress import pipeline as compression
 
 from .config import AUTO, PYTORCH, JobSpec
-from .energy import EnergyMeter, EnergyResult
+from . import machine_load
+from experiments.measure.energy import EnergyMeter, EnergyResult
+from .machine_load import LoadSnapshot
 from .errors import ToleranceError
 from .models import build_model, make_input, weights_label
-from .timing import ONE_CALL, CacheFlusher, CpuClock, EventClock, Measurement, expected_seconds, measure
+from experiments.measure.timing import ONE_CALL, CacheFlusher, CpuClock, EventClock, Measurement, expected_seconds, measure
 
 
 PYTORCH_VARIANT = Variant(PYTORCH)
@@ -72,6 +76,8 @@ class JobOutcome:
     compression: object | None = None       # pruned/quantized: experiments.compress.pipeline.CompressionOutcome
     energy_error: str | None = None
     phases: dict[str, float] = field(default_factory=dict)
+    load_start: LoadSnapshot | None = None  # the machine's load when the job started and ended (machine_load.py)
+    load_end: LoadSnapshot | None = None
 
     @property
     def conv_flops(self) -> int:
@@ -83,10 +89,26 @@ def conv_geometry(conv: nn.Conv2d, input_shape) -> ConvGeometry:
     return ConvGeometry.from_shapes(input_shape, conv.weight.shape, conv.stride, padding, conv.dilation, conv.groups)
 
 
+def cudnn_benchmark(on: bool) -> None:
+    """The PyTorch baseline's cuDNN autotuning, set explicitly for every job (a process's earlier job or
+    library must not decide it). It autotunes a shape on its first call, which every target makes before
+    its timed calls: the first call is timed alone (compile_s), then the warm-up, then the samples."""
+    torch.backends.cudnn.benchmark = on
+
+
+def cudnn_benchmark_tag(spec: JobSpec) -> str:
+    """What the cudnn_benchmark tag says: on or off where PyTorch runs on cuDNN, else unused."""
+    if not (spec.runtime.is_gpu and torch.backends.cudnn.is_available()):
+        return "unused (no cuDNN)"
+    return "on" if spec.cudnn_benchmark else "off"
+
+
 class Job:
     def __init__(self, spec: JobSpec, progress: Callable[..., object] | None = None):
         self.spec = spec
         self.runtime = spec.runtime
+        if hasattr(self.runtime, "kernel_timeout_s"):   # the emulator's watchdog (a GPU kernel cannot be stopped)
+            self.runtime.kernel_timeout_s = spec.kernel_timeout_s
         self.device = torch.device("cuda" if self.runtime.is_gpu else "cpu")
         self.clock = EventClock("torch") if self.runtime.is_gpu else CpuClock(self.runtime.synchronize)
         self.flush = CacheFlusher(spec.flush_bytes, self.device) if spec.cache_mode == "cold" else None
@@ -107,6 +129,14 @@ class Job:
             self.outcome.phases[name] = self.outcome.phases.get(name, 0.0) + time.perf_counter() - start
 
     def run(self) -> JobOutcome:
+        self.outcome.load_start = machine_load.snapshot()
+        try:
+            return self._run()
+        finally:
+            self.outcome.load_end = machine_load.snapshot()
+
+    def _run(self) -> JobOutcome:
+        cudnn_benchmark(self.spec.cudnn_benchmark)
         if self.energy_meter is not None:
             self.energy_meter.prewarm()
         with torch.inference_mode():
@@ -325,7 +355,26 @@ def check_tolerance(spec: JobSpec, out: JobOutcome) -> None:
         raise ToleranceError(
             f"{spec.variant.label} exceeds the {spec.quant} tolerance {spec.tolerance:g} against float64 PyTorch: "
             f"model output max_rel_err {out.max_rel_err:.3g}"
-            + (f", worst layer {worst.name} {worst.max_rel_err:.3g}" if worst else ""))
+            + (f", worst layer {worst.name} {worst.max_rel_err:.3g}" if worst else "")
+            + (_custom_diagnosis(spec, out) if spec.variant.gemm == CUSTOM else ""))
+
+
+def _custom_diagnosis(spec: JobSpec, out: JobOutcome) -> str:
+    """A user's kernel that is wrong: its first wrong layer, and that layer's GEMM run alone on fresh operands
+    with the first wrong element of C, so that the student knows where to look."""
+    first = next((layer for layer in out.layers if not layer.max_rel_err <= spec.tolerance), None)
+    if first is None:
+        return ""
+    cost = layer_cost(first.geometry, spec.variant)
+    text = f"; first wrong layer {first.name} (max_rel_err {first.max_rel_err:.3g})"
+    if not cost.gemm_groups:
+        return text
+    try:
+        check = custom.check_gemm(spec.runtime, spec.variant.custom, spec.variant.tile, cost.gemm_m,
+                                  cost.gemm_n // first.geometry.batch, cost.gemm_k, spec.tolerance)   # one image's
+    except Exception as exc:   # the kernel failing outright on this shape says as much
+        return f"{text}: its GEMM alone fails: {type(exc).__name__}: {exc}"
+    return f"{text}: {spec.variant.custom.name} alone on {check.describe()}"
 
 
 def _rel_err(y: torch.Tensor, reference: torch.Tensor) -> float:

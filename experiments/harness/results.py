@@ -7,7 +7,9 @@ from experiments.compress import pipeline as compression
 from experiments.conv import Variant
 from experiments.tracking import contract as c
 
-from . import bootstrap
+from experiments.measure import bootstrap
+
+from . import machine_load
 from .config import PYTORCH, JobSpec
 from .job import JobOutcome
 
@@ -26,10 +28,21 @@ class JobReport:
     metrics: dict | None = None
     outbox: str | None = None      # the outbox entry that keeps the run while its store is unreachable
     what_ran: str = ""          # in words (experiments/tracking/labels.py)
+    emulated: bool = False      # the emulator ran it: correctness only, never ranked
+    scenario: str = ""          # what its PyTorch baseline ran: jobs of one scenario compare PyTorch medians
+    tags: dict | None = None    # the outcome's tags the sweep summary reads (energy window, machine load)
 
     @property
     def failed(self) -> bool:
         return self.status == STATUS_FAILED
+
+
+def baseline_scenario(spec: JobSpec) -> str:
+    """What PyTorch ran in this job, in words: jobs that share it should measure the same PyTorch time."""
+    prune = "dense" if spec.prune == "none" else f"{spec.prune} {spec.prune_amount:g}"
+    height, width = spec.input_size
+    return (f"{spec.model}, batch {spec.batch_size}, {height}x{width}, {prune}, {spec.quant}, "
+            f"{spec.cache_mode} cache, {spec.runtime.name}")
 
 
 def resolved_params(spec: JobSpec) -> dict[str, str]:
@@ -64,8 +77,11 @@ def contract_metrics(spec: JobSpec, outcome: JobOutcome) -> dict[str, float]:
         m[c.WORKSPACE_BYTES] = max(layer.cost.workspace_bytes for layer in outcome.layers)
     if outcome.energy is not None:
         e = outcome.energy
-        m.update({c.ENERGY_KWH: e.energy_kwh, c.EMISSIONS_KG: e.emissions_kg,
+        m.update({c.ENERGY_KWH: e.energy_kwh, c.EMISSIONS_KG: e.emissions_kg, c.ENERGY_IMAGES: e.images,
                   c.ENERGY_PER_INFERENCE_J: e.per_inference_j, c.CO2_PER_INFERENCE_MG: e.per_inference_co2_mg})
+    for name, shot in ((c.LOAD_AVG_START, outcome.load_start), (c.LOAD_AVG_END, outcome.load_end)):
+        if shot is not None:
+            m[name] = shot.load_avg_1min
     m.update(_tuning_metrics(outcome))
     m.update(compression.metrics(outcome.compression, model.median if model is not None else None))
     return m
@@ -131,3 +147,12 @@ def costs(phases: dict[str, float], job_s: float) -> dict[str, float]:
     fixed = job_s - phases.get("timing_s", 0.0) - phases.get("energy_s", 0.0)
     return {**phases, "job_s": job_s, "fixed_cost_s": fixed,
             "harness_overhead_s": fixed - phases.get("first_calls_s", 0.0)}
+
+
+def load_tags(outcome: JobOutcome) -> dict[str, str]:
+    """machine_quiet (yes/no) and, when not quiet, what was busy (experiments/harness/machine_load.py)."""
+    shots = [shot for shot in (outcome.load_start, outcome.load_end) if shot is not None]
+    if not shots:
+        return {}
+    warning = machine_load.warning(outcome.load_start, outcome.load_end)
+    return {c.T_QUIET: "no" if warning else "yes", **({c.T_BUSY_PROCESSES: warning[:500]} if warning else {})}

@@ -22,9 +22,11 @@ _stopping = False
 
 
 class Stopped(BaseException):
-    def __init__(self, signum: int):
-        self.signum = signum
-        self.reason = f"stopped by {signal.Signals(signum).name}"
+    """``status``: how the job's run is closed, KILLED (stopped on purpose) or FAILED (its process was lost)."""
+
+    def __init__(self, signum: int, reason: str | None = None, status: str = "KILLED"):
+        self.signum, self.status = signum, status
+        self.reason = reason or f"stopped by {signal.Signals(signum).name}"
         super().__init__(self.reason)
 
     @property

@@ -124,11 +124,12 @@ class SweepSummary:
     skipped: int
     missing: int
     in_outbox: list[str] = field(default_factory=list)   # outbox entries of jobs whose store was unreachable
+    not_started: int = 0     # jobs a stopped sweep never started (not failures: nothing ran)
 
     @property
     def all_ok(self) -> bool:
         """Every job measured (its run in the store, or in an outbox until `make sync`)."""
-        return not self.failed and not self.missing
+        return not self.failed and not self.missing and not self.not_started
 
     @property
     def success(self) -> bool:
@@ -142,8 +143,13 @@ class SweepSummary:
             head += f" ({self.skipped} duplicates skipped)"
         if self.in_outbox:
             head += (f"; {len(self.in_outbox)} run(s) NOT LOGGED, kept in the outbox "
-                     f"{Path(self.in_outbox[0]).parent} (tracking store unreachable): upload with `make sync`")
+                     f"{Path(self.in_outbox[0]).parent} (tracking store unreachable): upload with "
+                     f"`{outbox.sync_command(self.in_outbox[0])}`")
         if self.all_ok:
+            return head
+        if self.not_started:
+            head += f"; {self.not_started} not started"
+        if not self.failed and not self.missing:
             return head
         what = "; ".join(f"{f.get('name') or '#' + str(f.get('num'))}: {_first_line(f.get('error', ''))}"
                          for f in self.failed)
@@ -328,9 +334,13 @@ def close_sweep(state: SweepState, interrupted: str | None = None, killed: bool 
     results = state.results()
     total = state.total if state.total is not None else len(results)
     failed = [r for r in results if r.get("status") == "failed"]
+    # a stopped sweep's jobs without a result never started; otherwise a job without one was lost
+    unaccounted = max(0, total - len(results))
     summary = SweepSummary(state.sweep_id, total, sum(r.get("status") == "ok" for r in results), failed,
-                           sum(r.get("status") == "skipped" for r in results), max(0, total - len(results)),
-                           [r["outbox"] for r in results if r.get("outbox")])
+                           sum(r.get("status") == "skipped" for r in results),
+                           0 if interrupted is not None else unaccounted,
+                           [r["outbox"] for r in results if r.get("outbox")],
+                           unaccounted if interrupted is not None else 0)
     _last_summary = summary
     _open_sweeps.pop(state.parent_run_id, None)
     if os.environ.get(SWEEP_ID_ENV) == state.sweep_id:
@@ -349,6 +359,7 @@ def close_sweep(state: SweepState, interrupted: str | None = None, killed: bool 
     table = comparison.comparison_table(results)
     if table:
         print(table)
+    drifted = " ".join(d.text() for d in comparison.drifts(results))
     try:
         print(f"[convbench] these jobs and their key metrics in the UI: "
               f"{comparison.share_view(uri, state.experiment, state.sweep_id)}")
@@ -362,9 +373,11 @@ def close_sweep(state: SweepState, interrupted: str | None = None, killed: bool 
         start_time_ms=opened.get("start_time_ms") or int(time.time() * 1000),
         client_id=state.parent_client_id or uuid.uuid4().hex,
         tags={**opened.get("tags", {}), contract.T_RUN_KIND: "parent", contract.T_SWEEP_ID: state.sweep_id,
-              contract.T_STATUS: "ok" if ok else "failed", **({} if ok else {contract.T_ERROR: line})},
+              contract.T_STATUS: "ok" if ok else "failed", **({} if ok else {contract.T_ERROR: line}),
+              **({contract.T_BASELINE_DRIFT: drifted[:5000]} if drifted else {})},
         metrics={contract.JOBS_TOTAL: total, contract.JOBS_OK: summary.ok, contract.JOBS_FAILED: len(failed),
                  contract.JOBS_SKIPPED: summary.skipped, contract.JOBS_MISSING: summary.missing,
+                 contract.JOBS_NOT_STARTED: summary.not_started,
                  contract.JOBS_IN_OUTBOX: len(summary.in_outbox)},
         status="KILLED" if killed else "FINISHED" if ok else "FAILED")
     try:
@@ -382,7 +395,7 @@ def close_sweep(state: SweepState, interrupted: str | None = None, killed: bool 
         return summary
     if entry is not None:
         print(f"convbench: could not close the parent run {run_id} ({closing.error}); kept in {entry}: upload "
-              f"it with `make sync`", file=sys.stderr)
+              f"it with `{outbox.sync_command(entry)}`", file=sys.stderr)
     return summary
 
 
@@ -390,6 +403,11 @@ def runs_here() -> bool:
     """True in the process that started a sweep and has not closed it: the basic launcher runs its
     jobs here, one after another; other launchers run them in processes of their own."""
     return bool(_open_sweeps)
+
+
+def open_sweep() -> SweepState | None:
+    """The sweep this process started and has not closed (its launcher runs the jobs), if any."""
+    return next(iter(_open_sweeps.values()), None)
 
 
 def abort_open_sweeps(reason: str = "interrupted", killed: bool = False) -> None:

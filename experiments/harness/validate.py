@@ -64,7 +64,7 @@ def _text():
 
 def _optional(rule):
     check, valid = rule
-    return (lambda value: value is None or check(value)), f"null or {valid}"
+    return (lambda value: value is None or check(value)), f"{valid} or null"
 
 
 def _one_of(*choices):
@@ -106,6 +106,11 @@ TYPED = {
     "bench.flush_mb": _number(0),
     "bench.energy_s": _number(0),
     "bench.progress_s": _number(0),
+    "bench.kernel_timeout_s": _number(0, low_open=True),
+    "gemm.source": _optional(_text()),
+    "gemm.function": _optional(_text()),
+    "gemm.tile_macro": _text(),
+    "gemm.batched": _bool(),
     "bench.model.warmup": _int(0),
     "bench.model.min_samples": _int(1),
     "bench.model.min_time_s": _number(0),

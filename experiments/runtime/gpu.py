@@ -93,8 +93,14 @@ class GpuRuntime:
         self.xp = cupy
         self.kind = "hip" if cupy.cuda.runtime.is_hip else "cuda"
 
-    def load(self, source: str, defines: dict[str, int] | None = None):
-        return _load_module(source, tuple(sorted((defines or {}).items())))
+    def load(self, source: str, defines: dict[str, int] | None = None, *, prelude: Path | None = None,
+             names: tuple[str, ...] = ()):
+        """A kernel file of hip/ by name; or a user's file by absolute path with its ``prelude`` and the
+        ``names`` of its kernels (C++ names are found through NVRTC's name expressions)."""
+        defines = tuple(sorted((defines or {}).items()))
+        if prelude is None:
+            return _load_module(source, defines)
+        return _load_user_module(str(source), user_source_hash(Path(source)), defines, str(prelude), tuple(names))
 
     def device_name(self) -> str:
         props = self.xp.cuda.runtime.getDeviceProperties(self.xp.cuda.Device().id)
@@ -110,3 +116,36 @@ def _load_module(source: str, defines: tuple[tuple[str, int], ...]):
     import cupy
     code = source_path(source).read_text()
     return cupy.RawModule(code=code, options=compile_options(dict(defines)))
+
+
+def user_source(path: Path, prelude: Path) -> str:
+    """A user's kernel file as NVRTC/hiprtc compile it: the prelude first, then the file, its lines and
+    messages numbered as in the file (#line)."""
+    return f'#include "{prelude.name}"\n#line 1 "{path}"\n{path.read_text()}'
+
+
+def user_compile_options(path: Path, prelude: Path, defines: dict[str, int] | None) -> tuple[str, ...]:
+    """The prelude's directory first (its hip/hip_runtime.h and cuda_runtime.h stand in for the real
+    ones), then the file's own directory, then hip/ and the defines."""
+    return (f"-I{prelude.parent}", f"-I{path.parent}", *compile_options(defines))
+
+
+def user_source_hash(path: Path) -> str:
+    """The file and the headers beside it: CuPy's cache keys on the code and options only."""
+    import hashlib
+    digest = hashlib.sha256(path.read_bytes())
+    for header in sorted(path.parent.glob("*.h")):
+        digest.update(header.read_bytes())
+    return digest.hexdigest()
+
+
+@lru_cache(maxsize=None)
+def _load_user_module(path: str, content_hash: str, defines: tuple[tuple[str, int], ...], prelude: str,
+                      names: tuple[str, ...]):
+    """Compiled once per process per content (the hash: an edited file compiles again)."""
+    import cupy
+    source, header = Path(path), Path(prelude)
+    return cupy.RawModule(code=user_source(source, header),
+                          options=(*user_compile_options(source, header, dict(defines)),
+                                   f"-DCONVBENCH_USER_HASH=0x{content_hash[:16]}"),
+                          name_expressions=names or None)

@@ -29,6 +29,11 @@ ENERGY_PER_INFERENCE_J = "energy_per_inference_j"   # the window's energy / imag
 CO2_PER_INFERENCE_MG = "co2_per_inference_mg"       # the window's emissions / images it processed
 SPEEDUP_CI95_LOW = "speedup_ci95_low"         # 95% bootstrap interval of speedup_vs_baseline,
 SPEEDUP_CI95_HIGH = "speedup_ci95_high"       # from the raw samples of both medians
+# The machine while the job ran (experiments/harness/machine_load.py): a busy machine slows the job and
+# makes PyTorch's baseline drift from job to job (experiments/tracking/drift.py)
+LOAD_AVG_START = "load_avg_start"             # 1-minute load average when the job started
+LOAD_AVG_END = "load_avg_end"                 # ... and when it ended
+ENERGY_IMAGES = "energy_images"               # images the energy window ran (energy_per_inference_j's divisor)
 
 METRICS = (
     LATENCY_MS, LATENCY_P10_MS, LATENCY_P90_MS, LATENCY_IQR_REL, LATENCY_SAMPLES, BASELINE_LATENCY_MS,
@@ -102,6 +107,9 @@ P_CACHE_MODE = "bench.cache_mode"  # hot | cold
 P_VARIANT_LABEL = f"{VARIANT_PREFIX}label"     # e.g. kn2row/blocked-t8/fp32
 P_VARIANT_GEMM = f"{VARIANT_PREFIX}gemm"       # empty where no GEMM runs (pytorch, scalar, auto)
 P_VARIANT_TILE = f"{VARIANT_PREFIX}tile"       # empty but for the blocked GEMM
+P_VARIANT_CUSTOM = f"{VARIANT_PREFIX}custom"   # gemm=custom: the kernel's name, empty otherwise
+P_VARIANT_CUSTOM_PATH = f"{VARIANT_PREFIX}custom.path"      # gemm=custom: the kernel file, absolute
+P_VARIANT_CUSTOM_SHA256 = f"{VARIANT_PREFIX}custom.sha256"  # gemm=custom: the file's sha256 (what ran)
 VARIANT_PARAMS = (*(f"{VARIANT_PREFIX}{field}" for field in VARIANT_FIELDS), P_VARIANT_LABEL)
 
 # --- tags ---------------------------------------------------------------------------
@@ -121,7 +129,8 @@ T_VERSION_PREFIX = "version."   # version.torch, version.cupy, version.mlflow, .
 T_RUN_KIND = "run_kind"         # parent | job
 T_JOB_NUM = "job_num"           # a sweep's job: its number (hydra.job.num), how the sweep finds its run
 T_BEST_SINGLE = "best_single"   # algo=auto: the best single candidate, e.g. im2col/blocked-t16/fp32
-T_BASELINE = "baseline"         # what baseline_latency_ms measured: pytorch fp32 | pytorch fp16
+T_BASELINE = "baseline"         # what baseline_latency_ms measured: pytorch fp32 | pytorch fp16 channels_last
+T_CUDNN_BENCHMARK = "cudnn_benchmark"   # the PyTorch baseline's cuDNN autotuning: on | off | unused (no cuDNN)
 T_EVAL_DATA = "eval_data"       # the evaluation images of the fidelity metrics (digits test split, ...)
 T_WEIGHTS = "weights"           # pruned/quantized jobs: the model's weights, "random" or torchvision's name
 T_FP32_LAYERS = "fp32_layer_names"      # fp16/int8: the conv layers quant.skip kept in fp32, comma separated
@@ -136,6 +145,11 @@ T_PROCESS_START = "process_start"   # the process's start, seconds since the epo
 T_OUTBOX = "outbox"             # set on a run uploaded later from an outbox: the outbox entry it came from
 T_CLIENT_ID = "client_run_id"   # made by convbench before the run exists: a retried or resumed upload finds its run
 T_JOB_NAME = "job_name"         # the job's full name (model/variant/prune); a sweep's child run is named short
+T_QUIET = "machine_quiet"       # yes | no: no other process was busy at the job's start and end
+T_BUSY_PROCESSES = "busy_processes"   # the other busy processes and load when not quiet, in words
+T_ENERGY_WINDOW = "energy_window"     # readable | thin (fewer images than MIN_ENERGY_IMAGES: not ranked)
+T_BASELINE_DRIFT = "baseline_drift"   # a sweep's parent: PyTorch's medians spread across its jobs (drift.py)
+T_VS_PYTORCH = "vs_pytorch"     # the speedup in words, '2.35× slower' (a column of the UI's runs table)
 T_WHAT_RAN = "what_ran"         # in words: numpy reference on the CPU, emulator (correctness only), kernels on a GPU
 
 # --- names in the MLflow UI -------------------------------------------------------------
@@ -165,7 +179,8 @@ P_SWEEP_OVERRIDES = "sweep.overrides"
 P_SWEEP_JOBS = "sweep.jobs"
 P_SWEEP_DIR = "sweep.dir"
 JOBS_TOTAL, JOBS_OK, JOBS_FAILED = "jobs_total", "jobs_ok", "jobs_failed"
-JOBS_SKIPPED, JOBS_MISSING = "jobs_skipped", "jobs_missing"
+JOBS_SKIPPED, JOBS_MISSING = "jobs_skipped", "jobs_missing"   # missing: started, left no result
+JOBS_NOT_STARTED = "jobs_not_started"   # a stopped sweep's jobs that never started
 JOBS_IN_OUTBOX = "jobs_in_outbox"   # jobs whose runs wait in the sweep's outbox (store unreachable)
 STALE_RUNS_CLOSED = "stale_runs_closed"   # RUNNING runs of dead processes this sweep's start closed as KILLED
 

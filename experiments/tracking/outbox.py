@@ -137,6 +137,15 @@ def deliver(record: RunRecord, retry_s: float, outbox_dir: Path, what: str) -> P
         return write(record, spare_outbox())
 
 
+def sync_command(entry: str | Path) -> str:
+    """The command that uploads an entry: `make sync` searches multirun/ and outputs/ of the repository."""
+    holder = Path(entry).resolve().parent.parent      # the folder that holds mlflow-outbox/
+    defaults = [(mlf.REPO_ROOT / name).resolve() for name in DEFAULT_DIRS]
+    if any(holder == d or d in holder.parents for d in defaults):
+        return "make sync"
+    return f"make sync OUTBOX={holder}"
+
+
 def spare_outbox() -> Path:
     """Where a run waits when its own outbox's disk is full: the temporary directory, often another disk
     (sync it with `python -m experiments.tracking.outbox <this directory>`)."""

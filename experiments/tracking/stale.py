@@ -63,7 +63,7 @@ def close_run(uri: str, run_id: str, reason: str, status: str = "KILLED") -> Non
     mlf.finish(uri, run_id, False, status=status)
 
 
-def close_own_runs(reason: str, keep: set[str | None] = frozenset()) -> list[str]:
+def close_own_runs(reason: str, keep: set[str | None] = frozenset(), status: str = "KILLED") -> list[str]:
     """Close as KILLED every run this process started and has not finished (a signal stopped it), but
     those in ``keep``; a store that cannot be reached leaves them to the next sweep's
     ``close_dead_local_runs``."""
@@ -72,7 +72,7 @@ def close_own_runs(reason: str, keep: set[str | None] = frozenset()) -> list[str
         if run_id in keep:
             continue
         try:
-            close_run(uri, run_id, reason)
+            close_run(uri, run_id, reason, status)
             closed.append(run_id)
         except Exception as exc:
             print(f"convbench: could not close run {run_id} as KILLED: {type(exc).__name__}: "

@@ -17,7 +17,7 @@ Per layer (successive halving within the layer's share of the budget):
    above the dtype's tolerance (or one that raises) is out: never a fast wrong answer;
 2. round r: each remaining candidate gets ``first_samples * 2**(r-1)`` more timed calls
    (``warmup`` untimed calls before its first round), by the harness's clock and protocol code
-   (experiments.harness.timing.measure; cold-cache flushes included);
+   (experiments.measure.timing.measure; cold-cache flushes included);
 3. after a round, a candidate whose p10 is above the best median by more than ``drop_margin``
    is clearly slower and dropped, and at most half of the candidates (rounded up) go on;
 4. it ends with one candidate left, or when the layer's share of the budget is spent (the best
@@ -45,13 +45,13 @@ from torch import nn
 from experiments.conv import ALGORITHMS, GEMMS, TILES, ConvbenchConv2d, Variant, ladder, variant
 from experiments.conv.api import resolve_padding
 from experiments.conv.tolerance import relative_error
-from experiments.harness.timing import Protocol, measure
+from experiments.measure.timing import Protocol, measure
 
 from .database import TuningDatabase, TuningEntry, TuningKey
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # auto_sparse is itself a rule (sparse below a density threshold): tuning measures sparse and dense instead
-TUNABLE_GEMMS = tuple(g for g in GEMMS if not g.startswith("auto"))
+TUNABLE_GEMMS = tuple(g for g in GEMMS if not g.startswith("auto") and g != variant.CUSTOM)
 SPARSE_GEMMS = tuple(g for g in TUNABLE_GEMMS if "sparse" in g)
 # The rungs of the GEMM ladder tuned by default: today's rung and the top of the ladder (warp tiling
 # alone, with split-K for small grids, with the batch folded into N); rungs 0, 2 and 3 are steps that
@@ -309,6 +309,7 @@ class LayerChoice:
     key: TuningKey
     entry: TuningEntry
     source: str                      # measured | reused
+    reused_from_run: bool = False    # reused: an earlier layer of this run had its shape (else the database)
 
     @property
     def choice(self) -> Variant:
@@ -333,6 +334,11 @@ class TuningOutcome:
     @property
     def reused(self) -> int:
         return sum(layer.source == REUSED for layer in self.layers)
+
+    @property
+    def reused_from_run(self) -> int:
+        """Reused layers whose shape an earlier layer of this run measured (not the database's)."""
+        return sum(layer.source == REUSED and layer.reused_from_run for layer in self.layers)
 
     @property
     def tuned_conv_s(self) -> float:
@@ -376,7 +382,7 @@ def tune_model(model: nn.Module, convs: list[tuple[str, nn.Conv2d]], inputs: dic
             for (name, conv), key, candidates in zip(convs, keys, per_layer):
                 entry = None if key in pending and key not in fresh else db.get(key)
                 if entry is not None:
-                    outcome.layers.append(LayerChoice(name, key, entry, REUSED))
+                    outcome.layers.append(LayerChoice(name, key, entry, REUSED, reused_from_run=key in fresh))
                 else:
                     left = len(pending - fresh)
                     budget = max(spec.budget_s - (time.perf_counter() - started), 0.0) / max(left, 1)

@@ -57,14 +57,17 @@
 #pragma once
 
 #include <dlfcn.h>
+#include <errno.h>
 #include <link.h>
 #include <math.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/mman.h>
 #include <type_traits>
 #include <ucontext.h>
@@ -153,7 +156,7 @@ template <class T> inline T atomicAdd(T* p, std::type_identity_t<T> v) {
 namespace convbench::emu {
 
 struct Fiber {  // what a switch touches comes first (one or two cache lines)
-    enum State { Running, AtBarrier, Done, Trapped };
+    enum State { Running, AtBarrier, Done, Trapped, TimedOut };
     State state;
     int predicate;              // the argument of __syncthreads_count/_and/_or
     bool started;
@@ -172,6 +175,10 @@ struct Launch {
     unsigned long long blocks;
     unsigned long long next;    // the next block to hand out (atomic)
     bool failed;                // (atomic) the first failure writes `error`, the others stop
+    bool timed_out;             // (atomic) set by the watchdog: the workers leave their fibers
+    double timeout_s;           // 0: no time limit
+    pthread_t* threads;         // the workers of this launch (index 0: the caller), for the watchdog
+    unsigned thread_count;      // (atomic) how many have registered
     char error[1024];
 
     template <class... Args> void fail(const char* format, Args... args) {
@@ -203,6 +210,7 @@ struct Worker {
     size_t dynamic_shared_bytes;
     unsigned char* tls_block;   // this thread's copy of the library's thread-locals (__shared__ among them)
     bool tls_block_known;
+    volatile sig_atomic_t in_fiber;  // a fiber runs on this worker (the watchdog's signal may leave it)
 
     ~Worker() {
         for (unsigned i = 0; i < fiber_count; ++i) free(fibers[i]);
@@ -301,6 +309,7 @@ __attribute__((noinline)) inline void switch_to(jmp_buf from, jmp_buf to) {
 __attribute__((noinline)) inline void resume(Worker& worker, Fiber* f) {
     worker.current = f;
     if (_setjmp(worker.scheduler) == 0) {
+        worker.in_fiber = 1;
         if (!f->started) {  // first entry (or a restart after a failed block): a fresh stack
             memset(f->stack, STACK_CANARY, STACK_CANARY_BYTES);  // an overflow of the last launch is forgiven
             getcontext(&f->start);
@@ -313,6 +322,7 @@ __attribute__((noinline)) inline void resume(Worker& worker, Fiber* f) {
         }
         _longjmp(f->context, 1);
     }
+    worker.in_fiber = 0;
 }
 
 // Make the worker's fiber count n: the new stacks in one mapping, a guard page below them.
@@ -374,6 +384,10 @@ inline bool run_block(Worker& worker, Launch& launch, uint3 block) {
     for (unsigned i = 0; i < n; ++i) worker.fibers[i]->state = Fiber::Running;
 
     for (;;) {  // one phase: every thread runs to its next barrier or to its end
+        if (__atomic_load_n(&launch.timed_out, __ATOMIC_ACQUIRE)) {  // a block looping over barriers
+            abandon_fibers(worker);
+            return false;
+        }
         unsigned waiting = 0, done = 0, first_waiting = 0, first_done = 0;
         int count = 0;
         uint3 t = {0, 0, 0};
@@ -386,6 +400,10 @@ inline bool run_block(Worker& worker, Launch& launch, uint3 block) {
                 launch.fail("thread (%u,%u,%u) of block (%u,%u,%u) overflowed its %u-byte fiber stack "
                             "(CONVBENCH_FIBER_STACK_BYTES)", threadIdx.x, threadIdx.y, threadIdx.z,
                             block.x, block.y, block.z, static_cast<unsigned>(f->stack_bytes));
+                abandon_fibers(worker);
+                return false;
+            }
+            if (f->state == Fiber::TimedOut) {  // the watchdog wrote the failure
                 abandon_fibers(worker);
                 return false;
             }
@@ -420,6 +438,8 @@ inline bool run_block(Worker& worker, Launch& launch, uint3 block) {
 // result depends on which worker ran which block (except through atomics, as on a GPU).
 inline void work(Launch& launch) {
     Worker& worker = this_worker();
+    if (launch.threads)
+        launch.threads[__atomic_fetch_add(&launch.thread_count, 1U, __ATOMIC_ACQ_REL)] = pthread_self();
     worker.launch = &launch;
     blockDim = launch.block;
     gridDim = launch.grid;
@@ -438,6 +458,104 @@ inline void work(Launch& launch) {
         if (b >= launch.blocks || !run_block(worker, launch, unflatten(b, launch.grid))) break;
     }
     worker.launch = nullptr;
+}
+
+// ---- the watchdog: a launch that runs past its time limit is stopped, not waited for ----
+// A kernel that never ends (a loop whose index never moves) would hold its worker forever, and the
+// job with it. With a time limit (launch's timeout_s, bench.kernel_timeout_s), one watchdog thread
+// per library waits for the launch's deadline; past it, it fails the launch and sends WATCHDOG_SIGNAL
+// to every worker of the launch, again every 100 ms until the launch returns. A worker that is inside
+// a fiber leaves it from the signal handler for its scheduler (the same exit as __trap(); the fiber's
+// stack is abandoned and restarted next time); one between fibers stops at its next block. The
+// handler runs with SA_NODEFER so that the jump out of it leaves the signal unblocked. Every kernel
+// library installs its handler once and chains to the one installed before it, which serves the
+// workers of the other libraries (each has its own runtime: hidden visibility).
+inline int watchdog_signal() { return SIGRTMIN + 4; }
+inline struct sigaction previous_action;
+
+inline void on_watchdog_signal(int sig, siginfo_t* info, void* context) {
+    Worker* worker = tls_worker;
+    if (worker && worker->in_fiber && worker->launch && __atomic_load_n(&worker->launch->timed_out, __ATOMIC_ACQUIRE)) {
+        worker->in_fiber = 0;
+        worker->current->state = Fiber::TimedOut;
+        _longjmp(worker->scheduler, 1);
+    }
+    if (previous_action.sa_flags & SA_SIGINFO) {
+        if (previous_action.sa_sigaction) previous_action.sa_sigaction(sig, info, context);
+    } else if (previous_action.sa_handler != SIG_DFL && previous_action.sa_handler != SIG_IGN) {
+        previous_action.sa_handler(sig);
+    }
+}
+
+inline void install_watchdog_handler() {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, [] {
+        struct sigaction action {};
+        action.sa_sigaction = &on_watchdog_signal;
+        action.sa_flags = SA_SIGINFO | SA_NODEFER | SA_RESTART;
+        sigemptyset(&action.sa_mask);
+        sigaction(watchdog_signal(), &action, &previous_action);
+    });
+}
+
+inline timespec deadline_after(double seconds) {
+    timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    const double whole = static_cast<double>(static_cast<long long>(seconds));
+    t.tv_sec += static_cast<time_t>(whole);
+    t.tv_nsec += static_cast<long>((seconds - whole) * 1e9);
+    if (t.tv_nsec >= 1000000000L) { t.tv_sec += 1; t.tv_nsec -= 1000000000L; }
+    return t;
+}
+
+struct Watchdog {
+    pthread_mutex_t mutex = PTHREAD_MUTEX_INITIALIZER;
+    pthread_cond_t changed;
+    Launch* launch = nullptr;   // the launch being watched (null: none)
+    timespec deadline{};
+    bool started = false;
+    pid_t pid = getpid();
+    Watchdog() {
+        pthread_condattr_t attributes;
+        pthread_condattr_init(&attributes);
+        pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC);
+        pthread_cond_init(&changed, &attributes);
+    }
+};
+
+inline void* watch(void* arg) {
+    Watchdog& w = *static_cast<Watchdog*>(arg);
+    pthread_mutex_lock(&w.mutex);
+    for (;;) {
+        while (!w.launch) pthread_cond_wait(&w.changed, &w.mutex);
+        Launch* launch = w.launch;
+        if (pthread_cond_timedwait(&w.changed, &w.mutex, &w.deadline) != ETIMEDOUT || w.launch != launch) continue;
+        if (!__atomic_load_n(&launch->timed_out, __ATOMIC_ACQUIRE)) {
+            launch->fail("kernel '%s' (grid (%u,%u,%u), block (%u,%u,%u)) did not finish within its time limit of "
+                         "%g s (bench.kernel_timeout_s) and was stopped: a loop that never ends?", launch->kernel,
+                         launch->grid.x, launch->grid.y, launch->grid.z, launch->block.x, launch->block.y,
+                         launch->block.z, launch->timeout_s);
+            __atomic_store_n(&launch->timed_out, true, __ATOMIC_RELEASE);
+        }
+        const unsigned n = __atomic_load_n(&launch->thread_count, __ATOMIC_ACQUIRE);
+        for (unsigned i = 0; i < n; ++i) pthread_kill(launch->threads[i], watchdog_signal());
+        w.deadline = deadline_after(0.1);  // again until the launch returns
+    }
+    return nullptr;
+}
+
+inline Watchdog& watchdog() {
+    static Watchdog* w = new Watchdog;
+    if (w->pid != getpid()) w = new Watchdog;  // after fork(): the parent's thread does not exist here
+    if (!w->started) {
+        install_watchdog_handler();
+        pthread_t thread;
+        if (pthread_create(&thread, nullptr, &watch, w) == 0) {
+            pthread_detach(thread);
+            w->started = true;
+        }
+    }
+    return *w;
 }
 
 // Helper threads, created on demand and kept for the life of the process (detached, never joined:
@@ -484,10 +602,13 @@ inline Pool& pool() {
 
 inline thread_local char last_error[1024];
 
-// Run body() as the kernel `kernel` over grid x block on `workers` threads (the caller included);
-// returns 0, or -1 with last_error set.
+// Run body() as the kernel `kernel` over grid x block on `workers` threads (the caller included),
+// stopped after timeout_s seconds if that is > 0; returns 0, or -1 (failed) or -2 (timed out) with
+// last_error set. Only the blocks numbered first .. end - 1 (x fastest, then y, z) run when end > 0:
+// the launch-geometry probe runs one block at a time to see which do any work.
 template <class Body>
-int launch(const char* kernel, dim3 grid, dim3 block, size_t shared_bytes, int workers, Body&& body) {
+int launch(const char* kernel, dim3 grid, dim3 block, size_t shared_bytes, int workers,
+           unsigned long long first, unsigned long long end, double timeout_s, Body&& body) {
     using B = std::remove_reference_t<Body>;
     Launch job{};
     job.kernel = kernel;
@@ -497,12 +618,29 @@ int launch(const char* kernel, dim3 grid, dim3 block, size_t shared_bytes, int w
     job.block = block;
     job.shared_bytes = shared_bytes;
     job.blocks = static_cast<unsigned long long>(grid.x) * grid.y * grid.z;
-    if (job.blocks == 0 || block.x * block.y * block.z == 0) return 0;
+    if (end > 0 && end < job.blocks) job.blocks = end;
+    job.next = first;
+    if (job.blocks <= first || block.x * block.y * block.z == 0) return 0;
 
     Pool& p = pool();
     pthread_mutex_lock(&p.launch_mutex);
     unsigned long long n = workers < 1 ? 1 : static_cast<unsigned long long>(workers);
-    if (n > job.blocks) n = job.blocks;
+    if (n > job.blocks - first) n = job.blocks - first;
+    Watchdog* dog = nullptr;
+    if (timeout_s > 0) {
+        job.timeout_s = timeout_s;
+        job.threads = static_cast<pthread_t*>(calloc(n, sizeof(pthread_t)));
+        dog = &watchdog();
+        if (job.threads && dog->started) {
+            pthread_mutex_lock(&dog->mutex);
+            dog->launch = &job;
+            dog->deadline = deadline_after(timeout_s);
+            pthread_cond_signal(&dog->changed);
+            pthread_mutex_unlock(&dog->mutex);
+        } else {
+            dog = nullptr;
+        }
+    }
     unsigned helpers = static_cast<unsigned>(n - 1);
     if (helpers) {
         pthread_mutex_lock(&p.mutex);
@@ -528,10 +666,17 @@ int launch(const char* kernel, dim3 grid, dim3 block, size_t shared_bytes, int w
         p.job = nullptr;
         pthread_mutex_unlock(&p.mutex);
     }
+    if (dog) {
+        pthread_mutex_lock(&dog->mutex);
+        dog->launch = nullptr;
+        pthread_cond_signal(&dog->changed);
+        pthread_mutex_unlock(&dog->mutex);
+    }
+    free(job.threads);
     pthread_mutex_unlock(&p.launch_mutex);
     if (job.failed) {
         snprintf(last_error, sizeof last_error, "%s", job.error);
-        return -1;
+        return job.timed_out ? -2 : -1;
     }
     return 0;
 }
