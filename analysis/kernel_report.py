@@ -30,6 +30,7 @@ from pathlib import Path
 import yaml
 
 from experiments.conv import ladder
+from experiments.conv.grid import ceil_div, round_up
 from experiments.conv.kernel_launch import (DEPTHWISE_THREADS, ELEMENTWISE_THREADS, SCALAR_PIXELS, SPMM_LANES,
                                             SPMM_ROWS, kernel_defines)
 from experiments.runtime import nvrtc
@@ -220,18 +221,14 @@ def parse_amd_metadata(assembly: str) -> dict[str, dict]:
 
 
 # --- occupancy ------------------------------------------------------------------------------------
-def _round_up(value: int, unit: int) -> int:
-    return -(-value // unit) * unit
-
-
 def h100_warps(registers: int, smem: int, threads: int) -> tuple[int, str]:
     """Resident warps per SM and the limiting resource."""
     lim = H100
-    warps = -(-threads // lim["warp"])
-    per_warp = _round_up(max(registers, 1) * lim["warp"], lim["register_unit"])
+    warps = ceil_div(threads, lim["warp"])
+    per_warp = round_up(max(registers, 1) * lim["warp"], lim["register_unit"])
     by = {"warps": lim["max_warps"] // warps, "blocks": lim["max_blocks"],
           "registers": lim["registers"] // (per_warp * warps),
-          "shared memory": lim["shared"] // _round_up(smem + lim["reserved_shared"], lim["shared_unit"])}
+          "shared memory": lim["shared"] // round_up(smem + lim["reserved_shared"], lim["shared_unit"])}
     limit = min(by, key=by.get)
     return by[limit] * warps, limit
 
@@ -239,8 +236,8 @@ def h100_warps(registers: int, smem: int, threads: int) -> tuple[int, str]:
 def mi250_waves(vgprs: int, agprs: int, lds: int, threads: int) -> tuple[int, str]:
     """Resident wavefronts per CU and the limiting resource."""
     lim = MI250
-    waves = -(-threads // lim["wave"])
-    per_wave = _round_up(max(vgprs + agprs, 1), lim["vgpr_unit"])   # unified VGPR file on gfx90a
+    waves = ceil_div(threads, lim["wave"])
+    per_wave = round_up(max(vgprs + agprs, 1), lim["vgpr_unit"])   # unified VGPR file on gfx90a
     per_simd = min(lim["waves_per_simd"], lim["vgprs"] // per_wave)
     by = {"waves": lim["simds"] * lim["waves_per_simd"] // waves,
           "VGPRs": (per_simd * lim["simds"]) // waves}

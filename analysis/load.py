@@ -25,7 +25,6 @@ STATUS_OK, STATUS_FAILED, STATUS_RUNNING = "ok", "failed", "running"
 
 # Bit width of each quantization scheme, for "speedup against bit width".
 QUANT_BITS = {"fp32": 32, "tf32": 19, "bf16": 16, "fp16": 16, "int8": 8, "int4": 4}
-ELEMENT_BYTES = {"fp32": 4, "tf32": 4, "bf16": 2, "fp16": 2, "int8": 1}
 
 JOB_COLUMNS = [
     "run_id", "run_name", "experiment", "start_time", "status", "error",
@@ -182,7 +181,7 @@ def read_layers(path: Path, run_id: str) -> pd.DataFrame:
         if column not in layers:
             layers[column] = np.nan
     layers = layers[list(contract.LAYER_COLUMNS)].copy()
-    layers["layer"] = layers["layer"].astype(str)
+    layers[contract.LAYER.layer] = layers[contract.LAYER.layer].astype(str)
     layers.insert(0, "layer_index", range(len(layers)))
     layers.insert(0, "run_id", run_id)
     return layers

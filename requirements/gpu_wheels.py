@@ -1,6 +1,6 @@
 """make gpu-wheels: the wheels a GPU machine without internet lacks to run `make gpu-check`, downloaded
-here (a machine with internet), tens of MB: never torch, torchvision, CuPy or NVIDIA's libraries, which
-such a machine has with its GPU stack.
+here (a machine with internet): never torch, torchvision, CuPy or NVIDIA's libraries, which such a machine
+has with its GPU stack (for a Python with only those, 119 wheels, 196 MB, mostly pyarrow, scipy and numpy).
 
     # on the GPU machine:
     python3 -m pip list --format=freeze > gpu-freeze.txt

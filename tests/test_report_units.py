@@ -290,3 +290,14 @@ def test_an_older_layers_csv_reads_its_kernel_column_as_the_variant(tmp_path):
     path.write_text("layer,kernel_h,kernel_w,kernel,tile\nconv1,3,3,im2col/blocked-t8/fp32,8\n")
     layers = read_layers(path, "run")
     assert layers.loc[0, "variant"] == "im2col/blocked-t8/fp32" and "kernel" not in layers
+
+
+def test_inflation_counts_the_output_as_float32_at_every_precision():
+    """Outputs (and kn2row's partial planes) are float32 whatever the run's dtype; the input is at it."""
+    runs = pd.DataFrame({"run_id": ["a"], "algo": ["kn2row"], "quant": ["fp16"]})
+    layers = pd.DataFrame({"run_id": ["a"], "layer_index": [0], "layer": ["conv1"], "batch": [1],
+                           "in_channels": [2], "in_h": [4], "in_w": [4], "out_channels": [3], "out_h": [4],
+                           "out_w": [4], "kernel_h": [3], "kernel_w": [3], "workspace_bytes": [3 * 9 * 16 * 4]})
+    row = tables.inflation(runs, layers).iloc[0]
+    assert row["workspace_vs_output"] == 9.0                      # 9 float32 planes of the float32 output
+    assert row["workspace_vs_input"] == 3 * 9 * 16 * 4 / (2 * 16 * 2)   # the input in half precision

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from experiments.conv import Variant
-from experiments.harness.timing import CpuClock
+from experiments.measure.timing import CpuClock
 from experiments.runtime import resolve
 from experiments.tracking import contract
 from experiments.tuning import (TuningDatabase, TuningEntry, TuningKey, build_tuned_model, candidates_for,
@@ -141,7 +141,7 @@ _REUSE = textwrap.dedent("""
     import json, sys, torch
     sys.path.insert(0, {tests!r})
     from test_tuning import _small_model, _inputs
-    from experiments.harness.timing import CpuClock
+    from experiments.measure.timing import CpuClock
     from experiments.runtime import resolve
     from experiments.tuning import tune_model, tuning_spec
     model = _small_model()
@@ -315,7 +315,7 @@ def test_algo_auto_on_the_emulator_is_tagged_emulated(convbench, tmp_path):
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU")
 def test_tuning_on_the_gpu_measures_blocked_tiles_by_device_events(tmp_path):
-    from experiments.harness.timing import EventClock
+    from experiments.measure.timing import EventClock
     from experiments.runtime import gpu_available
     if not gpu_available():
         pytest.skip("no GPU visible to CuPy")

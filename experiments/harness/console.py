@@ -11,7 +11,7 @@ from experiments.tracking import outbox
 
 from . import machine_load
 from .config import PYTORCH, JobSpec
-from .energy import MIN_IMAGES, READABLE
+from experiments.measure.energy import MIN_IMAGES, READABLE
 from .job import JobOutcome
 from .results import JobReport
 

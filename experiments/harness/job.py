@@ -38,11 +38,11 @@ from experiments.compress import pipeline as compression
 
 from .config import AUTO, PYTORCH, JobSpec
 from . import machine_load
-from .energy import EnergyMeter, EnergyResult
+from experiments.measure.energy import EnergyMeter, EnergyResult
 from .machine_load import LoadSnapshot
 from .errors import ToleranceError
 from .models import build_model, make_input, weights_label
-from .timing import ONE_CALL, CacheFlusher, CpuClock, EventClock, Measurement, expected_seconds, measure
+from experiments.measure.timing import ONE_CALL, CacheFlusher, CpuClock, EventClock, Measurement, expected_seconds, measure
 
 
 PYTORCH_VARIANT = Variant(PYTORCH)

@@ -19,7 +19,7 @@ from experiments.tracking import drift, labels
 from experiments.tracking import mlflow_log as mlf
 from experiments.tracking.credentials import split_password
 
-from .energy import MIN_IMAGES, THIN
+from experiments.measure.energy import MIN_IMAGES, THIN
 
 UI_ADDRESS = "http://127.0.0.1:5000"   # `make ui` and `make server` listen here by default
 UI_WORKFLOW = "machine_learning"       # MLflow 3's model-training mode of the UI (not its GenAI mode)

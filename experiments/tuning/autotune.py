@@ -17,7 +17,7 @@ Per layer (successive halving within the layer's share of the budget):
    above the dtype's tolerance (or one that raises) is out: never a fast wrong answer;
 2. round r: each remaining candidate gets ``first_samples * 2**(r-1)`` more timed calls
    (``warmup`` untimed calls before its first round), by the harness's clock and protocol code
-   (experiments.harness.timing.measure; cold-cache flushes included);
+   (experiments.measure.timing.measure; cold-cache flushes included);
 3. after a round, a candidate whose p10 is above the best median by more than ``drop_margin``
    is clearly slower and dropped, and at most half of the candidates (rounded up) go on;
 4. it ends with one candidate left, or when the layer's share of the budget is spent (the best
@@ -45,7 +45,7 @@ from torch import nn
 from experiments.conv import ALGORITHMS, GEMMS, TILES, ConvbenchConv2d, Variant, ladder, variant
 from experiments.conv.api import resolve_padding
 from experiments.conv.tolerance import relative_error
-from experiments.harness.timing import Protocol, measure
+from experiments.measure.timing import Protocol, measure
 
 from .database import TuningDatabase, TuningEntry, TuningKey
 
