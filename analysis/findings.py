@@ -12,6 +12,7 @@ from analysis.load import PYTORCH
 from analysis.tables import (
     CI_HIGH, CI_LOW, IQR_REL, MEDIAN_MS, NOISY_IQR_REL, PYTORCH_SAME_JOB_MS, SPEEDUP, TECHNIQUE, TILE,
 )
+from experiments.tracking.contract import LAYER as L   # layers.csv columns
 from experiments.tracking.labels import interval_text, ratio_text
 
 
@@ -117,12 +118,12 @@ def layer_findings(matrix: pd.DataFrame, shapes: pd.DataFrame, winners: pd.Serie
 
 def _winners_by_filter_size(ours: pd.DataFrame, shapes: pd.DataFrame) -> list[str]:
     """Which of our implementations wins, split by filter size (KH x KW): the dimension that sets inflation."""
-    if ours.empty or ours.shape[1] < 2 or "kernel_h" not in shapes:
+    if ours.empty or ours.shape[1] < 2 or L.kernel_h not in shapes:
         return []
-    filters = shapes.reindex(ours.index)[["kernel_h", "kernel_w"]]
+    filters = shapes.reindex(ours.index)[[L.kernel_h, L.kernel_w]]
     parts = []
     winners = ours.dropna(how="all").idxmin(axis=1)
-    for (kh, kw), names in filters.groupby(["kernel_h", "kernel_w"]).groups.items():
+    for (kh, kw), names in filters.groupby([L.kernel_h, L.kernel_w]).groups.items():
         own = winners.reindex(names).dropna()
         if own.empty:
             continue

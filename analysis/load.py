@@ -181,7 +181,7 @@ def read_layers(path: Path, run_id: str) -> pd.DataFrame:
         if column not in layers:
             layers[column] = np.nan
     layers = layers[list(contract.LAYER_COLUMNS)].copy()
-    layers["layer"] = layers["layer"].astype(str)
+    layers[contract.LAYER.layer] = layers[contract.LAYER.layer].astype(str)
     layers.insert(0, "layer_index", range(len(layers)))
     layers.insert(0, "run_id", run_id)
     return layers
