@@ -11,7 +11,7 @@ $(error PLATFORM=$(PLATFORM) is not a platform; valid: cpu, cuda, rocm)
 endif
 STAMP := $(VENV)/.installed-$(PLATFORM)
 
-.PHONY: setup run smoke test test-all compile-check check-kernel bench-layers report ceilings ui server clean gpu-check gpu-check-rehearsal
+.PHONY: setup run smoke test test-all compile-check check-kernel bench-layers report ceilings ui server clean gpu-check gpu-check-rehearsal gpu-wheels
 
 setup: $(STAMP)
 
@@ -74,6 +74,14 @@ endif
 
 gpu-check-rehearsal: setup
 	$(PY) -m experiments.bench.gpu_check --rehearse $(ARGS)
+
+# For a GPU machine without internet (its torch and CuPy installed): here, with internet, the wheels it
+# lacks (requirements/gpu_wheels.py says how to install them there). HAVE: its `pip list --format=freeze`;
+# TARGET_PYTHON: its Python version.
+HAVE ?=
+TARGET_PYTHON ?= 3.12
+gpu-wheels:
+	$(PYTHON) requirements/gpu_wheels.py --python-version $(TARGET_PYTHON) $(if $(HAVE),--have '$(HAVE)') --out gpu-wheels $(ARGS)
 
 .PHONY: bench-sparsity bench-grouped
 # Density sweep 1.0 -> 0.05 on resnet18's layers: dense GEMM vs CSR SpMM, and the crossover density.

@@ -17,7 +17,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 
 from analysis.selection import ordered_techniques  # noqa: E402
-from experiments.harness.timing import NOISY_IQR_REL  # noqa: E402
+from experiments.measure.timing import NOISY_IQR_REL  # noqa: E402
 from experiments.tracking.labels import ratio_text, significant  # noqa: E402
 
 DPI = 130

@@ -12,7 +12,8 @@ from analysis.load import PYTORCH
 from analysis.tables import (
     CI_HIGH, CI_LOW, IQR_REL, MEDIAN_MS, NOISY_IQR_REL, PYTORCH_SAME_JOB_MS, SPEEDUP, TECHNIQUE, TILE,
 )
-from experiments.tracking.labels import ratio_text
+from experiments.tracking.contract import LAYER as L   # layers.csv columns
+from experiments.tracking.labels import interval_text, ratio_text
 
 
 def _ms(value: float) -> str:
@@ -30,8 +31,8 @@ def _interval(row) -> str:
     if pd.isna(low) or pd.isna(high):
         return ""
     if low <= 1 <= high:
-        return f" (not significant: the 95% interval {low:.3g}–{high:.3g}× contains 1)"
-    return f" (95% CI {low:.3g}–{high:.3g}×)"
+        return f" (not significant: the 95% interval, {interval_text(low, high)}, contains no difference)"
+    return f" (95% CI {interval_text(low, high)})"
 
 
 def ranked_by_speedup(e2e: pd.DataFrame) -> pd.DataFrame:
@@ -117,12 +118,12 @@ def layer_findings(matrix: pd.DataFrame, shapes: pd.DataFrame, winners: pd.Serie
 
 def _winners_by_filter_size(ours: pd.DataFrame, shapes: pd.DataFrame) -> list[str]:
     """Which of our implementations wins, split by filter size (KH x KW): the dimension that sets inflation."""
-    if ours.empty or ours.shape[1] < 2 or "kernel_h" not in shapes:
+    if ours.empty or ours.shape[1] < 2 or L.kernel_h not in shapes:
         return []
-    filters = shapes.reindex(ours.index)[["kernel_h", "kernel_w"]]
+    filters = shapes.reindex(ours.index)[[L.kernel_h, L.kernel_w]]
     parts = []
     winners = ours.dropna(how="all").idxmin(axis=1)
-    for (kh, kw), names in filters.groupby(["kernel_h", "kernel_w"]).groups.items():
+    for (kh, kw), names in filters.groupby([L.kernel_h, L.kernel_w]).groups.items():
         own = winners.reindex(names).dropna()
         if own.empty:
             continue

@@ -25,14 +25,14 @@ STATUS_OK, STATUS_FAILED, STATUS_RUNNING = "ok", "failed", "running"
 
 # Bit width of each quantization scheme, for "speedup against bit width".
 QUANT_BITS = {"fp32": 32, "tf32": 19, "bf16": 16, "fp16": 16, "int8": 8, "int4": 4}
-ELEMENT_BYTES = {"fp32": 4, "tf32": 4, "bf16": 2, "fp16": 2, "int8": 1}
 
 JOB_COLUMNS = [
     "run_id", "run_name", "experiment", "start_time", "status", "error",
     "model", "batch", "input_size", "algo", "gemm", "tile", "variant", "technique", "custom_sha256",
     "device", "backend", "runtime", "timing", "emulated", "cache_mode", "bench",
     "quant", "prune", "prune_amount", "weights", "fp32_layer_names", "precision_worst_layer",
-    "sweep_id", "git_sha", "git_dirty", "kernel_hash", "energy_mode", "best_single", "versions", "bench_params",
+    "sweep_id", "git_sha", "git_dirty", "kernel_hash", "energy_mode", "energy_window", "machine_quiet", "best_single",
+    "versions", "bench_params",
     *contract.METRICS, *contract.AUTO_METRICS, *contract.GPU_METRICS, *contract.COMPRESSION_METRICS,
 ]
 # Metrics loaded into the job frame: the contract's, and those of algo=auto, GPU and pruned/quantized jobs
@@ -40,13 +40,22 @@ JOB_COLUMNS = [
 LOADED_METRICS = (*contract.METRICS, *contract.AUTO_METRICS, *contract.GPU_METRICS, *contract.COMPRESSION_METRICS)
 
 
-def technique_of(algo: str, gemm: str | None, custom: str | None = None) -> str:
-    """The report's grouping of variants across tiles: pytorch, scalar, or algorithm+GEMM (im2col+blocked);
-    a user's kernel is a technique of its own: im2col+custom-NAME."""
+def technique(variant: Variant) -> str:
+    """The report's grouping of variants across tiles: the variant but its tile and dtype. pytorch, scalar, or
+    algorithm+GEMM with its rung where it is not the default one (im2col+vendor, im2col+blocked,
+    im2col+blocked-warptile) or the user's kernel (im2col+custom-NAME): two kernels are never one technique."""
+    if not variant.uses_gemm:
+        return variant.algo
+    segment, tile = variant.gemm_label, f"-t{variant.tile}"
+    return f"{variant.algo}+{segment[:-len(tile)] if variant.tile is not None and segment.endswith(tile) else segment}"
+
+
+def technique_of(algo: str, gemm: str | None, custom: str | None = None, rung: str | None = None) -> str:
+    """technique() of a choice: technique_of("im2col", "blocked", rung="fold") == "im2col+blocked-fold"; a
+    user's kernel by its name: technique_of("im2col", "custom", "mygemm") == "im2col+custom-mygemm"."""
     if gemm == CUSTOM and algo in GEMM_ALGORITHMS:
         return f"{algo}+{CUSTOM}-{custom}" if custom else f"{algo}+{CUSTOM}"
-    variant = Variant.of(algo, gemm)
-    return f"{variant.algo}+{variant.gemm}" if variant.uses_gemm else variant.algo
+    return technique(Variant.of(algo, gemm, rung=rung))
 
 
 def variant_of(params: dict) -> Variant:
@@ -115,7 +124,7 @@ def job_row(run, experiment_name: str = "") -> dict | None:
         "gemm": variant.gemm,
         "tile": variant.tile,
         "variant": variant.label,
-        "technique": technique_of(variant.algo, variant.gemm, variant.custom.name if variant.custom else None),
+        "technique": technique(variant),
         "custom_sha256": params.get(contract.P_VARIANT_CUSTOM_SHA256, ""),   # gemm=custom: which file ran
         "device": tags.get(contract.T_DEVICE) or "unknown device",
         "backend": backend,
@@ -136,6 +145,8 @@ def job_row(run, experiment_name: str = "") -> dict | None:
         "git_dirty": tags.get(contract.T_GIT_DIRTY, ""),
         "kernel_hash": tags.get(contract.T_KERNEL_HASH, ""),
         "energy_mode": tags.get(contract.T_ENERGY_MODE, ""),
+        "energy_window": tags.get(contract.T_ENERGY_WINDOW, ""),   # thin: too few images to compare; "" older runs
+        "machine_quiet": tags.get(contract.T_QUIET, ""),
         "best_single": tags.get(contract.T_BEST_SINGLE, ""),
         "versions": {
             key[len(contract.T_VERSION_PREFIX):]: value
@@ -170,7 +181,7 @@ def read_layers(path: Path, run_id: str) -> pd.DataFrame:
         if column not in layers:
             layers[column] = np.nan
     layers = layers[list(contract.LAYER_COLUMNS)].copy()
-    layers["layer"] = layers["layer"].astype(str)
+    layers[contract.LAYER.layer] = layers[contract.LAYER.layer].astype(str)
     layers.insert(0, "layer_index", range(len(layers)))
     layers.insert(0, "run_id", run_id)
     return layers

@@ -3,7 +3,7 @@
 A job writes one CSV per measured target, `samples/<implementation>/<target>.csv` with one time per
 call in seconds: `pytorch/model` and `<algo>/model` for the whole forward, `pytorch/<layer>` and
 `<algo>/<layer>` per conv layer. Speedups are ratios of medians from these, so their 95% intervals
-come from the same samples (experiments/harness/bootstrap.py: the interval the job logged, too).
+come from the same samples (experiments/measure/bootstrap.py: the interval the job logged, too).
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from experiments.harness.bootstrap import Interval, ratio_of_medians
+from experiments.measure.bootstrap import Interval, ratio_of_medians
 
 MODEL_TARGET = "model"
 PYTORCH = "pytorch"

@@ -20,7 +20,7 @@ from analysis.selection import (
     scenario_label,
 )
 from experiments.tracking import contract as c
-from experiments.tracking.labels import GPU, ratio_text, significant, what_ran
+from experiments.tracking.labels import GPU, interval_text, ratio_text, significant, versus_pytorch_text, what_ran
 
 PROTOCOL = (
     "Bench protocol (docs/design.md): buffers are built and the result is checked against a float64 "
@@ -47,7 +47,9 @@ ENERGY_MODE_SHORT = {"rapl": "RAPL counters", "nvml": "NVML power readings",
 
 FMT_MS = significant      # 4 significant digits, never '1e+03'
 FMT_X = ratio_text         # '1.56× faster', '1.6× slower'
-FMT_CI = "{:.3g}×"
+def FMT_CI(value) -> str:   # noqa: N802  (a format, like the constants beside it)
+    """An interval's end read like the point estimate: '0.421 (2.38× slower)'."""
+    return f"{value:.3g} ({ratio_text(value)})"
 FMT_REL = "{:.1%}"
 
 
@@ -257,6 +259,9 @@ class ReportBuilder:
         noise = findings.noise_findings(e2e_tables) if e2e_tables else []
         if noise:
             found.child("Measurement noise").add(Bullets(noise))
+        drifted = tables.baseline_drifts(runs)
+        if drifted:
+            found.child("Baseline drift").add(Bullets([d.text() for d in drifted]))
         roof_facts = self._roofline(chapter.child("Roofline"), key, points)
         if roof_facts:
             found.child("Roofline").add(Bullets(roof_facts))
@@ -280,6 +285,8 @@ class ReportBuilder:
             "by side (column 'PyTorch same job'), ÷ this median: it cancels drift between jobs, so it can "
             "differ from the ratio to the separate PyTorch row. Its 95% interval is a bootstrap of both "
             "medians from the job's raw samples; where it contains 1 the difference is **not significant**. "
+            f"That interval covers the noise within the job only: PyTorch's drift between jobs is checked "
+            f"apart (findings, 'Baseline drift'). "
             "Energy and CO2 are per image (one inference), from the job's energy window."))
         section.add(self._table(["end_to_end", *key, scenario],
                                 f"End-to-end inference time, {scenario}, {group_label(key)}",
@@ -301,7 +308,7 @@ class ReportBuilder:
         table = tables.per_layer(matrix, shapes, noise, verdicts)
         formats = {col: FMT_MS for col in table.columns if col.endswith("[ms]")}
         formats.update({col: "{:.0%}" for col in table.columns if col.endswith("IQR/median")})
-        formats.update({"MFLOP": "{:.4g}", "fastest vs PyTorch [×]": FMT_X})
+        formats.update({"MFLOP": "{:.4g}", "fastest vs PyTorch [×]": versus_pytorch_text})
         if noise is not None:
             section.add(Paragraph(
                 "Each latency is a median with its spread (IQR/median, from the raw samples). A layer's "
@@ -360,16 +367,17 @@ class ReportBuilder:
             return []
         table, notes = tables.energy(runs)
         mode_text = energy_mode_text(runs["energy_mode"])
-        section.add(Paragraph(f"Energy {mode_text}. Per inference = the job's energy window (a fixed "
-                              f"duration of back-to-back inferences) divided by the images it ran; the window "
-                              f"totals are shown beside them."))
+        section.add(Paragraph(f"Energy {mode_text}. Per inference = the job's energy window (at least "
+                              f"bench.energy_s of back-to-back inferences and at least {tables.MIN_ENERGY_IMAGES} "
+                              f"images) divided by the images it ran; the window totals are shown beside them."))
         formats = {col: "{:.3g}" for col in table.columns if "[" in col}
         section.add(self._table(["energy", *key, scenario],
                                 f"Energy and CO2 per technique, {scenario}, {group_label(key)}",
                                 table, formats))
         if notes:
             section.add(Bullets(notes))
-        if tables.ENERGY_PER_INFERENCE in table:
+        table = table[table[tables.ENERGY_WINDOW] != tables.THIN_WINDOW]   # ranked and drawn: readable windows only
+        if tables.ENERGY_PER_INFERENCE in table and table[tables.ENERGY_PER_INFERENCE].notna().any():
             modes = sorted({m for m in runs["energy_mode"] if m})
             how = ", ".join(ENERGY_MODE_SHORT.get(m, m) for m in modes) or "mode unknown"
             section.add(self._figure(figures.energy_bars, ["energy", *key, scenario],

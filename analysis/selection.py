@@ -8,8 +8,11 @@ Rules, in the order they apply:
 - when several runs measured the same configuration (repeated sweeps; scalar or pytorch
   crossed with GEMM tiles that do not apply to them), the one with the most precise protocol
   counts (paper > default > smoke, PROTOCOL_RANK), and among those the most recent;
-- the blocked GEMM is represented by its best tile (lowest median latency) per algorithm
-  and scenario.
+- a configuration is the resolved variant (its label: algorithm, GEMM back-end with its rung or the
+  user's kernel, tile, precision) with its pruning: two rungs or two kernels at one tile are two
+  configurations, never one replacing the other;
+- the blocked GEMM is represented by its best tile (lowest median latency) per technique (algorithm,
+  GEMM and rung) and scenario.
 """
 from __future__ import annotations
 
@@ -18,12 +21,15 @@ from collections.abc import Iterator
 import pandas as pd
 
 from analysis.load import BLOCKED, PYTORCH, SCALAR, STATUS_OK
+from experiments.conv.ladder import DEFAULT_RUNG, RUNG_NAMES
 from experiments.tracking import contract
 from experiments.tracking.labels import what_ran
 
 GROUP_KEYS = ["device", "backend", "cache_mode"]
 SCENARIO_KEYS = ["model", "batch", "input_size"]
-VARIANT_KEYS = ["quant", "prune", "prune_amount", "technique", "tile", "custom_sha256"]
+# variant: the whole resolved label (rung and custom kernel included); technique, tile and quant are parts of it;
+# custom_sha256: which file of a user's kernel ran (two edits of one kernel file are two configurations)
+VARIANT_KEYS = ["variant", "quant", "prune", "prune_amount", "technique", "tile", "custom_sha256"]
 CONFIGURATION_KEYS = GROUP_KEYS + SCENARIO_KEYS + VARIANT_KEYS
 
 # Reading order of techniques in tables and legends: the baseline first, scalar last.
@@ -31,8 +37,12 @@ _ALGO_ORDER = {PYTORCH: 0, "im2col": 1, "kn2row": 2, SCALAR: 9}
 
 
 def technique_sort_key(technique: str) -> tuple:
+    """PyTorch, then per algorithm its blocked GEMM's rungs in ladder order, then its other GEMMs."""
     algo, _, gemm = technique.partition("+")
-    return (_ALGO_ORDER.get(algo, 5), algo, gemm != BLOCKED, gemm)
+    back_end, _, rung = gemm.partition("-")
+    step = RUNG_NAMES.index(rung or DEFAULT_RUNG) if back_end == BLOCKED and (rung or DEFAULT_RUNG) in RUNG_NAMES \
+        else len(RUNG_NAMES)
+    return (_ALGO_ORDER.get(algo, 5), algo, back_end != BLOCKED, step, gemm)
 
 
 def ordered_techniques(techniques) -> list[str]:

@@ -8,15 +8,20 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from analysis.load import ELEMENT_BYTES, PYTORCH, QUANT_BITS
+from analysis.load import PYTORCH, QUANT_BITS
+from experiments.conv.accounting import ELEMENT_BYTES, FLOAT32_BYTES
 from analysis.samples import iqr_rel, speedup_interval
-from experiments.harness.bootstrap import ratio_of_medians
+from experiments.measure.bootstrap import ratio_of_medians
+from experiments.measure.energy import MIN_IMAGES as MIN_ENERGY_IMAGES
+from experiments.measure.energy import THIN as THIN_WINDOW
+from experiments.measure.timing import NOISY_IQR_REL
 from analysis.selection import (
     comparison_runs, dense_fp32, ordered_techniques, technique_label, technique_sort_key,
 )
 from experiments.tracking import contract as c
+from experiments.tracking import drift
+from experiments.tracking.contract import LAYER as L   # layers.csv columns
 
-NOISY_IQR_REL = 0.10  # DESIGN: IQR/median above 10% is flagged
 
 TECHNIQUE = "technique"
 TILE = "tile"
@@ -103,6 +108,19 @@ def significance(low: pd.Series, high: pd.Series) -> pd.Series:
     return pd.Series(np.where(low.isna(), "", np.where(contains_one, NOT_SIGNIFICANT, "yes")), index=low.index)
 
 
+def baseline_drifts(runs: pd.DataFrame) -> list[drift.Drift]:
+    """Per sweep and scenario (what PyTorch ran), PyTorch's medians across the jobs where they drifted
+    (experiments/tracking/drift.py: the rule the sweep's summary applies), jobs named by their runs."""
+    keys = ["sweep_id", "model", "batch", "input_size", "quant", "prune", "prune_amount"]
+    found = []
+    for key, group in runs[runs[c.BASELINE_LATENCY_MS].notna()].groupby(keys, sort=True, dropna=False):
+        sweep, model, batch, input_size = key[:4]
+        scenario = f"sweep {sweep or '(none)'}, {model}, batch {batch}, {input_size} px, {key[4]}, {key[5]}"
+        medians = dict(zip(group["run_name"] + " (" + group["run_id"].str[:8] + ")", group[c.BASELINE_LATENCY_MS]))
+        found.append(drift.baseline_drift(medians, scenario))
+    return [d for d in found if d is not None]
+
+
 def co2_per_image_mg(runs: pd.DataFrame) -> pd.Series:
     """Logged by the job; for older runs, energy per image x the run's carbon intensity (window CO2 / energy)."""
     logged = runs[c.CO2_PER_INFERENCE_MG] if c.CO2_PER_INFERENCE_MG in runs else pd.Series(np.nan, index=runs.index)
@@ -129,8 +147,9 @@ def end_to_end(runs: pd.DataFrame, samples: dict | None = None) -> tuple[pd.Data
         CI_LOW: low,
         CI_HIGH: high,
         SIGNIFICANT: significance(low, high),
-        ENERGY_PER_IMAGE: runs[c.ENERGY_PER_INFERENCE_J],
-        CO2_PER_IMAGE: co2_per_image_mg(runs),
+        # a thin window's per-image figure is in the energy table, marked, and compared nowhere
+        ENERGY_PER_IMAGE: runs[c.ENERGY_PER_INFERENCE_J].where(~thin_window(runs)),
+        CO2_PER_IMAGE: co2_per_image_mg(runs).where(~thin_window(runs)),
         BASELINE_SOURCE: source,
         PROTOCOL: runs["bench"].replace("", "unknown"),
         RUN: runs["run_name"],
@@ -153,6 +172,9 @@ def end_to_end(runs: pd.DataFrame, samples: dict | None = None) -> tuple[pd.Data
         table = table.drop(columns=BASELINE_SOURCE)
     if table[TILE].isna().all():
         table = table.drop(columns=TILE)
+    if thin_window(runs).any():
+        notes.append(f"Energy per image left out for {', '.join(runs.loc[thin_window(runs), 'technique'])}: its energy "
+                     f"window ran fewer than {MIN_ENERGY_IMAGES} images (thin; see the energy table).")
     return table, notes
 
 
@@ -167,7 +189,7 @@ def layer_shapes(runs: pd.DataFrame, layers: pd.DataFrame) -> pd.DataFrame:
     for run_id in runs["run_id"]:
         own = _layers_of(layers, run_id)
         if len(own):
-            return own.set_index("layer")
+            return own.set_index(L.layer)
     return pd.DataFrame()
 
 
@@ -192,14 +214,14 @@ def layer_latency_matrix(runs: pd.DataFrame, layers: pd.DataFrame) -> pd.DataFra
         own = _layers_of(layers, run["run_id"])
         if own.empty:
             continue
-        columns[technique_label(run["technique"], run["tile"])] = own.set_index("layer")[c.LATENCY_MS]
+        columns[technique_label(run["technique"], run["tile"])] = own.set_index(L.layer)[c.LATENCY_MS]
     pytorch_missing = not any(label == PYTORCH for label in columns)
     if pytorch_missing:
         # No PyTorch run with layers: use the side-by-side baseline one job timed per layer.
         for run_id in runs["run_id"]:
             own = _layers_of(layers, run_id)
             if own[c.BASELINE_LATENCY_MS].notna().any():
-                columns = {PYTORCH: own.set_index("layer")[c.BASELINE_LATENCY_MS], **columns}
+                columns = {PYTORCH: own.set_index(L.layer)[c.BASELINE_LATENCY_MS], **columns}
                 break
     if not columns:
         return pd.DataFrame()
@@ -253,7 +275,7 @@ def per_layer(matrix: pd.DataFrame, shapes: pd.DataFrame, noise: pd.DataFrame | 
     PyTorch; a fastest whose lead over the runner-up is within the noise is marked a tie."""
     table = pd.DataFrame({"layer": matrix.index})
     table["shape (Cin→Cout k×k/s H×W)"] = [shape_text(shapes.loc[name]) for name in matrix.index]
-    table["MFLOP"] = shapes.loc[matrix.index, "flops"].to_numpy() / 1e6
+    table["MFLOP"] = shapes.loc[matrix.index, L.flops].to_numpy() / 1e6
     for label in matrix.columns:
         table[f"{label} [ms]"] = matrix[label].to_numpy()
         if noise is not None and noise[label].notna().any():
@@ -269,9 +291,9 @@ def per_layer(matrix: pd.DataFrame, shapes: pd.DataFrame, noise: pd.DataFrame | 
     if noise is not None:
         noisy = noise.gt(NOISY_IQR_REL)
         table[NOISY_LAYER] = [", ".join(noise.columns[flags]) for flags in noisy.to_numpy()]
-    best = matrix.min(axis=1)
-    if PYTORCH in matrix:
-        table["fastest vs PyTorch [×]"] = (matrix[PYTORCH] / best).to_numpy()
+    if PYTORCH in matrix:   # PyTorch's time over our best one: below 1 where PyTorch is the fastest
+        best_of_ours = matrix.drop(columns=PYTORCH).min(axis=1)
+        table["fastest vs PyTorch [×]"] = (matrix[PYTORCH] / best_of_ours).to_numpy()
     return table
 
 
@@ -302,31 +324,31 @@ def layer_anatomy(runs: pd.DataFrame, layers: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     table = pd.DataFrame({"layer": shapes.index,
                           "filter": [f"{int(h)}×{int(w)}" if pd.notna(h) else "?"
-                                     for h, w in zip(shapes["kernel_h"], shapes["kernel_w"])]})
+                                     for h, w in zip(shapes[L.kernel_h], shapes[L.kernel_w])]})
     # Compulsory intensity: FLOPs over the traffic any algorithm pays (input, filter, output).
-    table["compulsory AI [FLOP/B]"] = (shapes["flops"] / shapes["min_bytes"]).to_numpy()
+    table["compulsory AI [FLOP/B]"] = (shapes[L.flops] / shapes[L.min_bytes]).to_numpy()
     per_algo = {}
     for _, run in sort_by_technique(runs).iterrows():
         own = _layers_of(layers, run["run_id"])
         # PyTorch's workspace is cuDNN's/oneDNN's own business: the accounting does not know it.
         if run["algo"] != PYTORCH and run["algo"] not in per_algo and len(own):
-            per_algo[run["algo"]] = own.set_index("layer").reindex(shapes.index)
-    all_workspace = pd.concat([frame["workspace_bytes"] for frame in per_algo.values()]) \
+            per_algo[run["algo"]] = own.set_index(L.layer).reindex(shapes.index)
+    all_workspace = pd.concat([frame[L.workspace_bytes] for frame in per_algo.values()]) \
         if per_algo else pd.Series(dtype=float)
     divisor, unit = byte_scale(all_workspace.dropna())
     for algo, own in per_algo.items():
-        dims = own[["gemm_m", "gemm_n", "gemm_k"]].to_numpy(dtype=float)
+        dims = own[[L.gemm_m, L.gemm_n, L.gemm_k]].to_numpy(dtype=float)
         has_gemm = np.isfinite(dims).all(axis=1) & (dims > 0).all(axis=1)  # scalar logs 0 x 0 x 0
         if has_gemm.any():
-            groups = pd.to_numeric(own["gemm_groups"], errors="coerce").to_numpy() \
-                if "gemm_groups" in own else np.ones(len(own))
+            groups = pd.to_numeric(own[L.gemm_groups], errors="coerce").to_numpy() \
+                if L.gemm_groups in own else np.ones(len(own))
             table[f"{algo} GEMM M×N×K"] = [
                 "×".join(str(int(v)) for v in row) + (f" (×{int(n)} groups)" if n > 1 else "") if ok else "—"
                 for row, ok, n in zip(dims, has_gemm, groups)]   # grouped layers: per-group dims
-        if own["workspace_bytes"].notna().any():
-            table[f"{algo} workspace [{unit}]"] = own["workspace_bytes"].to_numpy() / divisor
-        if own["arithmetic_intensity"].notna().any():
-            table[f"{algo} AI [FLOP/B]"] = own["arithmetic_intensity"].to_numpy()
+        if own[L.workspace_bytes].notna().any():
+            table[f"{algo} workspace [{unit}]"] = own[L.workspace_bytes].to_numpy() / divisor
+        if own[L.arithmetic_intensity].notna().any():
+            table[f"{algo} AI [FLOP/B]"] = own[L.arithmetic_intensity].to_numpy()
     return table
 
 
@@ -335,14 +357,15 @@ def inflation(runs: pd.DataFrame, layers: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for _, run in runs.iterrows():
         own = _layers_of(layers, run["run_id"])
-        element = ELEMENT_BYTES.get(run["quant"], 4)
+        element = ELEMENT_BYTES.get(run["quant"], FLOAT32_BYTES)   # the input at the run's precision
         for _, layer in own.iterrows():
-            in_bytes = layer["batch"] * layer["in_channels"] * layer["in_h"] * layer["in_w"] * element
-            out_bytes = layer["batch"] * layer["out_channels"] * layer["out_h"] * layer["out_w"] * element
-            rows.append({"algo": run["algo"], "layer": layer["layer"],
-                         "taps": layer["kernel_h"] * layer["kernel_w"],
-                         "workspace_vs_input": layer["workspace_bytes"] / in_bytes,
-                         "workspace_vs_output": layer["workspace_bytes"] / out_bytes})
+            in_bytes = layer[L.batch] * layer[L.in_channels] * layer[L.in_h] * layer[L.in_w] * element
+            # the output (and kn2row's partial planes) is float32 at every precision, as the accounting counts it
+            out_bytes = layer[L.batch] * layer[L.out_channels] * layer[L.out_h] * layer[L.out_w] * FLOAT32_BYTES
+            rows.append({"algo": run["algo"], "layer": layer[L.layer],
+                         "taps": layer[L.kernel_h] * layer[L.kernel_w],
+                         "workspace_vs_input": layer[L.workspace_bytes] / in_bytes,
+                         "workspace_vs_output": layer[L.workspace_bytes] / out_bytes})
     return pd.DataFrame(rows).drop_duplicates(subset=["algo", "layer"]) if rows else pd.DataFrame()
 
 
@@ -374,7 +397,7 @@ def best_tile_per_layer(runs: pd.DataFrame, layers: pd.DataFrame) -> pd.DataFram
     merged = merged[merged[c.LATENCY_MS].notna()]
     if merged.empty:
         return pd.DataFrame()
-    order = merged.groupby("layer")["layer_index"].min().sort_values().index
+    order = merged.groupby(L.layer)["layer_index"].min().sort_values().index
     best = merged.sort_values([c.LATENCY_MS, "tile"]).drop_duplicates(["layer", "technique"])
     table = pd.DataFrame({"layer": order})
     for technique in ordered_techniques(best["technique"]):
@@ -390,6 +413,12 @@ ENERGY_PER_INFERENCE = "energy per inference [J]"
 CO2_PER_INFERENCE = "CO2 per inference [mg CO2e]"
 ENERGY_PER_RUN = "energy window total [Wh]"
 CO2_PER_RUN = "CO2 window total [g CO2e]"
+ENERGY_WINDOW = "window"
+
+
+def thin_window(runs: pd.DataFrame) -> pd.Series:
+    """True where the job's energy window held too few images for its per-image figure to be compared."""
+    return runs["energy_window"] == THIN_WINDOW
 
 
 def energy(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
@@ -403,6 +432,7 @@ def energy(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
         ENERGY_PER_RUN: runs[c.ENERGY_KWH] * 1e3,
         CO2_PER_RUN: runs[c.EMISSIONS_KG] * 1e3,
         "energy mode": runs["energy_mode"].replace("", "unknown"),
+        ENERGY_WINDOW: runs["energy_window"].replace("", "unknown"),
     })
     table = table.assign(_key=runs["technique"].map(technique_sort_key)).sort_values(
         "_key", kind="stable").drop(columns="_key").reset_index(drop=True)
@@ -410,6 +440,9 @@ def energy(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
                                   ENERGY_PER_RUN: c.ENERGY_KWH, CO2_PER_RUN: c.EMISSIONS_KG}, notes)
     if CO2_PER_INFERENCE in table and table[CO2_PER_INFERENCE].isna().all():
         table = table.drop(columns=CO2_PER_INFERENCE)
+    if (table[ENERGY_WINDOW] == THIN_WINDOW).any():
+        notes.append(f"Window '{THIN_WINDOW}': fewer than {MIN_ENERGY_IMAGES} images ran in it, so its per-image "
+                     "figure is not comparable: it is in no ranking, finding or figure.")
     return table, notes
 
 
@@ -418,12 +451,12 @@ def energy(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
 def roofline_points(runs: pd.DataFrame, layers: pd.DataFrame) -> pd.DataFrame:
     """Per layer and technique: arithmetic intensity [FLOP/B] and achieved GFLOP/s."""
     merged = layers.drop(columns="tile").merge(runs[["run_id", "technique", "tile", "model"]], on="run_id")
-    merged = merged[(merged[c.LATENCY_MS] > 0) & merged["flops"].notna()
-                    & (merged["arithmetic_intensity"] > 0)]
+    merged = merged[(merged[c.LATENCY_MS] > 0) & merged[L.flops].notna()
+                    & (merged[L.arithmetic_intensity] > 0)]
     return pd.DataFrame({
-        "model": merged["model"], "layer": merged["layer"], TECHNIQUE: merged["technique"],
-        "arithmetic intensity [FLOP/B]": merged["arithmetic_intensity"],
-        "achieved [GFLOP/s]": merged["flops"] / (merged[c.LATENCY_MS] * 1e-3) / 1e9,
+        "model": merged["model"], "layer": merged[L.layer], TECHNIQUE: merged["technique"],
+        "arithmetic intensity [FLOP/B]": merged[L.arithmetic_intensity],
+        "achieved [GFLOP/s]": merged[L.flops] / (merged[c.LATENCY_MS] * 1e-3) / 1e9,
     }).reset_index(drop=True)
 
 
@@ -450,13 +483,13 @@ def auto_summary(runs: pd.DataFrame) -> pd.DataFrame:
 def auto_layers(run_id: str, layers: pd.DataFrame) -> pd.DataFrame:
     """Per layer of one algo=auto run: its choice and the runner-up, with their tuning medians."""
     own = _layers_of(layers, run_id)
-    if own.empty or own["choice"].isna().all():
+    if own.empty or own[L.choice].isna().all():
         return pd.DataFrame()
     return pd.DataFrame({
-        "layer": own["layer"], "shape (Cin→Cout k×k/s H×W)": [shape_text(row) for _, row in own.iterrows()],
-        "choice": own["choice"], "choice tuned [ms]": own["choice_tuned_ms"],
-        "runner-up": own["runner_up"].fillna("—"), "runner-up tuned [ms]": own["runner_up_tuned_ms"],
-        "runner-up ÷ choice [×]": own["runner_up_tuned_ms"] / own["choice_tuned_ms"],
+        "layer": own[L.layer], "shape (Cin→Cout k×k/s H×W)": [shape_text(row) for _, row in own.iterrows()],
+        "choice": own[L.choice], "choice tuned [ms]": own[L.choice_tuned_ms],
+        "runner-up": own[L.runner_up].fillna("—"), "runner-up tuned [ms]": own[L.runner_up_tuned_ms],
+        "runner-up ÷ choice [×]": own[L.runner_up_tuned_ms] / own[L.choice_tuned_ms],
         "tuning": own["tuning"], "layer in model [ms]": own[c.LATENCY_MS],
     }).reset_index(drop=True)
 

@@ -76,15 +76,15 @@ class SyntheticStore:
             backend: str = "gpu", metrics: dict | None = None, layers: list[dict] | None = None,
             status: str = "ok", error: str = "", quant: str = "fp32", prune: str = "none",
             prune_amount: float = 0.0, model: str = MODEL, energy_mode: str = "nvml",
-            timing: str | None = None) -> str:
+            timing: str | None = None, tags: dict | None = None, sweep_id: str = "s1", rung: str | None = None) -> str:
         runtime = {"gpu": "cuda", "numpy": "cpu", "emulator": "emulated"}[backend]
         timing = timing or ("emulated" if backend == "emulator" else "measured")
         name = f"{model}/{algo}/{gemm}-t{tile}/{quant}/{prune}-{prune_amount}"
         tags = {c.T_RUN_KIND: "job", c.T_STATUS: status, c.T_DEVICE: device, c.T_BACKEND: backend,
                 c.T_RUNTIME: runtime, c.T_TIMING: timing, c.T_GIT_SHA: "0123456789abcdef",
-                c.T_GIT_DIRTY: "false", c.T_KERNEL_HASH: "feedc0de", c.T_SWEEP_ID: "s1",
+                c.T_GIT_DIRTY: "false", c.T_KERNEL_HASH: "feedc0de", c.T_SWEEP_ID: sweep_id,
                 c.T_ENERGY_MODE: energy_mode, f"{c.T_VERSION_PREFIX}torch": "2.13.0",
-                f"{c.T_VERSION_PREFIX}mlflow": "3.17.2"}
+                f"{c.T_VERSION_PREFIX}mlflow": "3.17.2", **(tags or {})}
         if error:
             tags[c.T_ERROR] = error
         if self.parent_id:
@@ -93,6 +93,9 @@ class SyntheticStore:
                   c.P_GEMM: gemm, c.P_TILE: str(tile), c.P_BACKEND: backend, c.P_QUANT: quant,
                   c.P_PRUNE: prune, c.P_PRUNE_AMOUNT: str(prune_amount), c.P_BENCH: "smoke",
                   c.P_CACHE_MODE: "hot", "bench.warmup": "10"}
+        if rung is not None:   # the resolved variant as the harness logs it (variant.*), its rung included
+            params.update(Variant.of(algo, gemm, tile, quant, rung).params())
+            name = f"{model}/{Variant.of(algo, gemm, tile, quant, rung).label}/{prune}-{prune_amount}"
         start = self._tick()
         run = self.client.create_run(self.experiment_id, start_time=start, tags=tags, run_name=name)
         run_id = run.info.run_id

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from experiments.harness.bootstrap import Interval, ratio_of_medians
+from experiments.measure.bootstrap import Interval, ratio_of_medians
 
 TRIALS, SAMPLES = 1000, 15
 PYTORCH_MEDIAN, OURS_MEDIAN = 2.0, 1.0     # true speedup: 2.0

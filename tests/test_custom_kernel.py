@@ -265,3 +265,56 @@ def test_a_sweep_puts_the_custom_rows_beside_the_vendor_ones_in_the_report(convb
     table = pd.read_csv(tmp_path / "reports" / "tables" / "emulated.csv")
     rows = set(zip(table["technique"], table["tile"].fillna(0).astype(int)))
     assert {("im2col+custom-tiled", 8), ("im2col+custom-tiled", 16), ("im2col+vendor", 0)} <= rows
+
+
+# --- on NVIDIA: the file as the gpu runtime builds it (NVRTC with CuPy's options), no GPU needed -------------
+
+def _nvrtc_build(path: Path, defines: dict, name: str):
+    """(lowered name or None, NVRTC's log): the code and options GpuRuntime.load hands CuPy's RawModule for a
+    user's file, completed as CuPy completes them (experiments/runtime/nvrtc.py), for sm_90."""
+    pytest.importorskip("cupy")
+    from cupy.cuda import nvrtc
+    from cupy._core import core
+    from experiments.runtime import gpu
+    from experiments.runtime.nvrtc import CUPY_NVRTC_OPTIONS
+    options = (*core.assemble_cupy_compiler_options(gpu.user_compile_options(path, custom.PRELUDE, defines)),
+               *CUPY_NVRTC_OPTIONS, "-arch=sm_90")
+    program = nvrtc.createProgram(gpu.user_source(path, custom.PRELUDE), str(path), [], [])
+    try:
+        nvrtc.addNameExpression(program, name)   # as RawModule(name_expressions=...): C++ names too
+        try:
+            nvrtc.compileProgram(program, list(options))
+        except nvrtc.NVRTCError:
+            return None, nvrtc.getProgramLog(program)
+        return nvrtc.getLoweredName(program, name), nvrtc.getProgramLog(program)
+    finally:
+        nvrtc.destroyProgram(program)
+
+
+def test_nvrtc_builds_the_tiled_kernel_with_its_hip_include_and_cpp_name():
+    lowered, _ = _nvrtc_build(TILED, {"TILE_WIDTH": 16}, "tiled_matmul")
+    assert lowered == "_Z12tiled_matmulPKfS0_Pfiii"   # #include <hip/hip_runtime.h> and a C++ name, under NVRTC
+
+
+def test_nvrtc_reports_a_syntax_error_at_the_users_file_and_line():
+    lowered, log = _nvrtc_build(SYNTAX_ERROR, {"TILE_WIDTH": 16}, "tiled_matmul")
+    assert lowered is None and f"{SYNTAX_ERROR}(23): error" in log   # NVRTC names the token after the gap
+    assert f"{SYNTAX_ERROR}(23): error" in custom.compiler_message(str(SYNTAX_ERROR), log, "NVRTC")
+
+
+def test_algo_auto_tunes_the_custom_kernel_keyed_by_its_hash(convbench, tmp_path):
+    """tuning.gemms=[custom, vendor]: the kernel at each tuned tile is a candidate of every layer; the tuning
+    database's keys carry the file's sha256, so an edited file is measured again rather than reused."""
+    uri, db = f"sqlite:///{tmp_path}/mlflow.db", tmp_path / "tuning.db"
+    auto = [a for a in DIGITS if not a.startswith(("algo=", "gemm=", "gemm.tile="))]
+    assert convbench(*auto, "algo=auto", "tuning.algos=[im2col]", "tuning.gemms=[custom,vendor]", "tuning.tiles=[8]",
+                     "tuning.budget_s=1", "tuning.warmup=0", "tuning.first_samples=1", f"tuning.db={db}",
+                     f"gemm.source={TILED}", f"tracking.uri={uri}") == 0
+    (run,) = _runs(uri)
+    assert run.info.status == "FINISHED", run.data.tags.get(contract.T_ERROR)
+    import sqlite3
+    with sqlite3.connect(db) as connection:
+        rows = connection.execute("SELECT * FROM sqlite_master WHERE type='table'").fetchall()
+        table = next(r[1] for r in rows if "key" in r[4].lower() or "kernel_hash" in r[4])
+        text = " ".join(map(str, connection.execute(f"SELECT * FROM {table}").fetchall()))
+    assert tiled().sha256[:16] in text and "im2col/custom-tiled-t8/fp32" in text

@@ -8,7 +8,7 @@ from pathlib import Path
 import mlflow
 
 from experiments.conv.tolerance import RELATIVE_TOLERANCE
-from experiments.harness.timing import ONE_CALL, Measurement, measure
+from experiments.measure.timing import ONE_CALL, Measurement, measure
 from experiments.tracking import contract
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from experiments.harness.energy import EnergyMeter
+from experiments.measure.energy import EnergyMeter
 from experiments.tracking import contract
 
 

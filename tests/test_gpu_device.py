@@ -85,7 +85,7 @@ def test_event_clock_agrees_with_a_synchronized_wall_clock():
     synchronized call within a factor 2."""
     import cupy
 
-    from experiments.harness.timing import EventClock
+    from experiments.measure.timing import EventClock
     a = cupy.random.standard_normal((4096, 4096), dtype=cupy.float32)
     clock = EventClock("cupy")
     for _ in range(3):

@@ -1,7 +1,7 @@
 """CodeCarbon's offline tracker around a fixed-duration loop, without touching the network."""
 import pytest
 
-from experiments.harness.energy import JOULES_PER_KWH, EnergyMeter, EnergyResult, energy_mode
+from experiments.measure.energy import JOULES_PER_KWH, EnergyMeter, EnergyResult, energy_mode
 
 
 def test_fixed_duration_window_offline(network_attempts):

@@ -12,7 +12,7 @@ pytestmark = [pytest.mark.gpu,
 
 
 def test_event_clock_times_device_work():
-    from experiments.harness.timing import EventClock, Protocol, measure
+    from experiments.measure.timing import EventClock, Protocol, measure
     a = torch.randn(2048, 2048, device="cuda")
     for library in ("torch", "cupy"):
         clock = EventClock(library)
@@ -21,7 +21,7 @@ def test_event_clock_times_device_work():
 
 
 def test_cold_cache_flush_on_the_device():
-    from experiments.harness.timing import CacheFlusher
+    from experiments.measure.timing import CacheFlusher
     flush = CacheFlusher(64 << 20, torch.device("cuda"))
     flush()
     torch.cuda.synchronize()

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from experiments.harness.timing import NOISY_IQR_REL, CpuClock, Measurement, Protocol, expected_seconds, measure
+from experiments.measure.timing import NOISY_IQR_REL, CpuClock, Measurement, Protocol, expected_seconds, measure
 
 
 def test_statistics_of_known_samples():
@@ -138,7 +138,7 @@ def test_protocol_rejects_bad_values(bad):
 
 
 def test_cold_cache_flush_writes_the_whole_buffer_each_time():
-    from experiments.harness.timing import CacheFlusher
+    from experiments.measure.timing import CacheFlusher
     flush = CacheFlusher(1 << 20)
     flush()
     first = int(flush._buffer[-1])

@@ -124,7 +124,7 @@ def _row(kernel, tile, ffma=512, lds=32, lds128=32, spills=0, warps=16, division
 
 
 def test_targets_pass_and_fail():
-    fastest = kr.FASTEST.function
+    fastest = kr.TOP_RUNG.function
     good = [_row(fastest, 16), _row("im2col", None), _row("depthwise_conv", None)]
     assert all(ok for _, ok, _ in kr.target_checks(good))
     for bad in ([_row(fastest, 16, ffma=224)], [_row(fastest, 16, lds128=30)], [_row(fastest, 16, spills=4)],
@@ -133,18 +133,27 @@ def test_targets_pass_and_fail():
         assert [name for name, ok, _ in kr.target_checks(bad) if not ok], bad
 
 
+def test_rungs_are_ranked_by_the_proxy_never_by_their_place_in_the_ladder():
+    rows = [_row(r.function, 16, ffma=ffma, source=r.source, warps=warps, spills=spills)
+            for r, ffma, warps, spills in zip(ladder.RUNGS, (32, 256, 512, 512, 320, 480, 400),
+                                             (32, 16, 16, 8, 16, 16, 16), (0, 0, 0, 0, 0, 0, 8))]
+    ranked = [row.kernel for row in kr.rank_rungs(rows + [_row("gemm_vec4", 8, ffma=9999, source="gemm_2_vec4.hip")])]
+    assert ranked == ["gemm_vec4", "gemm_dbuf", "gemm_splitk", "gemm_warptile", "gemm_blocked", "gemm_naive",
+                      "gemm_fold"]   # fold spills: last, whatever its place in the list
+
+
 def test_every_kernel_file_is_built():
     sources = {source for source, _ in kr.builds()}
     assert sources == {p.name for p in HIP_DIR.glob("*.hip")}
-    assert {tile for source, tile in kr.builds() if source == kr.FASTEST.source} == {8, 16, 32}
+    assert {tile for source, tile in kr.builds() if source == kr.TOP_RUNG.source} == {8, 16, 32}
 
 
 def test_real_ptxas_of_the_fastest_rung():
-    """NVRTC's build with CuPy's options (as the runtime makes it): the fastest rung at 16 threads per side within 128
+    """NVRTC's build with CuPy's options (as the runtime makes it): the top rung at 16 threads per side within 128
     registers, without spills, 8 warps an SM or more."""
     pytest.importorskip("cupy")
-    log = nvrtc.build(kr.FASTEST.source, kr.FASTEST.shape(16).defines(), kr.NVIDIA_ARCH).log
-    info = kr.parse_ptxas(log)[kr.FASTEST.function]
+    log = nvrtc.build(kr.TOP_RUNG.source, kr.TOP_RUNG.shape(16).defines(), kr.NVIDIA_ARCH).log
+    info = kr.parse_ptxas(log)[kr.TOP_RUNG.function]
     assert info["spill_stores"] == info["spill_loads"] == 0 and 0 < info["registers"] <= 128
     assert kr.h100_warps(info["registers"], info["smem"], 256)[0] >= 8
 
@@ -156,5 +165,5 @@ NVDISASM = sorted(Path("build/tools").glob("nvdisasm-*/nvidia/cu13/bin/nvdisasm"
                     reason="nvcc or nvdisasm not installed (make kernel-report installs nvdisasm)")
 def test_real_sass_of_im2col_and_the_fastest_rung(tmp_path):
     rows = kr.analyse("im2col.hip", None, str(NVDISASM[0]), tmp_path, with_amd=False)
-    rows += kr.analyse(kr.FASTEST.source, 16, str(NVDISASM[0]), tmp_path, with_amd=False)
+    rows += kr.analyse(kr.TOP_RUNG.source, 16, str(NVDISASM[0]), tmp_path, with_amd=False)
     assert all(ok for _, ok, _ in kr.target_checks(rows)), kr.target_checks(rows)

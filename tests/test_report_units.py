@@ -196,7 +196,7 @@ def test_pytorch_fastest_reads_as_slower_never_as_a_fraction_faster():
     table, _ = tables.end_to_end(frame)
     fact = findings.end_to_end_findings(table)[0]
     assert fact.startswith("PyTorch is fastest end-to-end: the closest implementation, im2col+vendor, is 1.59× slower")
-    assert "not significant" in fact and "0.5–1.1×" in fact
+    assert "not significant" in fact and "2.00× slower to 1.10× faster" in fact
     assert table.set_index("technique").loc["im2col+vendor", tables.SIGNIFICANT] == tables.NOT_SIGNIFICANT
 
 
@@ -204,6 +204,22 @@ def test_pytorch_fastest_reads_as_slower_never_as_a_fraction_faster():
                                             (1.001, "as fast (1.00×)"), (1234.0, "1230× faster")])
 def test_ratio_text(speedup, text):
     assert labels.ratio_text(speedup) == text
+
+
+@pytest.mark.parametrize("low, high, text", [(0.421, 0.435, "2.30–2.38× slower"), (1.2, 1.9, "1.20–1.90× faster"),
+                                             (0.5, 1.1, "2.00× slower to 1.10× faster")])
+def test_an_interval_reads_in_the_direction_of_its_speedup(low, high, text):
+    assert labels.interval_text(low, high) == text
+
+
+def test_pytorch_fastest_per_layer_reads_ours_slower_never_as_fast():
+    matrix = pd.DataFrame({"pytorch": [1.0, 1.0], "im2col+vendor": [3.6, 0.5]}, index=["conv1", "conv2"])
+    shapes = pd.DataFrame({"in_channels": 3, "out_channels": 8, "kernel_h": 3, "kernel_w": 3, "stride": 1,
+                           "in_h": 8, "in_w": 8, "flops": 1e6}, index=["conv1", "conv2"])
+    table = tables.per_layer(matrix, shapes)
+    shown = [labels.versus_pytorch_text(v) for v in table["fastest vs PyTorch [×]"]]
+    assert list(table["fastest"]) == ["pytorch", "im2col+vendor"]
+    assert shown == ["PyTorch fastest, ours 3.60× slower", "2.00× faster"]
 
 
 @pytest.mark.parametrize("value, text", [(1000.0, "1000"), (12345.6, "12350"), (0.5, "0.5"), (3.14159, "3.142")])
@@ -274,3 +290,14 @@ def test_an_older_layers_csv_reads_its_kernel_column_as_the_variant(tmp_path):
     path.write_text("layer,kernel_h,kernel_w,kernel,tile\nconv1,3,3,im2col/blocked-t8/fp32,8\n")
     layers = read_layers(path, "run")
     assert layers.loc[0, "variant"] == "im2col/blocked-t8/fp32" and "kernel" not in layers
+
+
+def test_inflation_counts_the_output_as_float32_at_every_precision():
+    """Outputs (and kn2row's partial planes) are float32 whatever the run's dtype; the input is at it."""
+    runs = pd.DataFrame({"run_id": ["a"], "algo": ["kn2row"], "quant": ["fp16"]})
+    layers = pd.DataFrame({"run_id": ["a"], "layer_index": [0], "layer": ["conv1"], "batch": [1],
+                           "in_channels": [2], "in_h": [4], "in_w": [4], "out_channels": [3], "out_h": [4],
+                           "out_w": [4], "kernel_h": [3], "kernel_w": [3], "workspace_bytes": [3 * 9 * 16 * 4]})
+    row = tables.inflation(runs, layers).iloc[0]
+    assert row["workspace_vs_output"] == 9.0                      # 9 float32 planes of the float32 output
+    assert row["workspace_vs_input"] == 3 * 9 * 16 * 4 / (2 * 16 * 2)   # the input in half precision

@@ -275,7 +275,7 @@ def test_device_arrays_do_not_mix_with_host_arrays(gpu_runtime):
 def test_streams_and_events_time_a_kernel(gpu_runtime):
     """EventClock('cupy') (bench-layers, bench-ladder): events on the current stream, elapsed time in ms; a
     kernel on an explicit stream."""
-    from experiments.harness.timing import EventClock
+    from experiments.measure.timing import EventClock
     xp = gpu_runtime.xp
     kernel = xp.RawModule(code=STRIDE_KERNEL).get_function("scale")
     a, c = xp.asarray(np.ones(64, np.float32)), xp.empty(64, dtype=np.float32)

@@ -89,6 +89,47 @@ def test_no_import_cycle_in_experiments_or_analysis():
     assert _cycles(graph) == []
 
 
+def _package(module: str) -> str:
+    """The package a module belongs to in docs/design.md's layers: analysis, experiments.<name> or experiments."""
+    parts = module.split(".")
+    return "analysis" if parts[0] == "analysis" else ".".join(parts[:2])
+
+
+def _layers() -> dict[str, int]:
+    """docs/design.md's "Layers" list: package -> its layer, lowest 0."""
+    text = (REPO / "docs" / "design.md").read_text()
+    section = text.split("### Layers", 1)[1].split("\n#", 1)[0]
+    rows = re.findall(r"^ {4}(\d)  (.+)$", section, re.MULTILINE)
+    assert rows, "docs/design.md has no layer list under ### Layers"
+    return {package.strip(): int(layer) for layer, packages in rows for package in packages.split(",")}
+
+
+def _upward_imports(graph: dict[str, set[str]], layers: dict[str, int]) -> list[str]:
+    return sorted(f"{module} ({_package(module)}, layer {layers[_package(module)]}) imports {target} "
+                  f"({_package(target)}, layer {layers[_package(target)]})"
+                  for module, targets in graph.items() for target in targets
+                  if _package(target) != _package(module)
+                  and layers[_package(target)] >= layers[_package(module)])
+
+
+def test_packages_import_only_lower_layers_of_the_design():
+    modules = _modules()
+    graph = {name: _imports(name, path, set(modules)) for name, path in modules.items()}
+    layers = _layers()
+    unplaced = {_package(m) for m in modules} - set(layers)
+    assert not unplaced, f"packages without a layer in docs/design.md: {sorted(unplaced)}"
+    assert _upward_imports(graph, layers) == []
+
+
+def test_an_upward_import_is_named():
+    graph = {"experiments.conv.api": {"experiments.harness.config"}, "experiments.harness.config": set()}
+    assert _upward_imports(graph, {"experiments.conv": 1, "experiments.harness": 4}) == [
+        "experiments.conv.api (experiments.conv, layer 1) imports experiments.harness.config "
+        "(experiments.harness, layer 4)"]
+    assert _upward_imports({"experiments.harness.config": {"experiments.conv.api"}},
+                           {"experiments.conv": 1, "experiments.harness": 4}) == []
+
+
 def test_code_cites_no_file_outside_the_repository():
     """Every DESIGN.md-like reference points into the repository (docs/design.md), never a team folder."""
     outside = re.compile(r"\.\./shared|/work/shared|\bDESIGN\.md\b|\bENVIRONMENT\.md\b")

@@ -45,8 +45,8 @@ def test_closing_table_orders_by_the_same_job_speedup_and_reads_slower_below_one
     assert lines[0] == "What ran: numpy reference on the CPU, not the HIP kernels."
     rows = lines[3:6]
     assert [row.split()[0] for row in rows] == ["kn2row", "im2col", "scalar"]
-    assert "1.24× faster" in rows[0] and "[0.98, 1.95] not significant" in rows[0]
-    assert "3.82× slower" in rows[1] and "[0.22, 0.32]" in rows[1] and "not significant" not in rows[1]
+    assert "1.24× faster" in rows[0] and "1.02× slower to 1.95× faster, not significant" in rows[0]
+    assert "3.82× slower" in rows[1] and "3.12–4.55× slower" in rows[1] and "not significant" not in rows[1]
     assert "3772" in rows[2] and "e+" not in text
     assert "broken" not in text
 
@@ -54,5 +54,6 @@ def test_closing_table_orders_by_the_same_job_speedup_and_reads_slower_below_one
 def test_the_shared_view_filters_the_sweeps_jobs_and_shows_the_key_metrics_in_order():
     view = summary.view_state("S1")
     assert view["searchFilter"] == "tags.sweep_id = 'S1' AND tags.run_kind = 'job'"
-    assert view["selectedColumns"] == view["columnOrder"] == [f"metrics.`{m}`" for m in c.UI_METRICS]
+    assert view["selectedColumns"] == view["columnOrder"] == [f"tags.`{c.T_VS_PYTORCH}`",
+                                                              *(f"metrics.`{m}`" for m in c.UI_METRICS)]
     assert c.LATENCY_MS in c.UI_METRICS and c.CO2_PER_INFERENCE_MG in c.UI_METRICS

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from experiments.harness.timing import Protocol
+from experiments.measure.timing import Protocol
 
 TINY = Protocol(warmup=1, min_samples=2, min_time_s=0.0, max_time_s=0.5)
 
@@ -23,7 +23,8 @@ def tf32_switches() -> tuple[bool, bool]:
 def timed_calls(monkeypatch):
     """Wraps ``measure`` where each module imported it; returns the switches seen inside each timed call."""
     from experiments.bench import layers, pruning, sparsity
-    from experiments.harness import job, timing
+    from experiments.harness import job
+    from experiments.measure import timing
     from experiments.tuning import autotune
     seen: list[tuple[str, tuple[bool, bool]]] = []
     real_measure, real_from_numpy = timing.measure, torch.from_numpy
@@ -97,7 +98,7 @@ def test_harness_job(timed_calls, convbench, tmp_path):
 
 
 def test_clocks_time_first_calls_without_tf32():
-    from experiments.harness.timing import CpuClock
+    from experiments.measure.timing import CpuClock
     seen = []
     torch.backends.cudnn.allow_tf32 = True
     try:

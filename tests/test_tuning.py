@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from experiments.conv import Variant
-from experiments.harness.timing import CpuClock
+from experiments.measure.timing import CpuClock
 from experiments.runtime import resolve
 from experiments.tracking import contract
 from experiments.tuning import (TuningDatabase, TuningEntry, TuningKey, build_tuned_model, candidates_for,
@@ -141,13 +141,13 @@ _REUSE = textwrap.dedent("""
     import json, sys, torch
     sys.path.insert(0, {tests!r})
     from test_tuning import _small_model, _inputs
-    from experiments.harness.timing import CpuClock
+    from experiments.measure.timing import CpuClock
     from experiments.runtime import resolve
     from experiments.tuning import tune_model, tuning_spec
     model = _small_model()
     convs, inputs = _inputs(model, torch.randn(1, 3, 12, 12))
     out = tune_model(model, convs, inputs, resolve("numpy"), tuning_spec({{"db": {db!r}}}), "fp32", CpuClock(), 1e-4)
-    print(json.dumps({{"measured": out.measured, "reused": out.reused,
+    print(json.dumps({{"measured": out.measured, "reused": out.reused - out.reused_from_run,
                       "choices": [layer.entry.choice for layer in out.layers]}}))
 """)
 
@@ -160,6 +160,7 @@ def test_another_process_reuses_the_database_and_measures_nothing(tmp_path):
     first = tune_model(model, convs, inputs, resolve("numpy"), spec, "fp32", CpuClock(), TOL)
     assert (first.measured, first.reused) == (2, 1)      # the last two layers have one shape: measured once
     assert [layer.source for layer in first.layers] == ["measured", "measured", "reused"]
+    assert first.reused_from_run == 1
     assert first.best_single is not None and first.best_single.label in first.single_conv_s()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run([sys.executable, "-c", _REUSE.format(tests=str(REPO / "tests"), db=str(db))],
@@ -261,7 +262,12 @@ def test_algo_auto_run_records_choices_and_a_second_run_measures_nothing(convben
     uri, db = f"sqlite:///{tmp_path}/mlflow.db", tmp_path / "tuning.db"
     for _ in range(2):
         assert convbench("algo=auto", *SMALL, f"tuning.db={db}", "tuning.budget_s=2", f"tracking.uri={uri}") == 0
-    assert "tuning 0 layers measured, 20 reused" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    # the first run on an empty database: repeated shapes come from this run, none from the database
+    assert "tuning 11 layers measured, 9 reused from this run (same shape as an earlier layer), 0 reused from " \
+           "the database" in out
+    assert "tuning 0 layers measured, 0 reused from this run (same shape as an earlier layer), 20 reused from " \
+           "the database" in out
     client = MlflowClient(uri)
     first, second = sorted(client.search_runs([client.get_experiment_by_name("convbench").experiment_id]),
                            key=lambda r: r.info.start_time)
@@ -309,7 +315,7 @@ def test_algo_auto_on_the_emulator_is_tagged_emulated(convbench, tmp_path):
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU")
 def test_tuning_on_the_gpu_measures_blocked_tiles_by_device_events(tmp_path):
-    from experiments.harness.timing import EventClock
+    from experiments.measure.timing import EventClock
     from experiments.runtime import gpu_available
     if not gpu_available():
         pytest.skip("no GPU visible to CuPy")

@@ -19,7 +19,7 @@ from experiments.conv.tolerance import relative_error
 from experiments.harness.errors import ToleranceError
 from experiments.harness.job import JobOutcome, LayerOutcome, check_tolerance
 from experiments.harness.results import contract_metrics, layer_rows, resolved_params
-from experiments.harness.timing import Measurement
+from experiments.measure.timing import Measurement
 from experiments.tracking import contract
 
 

@@ -11,6 +11,7 @@ import pandas as pd
 import torch
 
 from experiments.conv import DEFAULT_TILE
+from experiments.runtime import GpuUnavailableError, resolve
 
 
 def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None, tile: bool = False,
@@ -23,7 +24,12 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None, tile: bo
         parser.add_argument("--tile", type=int, default=DEFAULT_TILE, help="the blocked GEMM's tile (kernel runtimes only)")
     parser.add_argument("--backend", default="auto", choices=["auto", "gpu", "numpy"] + ["emulator"] * emulator)
     parser.add_argument("--out", help="also write the tables as markdown to this file")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    try:   # --backend gpu on a machine without one: bad input, refused before any work (exit 2)
+        resolve(args.backend)
+    except GpuUnavailableError as exc:
+        parser.exit(2, f"{parser.prog}: {exc}\n")
+    return args
 
 
 def header(name: str, runtime, argv: list[str] | None, facts: str) -> str:

@@ -27,7 +27,7 @@ commands differ only in backend and sizes), into <date>-gpu-check-rehearsal.md: 
 a line only a GPU would run cannot crash unseen on the first GPU.
 
     python -m experiments.bench.gpu_check [--budget-s 420] [--out-dir results] [--parts tests sweep ladder layers]
-    python -m experiments.bench.gpu_check --rehearse [--out-dir DIR]
+    python -m experiments.bench.gpu_check --rehearse [--out-dir DIR] [--budget-s 1200]
 
 Exit: 0 when no part failed (a part stopped at its share is not a failure: the file says what it cut),
 1 when one failed, 2 for no GPU or a bad option, 128 + the signal when stopped by SIGTERM or SIGINT.
@@ -48,11 +48,13 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from experiments.bench import document
 from experiments.harness.signals import Stopped
 
 EXIT_NO_GPU = 2
 EXIT_FAILED = 1
 DEFAULT_BUDGET_S = 420
+REHEARSAL_BUDGET_S = 1200   # the emulator on a busy CPU: minutes; a rehearsal is not fitted to a slot
 PARTS = ("tests", "sweep", "ladder", "layers")   # the order they run in: what each tells first
 WEIGHTS = {"tests": 2, "sweep": 3, "ladder": 2, "layers": 3}   # of the budget still left when a part starts
 GRACE_S = 10.0          # from a part's SIGTERM to its SIGKILL, at most (and at most a tenth of its share)
@@ -242,7 +244,6 @@ class Runner:
         self.write()
 
     def write(self) -> None:
-        from experiments.bench import document
         document.save(report(self.heading, self.results, self.budget_s, time.monotonic() - self.started,
                              self.work), self.out)
 
@@ -253,8 +254,9 @@ class Runner:
 def _relay(stream, log, tail, group: str) -> None:
     """A part's output, line by line: into its log, the results file's tail, and our stderr (progress)."""
     for line in stream:
-        log.write(line)
-        log.flush()
+        if not log.closed:   # closed: the part was interrupted, its last lines still go to the terminal
+            log.write(line)
+            log.flush()
         tail.append(line.rstrip("\n"))
         sys.stderr.write(f"  [{group}] {line}")
         sys.stderr.flush()
@@ -317,11 +319,14 @@ def main(argv=None) -> int:
     parser.add_argument("--out-dir", default="results")
     parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS,
                         help="which parts (they run in the order tests, sweep, ladder, layers)")
-    parser.add_argument("--budget-s", type=float, default=DEFAULT_BUDGET_S,
-                        help="wall time for all the parts; each is stopped at its share")
+    parser.add_argument("--budget-s", type=float,
+                        help=f"wall time for all the parts, each stopped at its share (default {DEFAULT_BUDGET_S}; "
+                             f"--rehearse: {REHEARSAL_BUDGET_S})")
     parser.add_argument("--rehearse", action="store_true",
                         help="every part on the emulator at tiny sizes (any CPU machine): the same code the GPU runs")
     args = parser.parse_args(argv)
+    if args.budget_s is None:
+        args.budget_s = REHEARSAL_BUDGET_S if args.rehearse else DEFAULT_BUDGET_S
     if not args.budget_s > 0:
         parser.error(f"--budget-s {args.budget_s:g}: give a positive number of seconds")
     if args.rehearse:

@@ -32,10 +32,10 @@ from experiments.conv.api import validate
 from experiments.conv.kernel_launch import KernelLauncher
 from experiments.conv.plan import ConvPlan
 from experiments.conv.variant import GEMM_ALGORITHMS
-from experiments.conv.tolerance import RELATIVE_TOLERANCE, relative_error
+from experiments.conv.tolerance import GEMM_TOLERANCE, RELATIVE_TOLERANCE, relative_error
 from experiments.conv.swap import conv_inputs, conv_layers
 from experiments.harness.models import build_model, make_input
-from experiments.harness.timing import CpuClock, EventClock, Measurement, Protocol, measure
+from experiments.measure.timing import CpuClock, EventClock, Measurement, Protocol, measure
 from experiments.runtime import device_memory, resolve
 
 IM2COL_VENDOR = Variant.of("im2col", "vendor").label
@@ -118,7 +118,7 @@ class Bench:
         for tile in TILES:
             launcher = KernelLauncher(self.runtime, Variant.of("im2col", "blocked", tile))
             err = relative_error(to_host(launcher.gemm(a, b)), to_host(reference))
-            if err > 1e-5:
+            if err > GEMM_TOLERANCE:
                 raise AssertionError(f"blocked GEMM tile {tile} at {m}x{n}x{k}: relative error {err:.1e}")
             row[f"blocked-t{tile}"] = self._time(lambda: launcher.gemm(a, b), f"blocked-t{tile}")
         return row

@@ -44,7 +44,7 @@ from experiments.compress.quantization import calibrate
 from experiments.conv import lowp
 from experiments.conv.tolerance import RELATIVE_TOLERANCE, relative_error
 from experiments.harness.models import build_model, make_input
-from experiments.harness.timing import CpuClock, EventClock, Measurement, Protocol, measure
+from experiments.measure.timing import CpuClock, EventClock, Measurement, Protocol, measure
 from experiments.runtime import resolve
 
 PROTOCOL = Protocol(warmup=5, min_samples=10, min_time_s=0.5, max_time_s=10.0)   # per round of pruning_table

@@ -33,7 +33,7 @@ from experiments.conv.api import validate
 from experiments.conv.plan import ConvPlan
 from experiments.conv.sparse import SPARSE_DENSITY_THRESHOLD
 from experiments.conv.tolerance import RELATIVE_TOLERANCE, relative_error
-from experiments.harness.timing import Protocol, measure
+from experiments.measure.timing import Protocol, measure
 from experiments.runtime import device_memory
 
 DENSITIES = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05)

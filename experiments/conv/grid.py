@@ -10,3 +10,8 @@ GRID_STRIDE_MAX_BLOCKS = 65535   # grid-stride kernels (conversions, split-K red
 def ceil_div(a: int, b: int) -> int:
     """The blocks of ``b`` items that cover ``a`` items (the last one partial)."""
     return -(-a // b)
+
+
+def round_up(value: int, multiple: int) -> int:
+    """``value`` rounded up to a multiple of ``multiple``."""
+    return ceil_div(value, multiple) * multiple

@@ -37,14 +37,13 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 
 from .custom import CustomGemm
-from .ladder import DEFAULT_RUNG, RUNG_NAMES
+from .ladder import DEFAULT_RUNG, RUNG_NAMES, TILES
 
 ALGORITHMS = ("im2col", "kn2row", "scalar")            # the engine's own (experiments/conv/api.py)
 GEMM_ALGORITHMS = ("im2col", "kn2row")                  # the algorithms with a GEMM step
 GEMMS = ("blocked", "vendor", "sparse", "auto_sparse", "custom")  # sparse: CSR SpMM (experiments/conv/sparse.py)
 CUSTOM = "custom"                                       # the user's own kernel file (experiments/conv/custom.py)
 MAX_CUSTOM_TILE = 32                                    # a tile x tile thread block: at most 1024 threads
-TILES = (8, 16, 32)
 DEFAULT_TILE = 16                                       # conv2d's and swap_conv2d's default
 DTYPES = ("fp32", "fp16", "int8")
 PARAM_PREFIX = "variant."

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .grid import round_up
+
 INT_MM_MIN_ROWS = 17   # torch._int_mm on CUDA: "self.size(0) needs to be greater than 16"
 INT_MM_MULTIPLE = 8    # ... K and N "a multiple of 8"
 
@@ -47,7 +49,7 @@ def prepare(a) -> PreparedFilter:
     groups, m, k = a3.shape
     if a3.dtype != torch.int8:
         return PreparedFilter(a3, m, k)
-    padded = torch.zeros((groups, _round_up(max(m, INT_MM_MIN_ROWS), INT_MM_MULTIPLE), _round_up(k, INT_MM_MULTIPLE)),
+    padded = torch.zeros((groups, round_up(max(m, INT_MM_MIN_ROWS), INT_MM_MULTIPLE), round_up(k, INT_MM_MULTIPLE)),
                          dtype=torch.int8, device=a3.device)
     padded[:, :m, :k] = a3
     return PreparedFilter(padded, m, k)
@@ -59,10 +61,6 @@ def gemm(a: PreparedFilter, b):
     import cupy
     tb = torch.from_dlpack(b)
     return cupy.from_dlpack(int8_gemm(a, tb) if a.tensor.dtype == torch.int8 else fp16_gemm(a, tb))
-
-
-def _round_up(value: int, multiple: int) -> int:
-    return -(-value // multiple) * multiple
 
 
 def _prepared(a) -> PreparedFilter:
@@ -91,7 +89,7 @@ def int8_gemm(a, b: torch.Tensor) -> torch.Tensor:
     rows, depth = a.tensor.shape[1:]
     batch, n = b.shape[0], b.shape[-1]
     b4 = b.reshape(batch, a.groups, k, n)
-    cols = _round_up(batch * n, INT_MM_MULTIPLE)
+    cols = round_up(batch * n, INT_MM_MULTIPLE)
     out = torch.empty((batch, a.groups * m, n), dtype=torch.int32, device=b.device)
     folded = torch.empty((depth, cols), dtype=torch.int8, device=b.device)
     folded[k:].zero_()                 # the padding only: the fold below writes the rest

@@ -3,8 +3,7 @@
     config.py   the composed config -> JobSpec, checked before any work (ConfigError)
     models.py   torchvision models by name, seeded; the input batch
     job.py      one job: setup, float64 check, timing, energy (no MLflow)
-    timing.py   the measurement protocol; Measurement with its statistics
-    energy.py   CodeCarbon's offline tracker around a fixed-duration loop
+    (the measurement protocol, Measurement and its statistics, the energy meter: experiments/measure/)
     runner.py   run.py's task function: a job -> its MLflow run, failures included
     results.py  a job's outcome in the contract's terms: metrics, resolved params, layers.csv rows
     artifacts.py  the run's files: config, layers.csv, raw samples, tuning snapshot

@@ -12,7 +12,7 @@ from experiments.tracking.credentials import mask
 from .config import JobSpec
 from .job import JobOutcome
 from .results import layer_rows
-from .timing import Measurement
+from experiments.measure.timing import Measurement
 
 
 def _measurements(outcome: JobOutcome) -> list[Measurement]:

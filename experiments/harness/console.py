@@ -9,7 +9,9 @@ from experiments.tracking import labels
 from experiments.tracking import mlflow_log as mlf
 from experiments.tracking import outbox
 
+from . import machine_load
 from .config import PYTORCH, JobSpec
+from experiments.measure.energy import MIN_IMAGES, READABLE
 from .job import JobOutcome
 from .results import JobReport
 
@@ -46,7 +48,7 @@ def summary_text(report: JobReport, spec: JobSpec | None, outcome: JobOutcome, l
         interval = ""
         if c.SPEEDUP_CI95_LOW in metrics:
             low, high = metrics[c.SPEEDUP_CI95_LOW], metrics[c.SPEEDUP_CI95_HIGH]
-            interval = f" (95% CI of the speedup {low:.3g}-{high:.3g}" + (", not significant)" if low <= 1 <= high else ")")
+            interval = f" (the speedup's 95% CI: {labels.interval_text(low, high)}" + (", not significant)" if low <= 1 <= high else ")")
         parts.append(f"PyTorch {_ms(baseline.median)}: {labels.ratio_text(baseline.median / model.median)}{interval}")
     gated = [layer.gate for layer in outcome.layers if layer.gate]
     if gated:   # fp16/int8: each layer exact (experiments/conv/exactness.py); the model's error is a cost
@@ -60,16 +62,26 @@ def summary_text(report: JobReport, spec: JobSpec | None, outcome: JobOutcome, l
         tuning = outcome.tuning
         best = f"; best single {tuning.best_single.label} {_ms(outcome.best_single.median)}" \
             if outcome.best_single is not None else ""
-        parts.append(f"tuning {tuning.measured} layers measured, {tuning.reused} reused from {tuning.db_path} "
+        from_db = tuning.reused - tuning.reused_from_run
+        parts.append(f"tuning {tuning.measured} layers measured, {tuning.reused_from_run} reused from this run "
+                     f"(same shape as an earlier layer), {from_db} reused from the database {tuning.db_path} "
                      f"in {tuning.seconds:.1f} s{best}")
     parts += compression.summary(outcome.compression, model.median)
-    if outcome.energy is not None:
+    if outcome.energy is not None and emulated:
+        parts.append("energy window measured, not shown (emulated)")
+    elif outcome.energy is not None:
         e = outcome.energy
+        thin = "" if e.window == READABLE else (f"; THIN window: {e.images} images, fewer than {MIN_IMAGES}: "
+                                                 f"not comparable, left out of rankings")
         parts.append(f"energy {e.per_inference_j:.3g} J and {e.per_inference_co2_mg:.3g} mg CO2e per image "
-                     f"({e.mode}; window total {e.energy_kwh * 1e3:.3g} Wh over {e.duration_s:.1f} s)")
+                     f"({e.mode}; window total {e.energy_kwh * 1e3:.3g} Wh over {e.duration_s:.1f} s, "
+                     f"{e.images} images{thin})")
     elif outcome.energy_error:
         parts.append(f"energy failed: {outcome.energy_error}")
     parts.append(f"fixed cost {cost['fixed_cost_s']:.2f} s")
+    busy = machine_load.warning(outcome.load_start, outcome.load_end)
+    if busy:
+        parts.append(busy)
     text = f"{head} " + "; ".join(parts)
     if not in_sweep:
         text += (f"\n  on {outcome.device} ({spec.runtime.name}); job {cost['job_s']:.1f} s: timing loops "

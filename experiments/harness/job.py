@@ -37,10 +37,12 @@ from experiments.compress import fidelity, precision_cost
 from experiments.compress import pipeline as compression
 
 from .config import AUTO, PYTORCH, JobSpec
-from .energy import EnergyMeter, EnergyResult
+from . import machine_load
+from experiments.measure.energy import EnergyMeter, EnergyResult
+from .machine_load import LoadSnapshot
 from .errors import ToleranceError
 from .models import build_model, make_input, weights_label
-from .timing import ONE_CALL, CacheFlusher, CpuClock, EventClock, Measurement, expected_seconds, measure
+from experiments.measure.timing import ONE_CALL, CacheFlusher, CpuClock, EventClock, Measurement, expected_seconds, measure
 
 
 PYTORCH_VARIANT = Variant(PYTORCH)
@@ -74,6 +76,8 @@ class JobOutcome:
     compression: object | None = None       # pruned/quantized: experiments.compress.pipeline.CompressionOutcome
     energy_error: str | None = None
     phases: dict[str, float] = field(default_factory=dict)
+    load_start: LoadSnapshot | None = None  # the machine's load when the job started and ended (machine_load.py)
+    load_end: LoadSnapshot | None = None
 
     @property
     def conv_flops(self) -> int:
@@ -125,6 +129,13 @@ class Job:
             self.outcome.phases[name] = self.outcome.phases.get(name, 0.0) + time.perf_counter() - start
 
     def run(self) -> JobOutcome:
+        self.outcome.load_start = machine_load.snapshot()
+        try:
+            return self._run()
+        finally:
+            self.outcome.load_end = machine_load.snapshot()
+
+    def _run(self) -> JobOutcome:
         cudnn_benchmark(self.spec.cudnn_benchmark)
         if self.energy_meter is not None:
             self.energy_meter.prewarm()

@@ -7,7 +7,9 @@ from experiments.compress import pipeline as compression
 from experiments.conv import Variant
 from experiments.tracking import contract as c
 
-from . import bootstrap
+from experiments.measure import bootstrap
+
+from . import machine_load
 from .config import PYTORCH, JobSpec
 from .job import JobOutcome
 
@@ -26,10 +28,21 @@ class JobReport:
     metrics: dict | None = None
     outbox: str | None = None      # the outbox entry that keeps the run while its store is unreachable
     what_ran: str = ""          # in words (experiments/tracking/labels.py)
+    emulated: bool = False      # the emulator ran it: correctness only, never ranked
+    scenario: str = ""          # what its PyTorch baseline ran: jobs of one scenario compare PyTorch medians
+    tags: dict | None = None    # the outcome's tags the sweep summary reads (energy window, machine load)
 
     @property
     def failed(self) -> bool:
         return self.status == STATUS_FAILED
+
+
+def baseline_scenario(spec: JobSpec) -> str:
+    """What PyTorch ran in this job, in words: jobs that share it should measure the same PyTorch time."""
+    prune = "dense" if spec.prune == "none" else f"{spec.prune} {spec.prune_amount:g}"
+    height, width = spec.input_size
+    return (f"{spec.model}, batch {spec.batch_size}, {height}x{width}, {prune}, {spec.quant}, "
+            f"{spec.cache_mode} cache, {spec.runtime.name}")
 
 
 def resolved_params(spec: JobSpec) -> dict[str, str]:
@@ -64,8 +77,11 @@ def contract_metrics(spec: JobSpec, outcome: JobOutcome) -> dict[str, float]:
         m[c.WORKSPACE_BYTES] = max(layer.cost.workspace_bytes for layer in outcome.layers)
     if outcome.energy is not None:
         e = outcome.energy
-        m.update({c.ENERGY_KWH: e.energy_kwh, c.EMISSIONS_KG: e.emissions_kg,
+        m.update({c.ENERGY_KWH: e.energy_kwh, c.EMISSIONS_KG: e.emissions_kg, c.ENERGY_IMAGES: e.images,
                   c.ENERGY_PER_INFERENCE_J: e.per_inference_j, c.CO2_PER_INFERENCE_MG: e.per_inference_co2_mg})
+    for name, shot in ((c.LOAD_AVG_START, outcome.load_start), (c.LOAD_AVG_END, outcome.load_end)):
+        if shot is not None:
+            m[name] = shot.load_avg_1min
     m.update(_tuning_metrics(outcome))
     m.update(compression.metrics(outcome.compression, model.median if model is not None else None))
     return m
@@ -93,34 +109,36 @@ def _pair(value: tuple[int, int]):
 
 
 def layer_rows(spec: JobSpec, outcome: JobOutcome) -> list[dict]:
+    """layers.csv's rows, keyed by the contract's column names (c.LAYER)."""
+    L = c.LAYER
     rows = []
     tuned = {choice.name: choice for choice in outcome.tuning.layers} if outcome.tuning is not None else {}
     for layer in outcome.layers:
         g, cost = layer.geometry, layer.cost
-        row = {"layer": layer.name, "batch": g.batch, "in_channels": g.in_channels, "out_channels": g.out_channels,
-               "kernel_h": g.kernel_h, "kernel_w": g.kernel_w, "stride": _pair(g.stride),
-               "padding": _pair(g.padding), "dilation": _pair(g.dilation), "groups": g.groups,
-               "in_h": g.in_h, "in_w": g.in_w, "out_h": g.out_h, "out_w": g.out_w, "max_rel_err": layer.max_rel_err}
+        row = {L.layer: layer.name, L.batch: g.batch, L.in_channels: g.in_channels, L.out_channels: g.out_channels,
+               L.kernel_h: g.kernel_h, L.kernel_w: g.kernel_w, L.stride: _pair(g.stride),
+               L.padding: _pair(g.padding), L.dilation: _pair(g.dilation), L.groups: g.groups,
+               L.in_h: g.in_h, L.in_w: g.in_w, L.out_h: g.out_h, L.out_w: g.out_w, L.max_rel_err: layer.max_rel_err}
         if layer.gate:   # fp16/int8 jobs
-            row.update({"gate": layer.gate, "precision_rel_err": layer.precision_rel_err})
+            row.update({L.gate: layer.gate, L.precision_rel_err: layer.precision_rel_err})
         if cost is not None:
-            row.update({"flops": cost.flops, "min_bytes": cost.min_bytes,
-                        "arithmetic_intensity": cost.arithmetic_intensity})
+            row.update({L.flops: cost.flops, L.min_bytes: cost.min_bytes,
+                        L.arithmetic_intensity: cost.arithmetic_intensity})
             if spec.algo != PYTORCH:   # PyTorch's GEMM shapes and workspace are its own business
-                row.update({"gemm_m": cost.gemm_m, "gemm_n": cost.gemm_n, "gemm_k": cost.gemm_k,
-                            "workspace_bytes": cost.workspace_bytes, "gemm_groups": cost.gemm_groups,
-                            "variant": cost.variant, "tile": Variant.parse(cost.variant).tile})
-        for key, measured in (("latency", layer.ours), ("baseline_latency", layer.baseline)):
+                row.update({L.gemm_m: cost.gemm_m, L.gemm_n: cost.gemm_n, L.gemm_k: cost.gemm_k,
+                            L.workspace_bytes: cost.workspace_bytes, L.gemm_groups: cost.gemm_groups,
+                            L.variant: cost.variant, L.tile: Variant.parse(cost.variant).tile})
+        for column, measured in ((L.latency_ms, layer.ours), (L.baseline_latency_ms, layer.baseline)):
             if measured is not None:
-                row[f"{key}_ms"] = measured.median * 1e3
+                row[column] = measured.median * 1e3
         if layer.ours is not None and layer.ours.has_spread:
-            row["latency_p10_ms"], row["latency_p90_ms"] = layer.ours.p10 * 1e3, layer.ours.p90 * 1e3
+            row[L.latency_p10_ms], row[L.latency_p90_ms] = layer.ours.p10 * 1e3, layer.ours.p90 * 1e3
         choice = tuned.get(layer.name)
         if choice is not None:   # algo=auto
             e = choice.entry
-            row.update({"choice": e.choice, "runner_up": e.runner_up or "", "choice_tuned_ms": e.choice_s * 1e3,
-                        "runner_up_tuned_ms": None if e.runner_up_s is None else e.runner_up_s * 1e3,
-                        "tuning": choice.source})
+            row.update({L.choice: e.choice, L.runner_up: e.runner_up or "", L.choice_tuned_ms: e.choice_s * 1e3,
+                        L.runner_up_tuned_ms: None if e.runner_up_s is None else e.runner_up_s * 1e3,
+                        L.tuning: choice.source})
         rows.append(row)
     return rows
 
@@ -131,3 +149,12 @@ def costs(phases: dict[str, float], job_s: float) -> dict[str, float]:
     fixed = job_s - phases.get("timing_s", 0.0) - phases.get("energy_s", 0.0)
     return {**phases, "job_s": job_s, "fixed_cost_s": fixed,
             "harness_overhead_s": fixed - phases.get("first_calls_s", 0.0)}
+
+
+def load_tags(outcome: JobOutcome) -> dict[str, str]:
+    """machine_quiet (yes/no) and, when not quiet, what was busy (experiments/harness/machine_load.py)."""
+    shots = [shot for shot in (outcome.load_start, outcome.load_end) if shot is not None]
+    if not shots:
+        return {}
+    warning = machine_load.warning(outcome.load_start, outcome.load_end)
+    return {c.T_QUIET: "no" if warning else "yes", **({c.T_BUSY_PROCESSES: warning[:500]} if warning else {})}

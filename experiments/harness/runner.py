@@ -33,7 +33,8 @@ from .config import JobSpec, job_spec
 from .console import progress_bar, summary_text
 from .errors import ConfigError
 from .job import Job, JobOutcome, cudnn_benchmark_tag
-from .results import STATUS_FAILED, STATUS_OK, STATUS_SKIPPED, JobReport, contract_metrics, costs, resolved_params
+from .results import (STATUS_FAILED, STATUS_OK, STATUS_SKIPPED, JobReport, baseline_scenario, contract_metrics, costs,
+                      load_tags, resolved_params)
 from .sweep import EXIT_CONFIG_ERROR, SweepState
 
 _last_job: "JobReport | None" = None
@@ -87,7 +88,9 @@ class JobContext:
             self.state.write_result(self.num, {"num": self.num, "name": report.name, "status": report.status,
                                                "error": report.error, "run_id": report.run_id,
                                                "outbox": report.outbox, "run_name": self.run_name,
-                                               "what_ran": report.what_ran, "metrics": report.metrics or {}})
+                                               "what_ran": report.what_ran, "metrics": report.metrics or {},
+                                               "emulated": report.emulated, "scenario": report.scenario,
+                                               "tags": report.tags or {}})
         except OSError as exc:   # a full disk: the sweep's summary counts this job as one that left no result
             print(f"[convbench] {self.label} {report.name}: its result could not be written to "
                   f"{self.state.results_dir} ({short(exc)})", file=sys.stderr, flush=True)
@@ -249,12 +252,16 @@ def _run_logged(cfg, spec: JobSpec | None, config_error, name: str, context: Job
         job = None   # the job's arrays, before the caches go back to the driver
         device_memory.release(spec.runtime)
     entry = None
+    outcome_tags = {}
     try:
         entry = _log_result(run, cfg, spec, outcome, metrics, status, error, trace, started, retry_s, context)
+        outcome_tags = {k: v for k, v in run.tags.items() if k in (c.T_ENERGY_WINDOW, c.T_QUIET, c.T_BUSY_PROCESSES)}
     except Exception as exc:
         status, error = STATUS_FAILED, error or f"logging the results failed: {type(exc).__name__}: {exc}"
     report = JobReport(name, status, error, run.run_id, context.num, metrics, None if entry is None else str(entry),
-                       labels.what_ran(spec.runtime.name, outcome.device) if spec is not None else "")
+                       labels.what_ran(spec.runtime.name, outcome.device) if spec is not None else "",
+                       emulated=spec is not None and spec.runtime.name == "emulator",
+                       scenario=baseline_scenario(spec) if spec is not None else "", tags=outcome_tags)
     cost = costs(outcome.phases, time.perf_counter() - started)
     print(summary_text(report, spec, outcome, context.label, context.in_sweep, uri, cost),
           file=sys.stderr if report.failed else sys.stdout, flush=True)
@@ -279,6 +286,11 @@ def _log_result(run: outbox.RunRecord, cfg, spec, outcome: JobOutcome, metrics, 
         if outcome.tuning is not None and outcome.tuning.best_single is not None:
             tags[c.T_BEST_SINGLE] = outcome.tuning.best_single.label
         tags.update(compression.tags(outcome.compression))
+        tags.update(load_tags(outcome))
+        if outcome.energy is not None:
+            tags[c.T_ENERGY_WINDOW] = outcome.energy.window
+        if status == STATUS_OK and c.SPEEDUP_VS_BASELINE in metrics and spec.runtime.name != "emulator":
+            tags[c.T_VS_PYTORCH] = labels.ratio_text(metrics[c.SPEEDUP_VS_BASELINE])
     with tempfile.TemporaryDirectory(prefix="convbench-") as tmp:
         write_artifacts(Path(tmp), cfg, spec, outcome, trace)
         now = time.perf_counter()

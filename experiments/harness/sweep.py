@@ -44,6 +44,7 @@ from experiments.tracking.retry import DEFAULT_RETRY_S, retrying, short
 from . import naming
 from . import summary as comparison
 from .errors import ConfigError
+from .estimate import announcement
 from .password import lift_password
 from .validate import check_launcher, hydra_error_message
 
@@ -124,11 +125,12 @@ class SweepSummary:
     skipped: int
     missing: int
     in_outbox: list[str] = field(default_factory=list)   # outbox entries of jobs whose store was unreachable
+    not_started: int = 0     # jobs a stopped sweep never started (not failures: nothing ran)
 
     @property
     def all_ok(self) -> bool:
         """Every job measured (its run in the store, or in an outbox until `make sync`)."""
-        return not self.failed and not self.missing
+        return not self.failed and not self.missing and not self.not_started
 
     @property
     def success(self) -> bool:
@@ -145,6 +147,10 @@ class SweepSummary:
                      f"{Path(self.in_outbox[0]).parent} (tracking store unreachable): upload with "
                      f"`{outbox.sync_command(self.in_outbox[0])}`")
         if self.all_ok:
+            return head
+        if self.not_started:
+            head += f"; {self.not_started} not started"
+        if not self.failed and not self.missing:
             return head
         what = "; ".join(f"{f.get('name') or '#' + str(f.get('num'))}: {_first_line(f.get('error', ''))}"
                          for f in self.failed)
@@ -279,10 +285,14 @@ class SweepCallback(Callback):
         _open_sweeps[state.parent_run_id] = state
         skipped = sum(job["duplicate_of"] is not None for job in plan)
         jobs = f"{state.total} jobs" if state.total is not None else "jobs"
+        try:   # a convenience: a store that cannot answer leaves the sweep unannounced, not stopped
+            estimate = f"; {announcement(uri, plan)}" if plan else ""
+        except Exception as exc:
+            estimate = f"; no estimate ({type(exc).__name__})"
         print(f"[convbench] sweep {sweep_id}: {jobs}"
               + (f" ({skipped} duplicates will be skipped)" if skipped else "")
               + f", checked in {time.perf_counter() - started:.1f} s; parent run {state.parent_run_id} "
-              f"in experiment '{experiment}'", flush=True)
+              f"in experiment '{experiment}'{estimate}", flush=True)
         return state
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
@@ -329,9 +339,13 @@ def close_sweep(state: SweepState, interrupted: str | None = None, killed: bool 
     results = state.results()
     total = state.total if state.total is not None else len(results)
     failed = [r for r in results if r.get("status") == "failed"]
+    # a stopped sweep's jobs without a result never started; otherwise a job without one was lost
+    unaccounted = max(0, total - len(results))
     summary = SweepSummary(state.sweep_id, total, sum(r.get("status") == "ok" for r in results), failed,
-                           sum(r.get("status") == "skipped" for r in results), max(0, total - len(results)),
-                           [r["outbox"] for r in results if r.get("outbox")])
+                           sum(r.get("status") == "skipped" for r in results),
+                           0 if interrupted is not None else unaccounted,
+                           [r["outbox"] for r in results if r.get("outbox")],
+                           unaccounted if interrupted is not None else 0)
     _last_summary = summary
     _open_sweeps.pop(state.parent_run_id, None)
     if os.environ.get(SWEEP_ID_ENV) == state.sweep_id:
@@ -350,6 +364,7 @@ def close_sweep(state: SweepState, interrupted: str | None = None, killed: bool 
     table = comparison.comparison_table(results)
     if table:
         print(table)
+    drifted = " ".join(d.text() for d in comparison.drifts(results))
     try:
         print(f"[convbench] these jobs and their key metrics in the UI: "
               f"{comparison.share_view(uri, state.experiment, state.sweep_id)}")
@@ -363,9 +378,11 @@ def close_sweep(state: SweepState, interrupted: str | None = None, killed: bool 
         start_time_ms=opened.get("start_time_ms") or int(time.time() * 1000),
         client_id=state.parent_client_id or uuid.uuid4().hex,
         tags={**opened.get("tags", {}), contract.T_RUN_KIND: "parent", contract.T_SWEEP_ID: state.sweep_id,
-              contract.T_STATUS: "ok" if ok else "failed", **({} if ok else {contract.T_ERROR: line})},
+              contract.T_STATUS: "ok" if ok else "failed", **({} if ok else {contract.T_ERROR: line}),
+              **({contract.T_BASELINE_DRIFT: drifted[:5000]} if drifted else {})},
         metrics={contract.JOBS_TOTAL: total, contract.JOBS_OK: summary.ok, contract.JOBS_FAILED: len(failed),
                  contract.JOBS_SKIPPED: summary.skipped, contract.JOBS_MISSING: summary.missing,
+                 contract.JOBS_NOT_STARTED: summary.not_started,
                  contract.JOBS_IN_OUTBOX: len(summary.in_outbox)},
         status="KILLED" if killed else "FINISHED" if ok else "FAILED")
     try:

@@ -5,6 +5,8 @@ Every name the harness writes and the report reads is defined here once (docs/de
 """
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+
 from experiments.conv.variant import FIELDS as VARIANT_FIELDS
 from experiments.conv.variant import PARAM_PREFIX as VARIANT_PREFIX
 
@@ -29,6 +31,11 @@ ENERGY_PER_INFERENCE_J = "energy_per_inference_j"   # the window's energy / imag
 CO2_PER_INFERENCE_MG = "co2_per_inference_mg"       # the window's emissions / images it processed
 SPEEDUP_CI95_LOW = "speedup_ci95_low"         # 95% bootstrap interval of speedup_vs_baseline,
 SPEEDUP_CI95_HIGH = "speedup_ci95_high"       # from the raw samples of both medians
+# The machine while the job ran (experiments/harness/machine_load.py): a busy machine slows the job and
+# makes PyTorch's baseline drift from job to job (experiments/tracking/drift.py)
+LOAD_AVG_START = "load_avg_start"             # 1-minute load average when the job started
+LOAD_AVG_END = "load_avg_end"                 # ... and when it ended
+ENERGY_IMAGES = "energy_images"               # images the energy window ran (energy_per_inference_j's divisor)
 
 METRICS = (
     LATENCY_MS, LATENCY_P10_MS, LATENCY_P90_MS, LATENCY_IQR_REL, LATENCY_SAMPLES, BASELINE_LATENCY_MS,
@@ -140,6 +147,11 @@ T_PROCESS_START = "process_start"   # the process's start, seconds since the epo
 T_OUTBOX = "outbox"             # set on a run uploaded later from an outbox: the outbox entry it came from
 T_CLIENT_ID = "client_run_id"   # made by convbench before the run exists: a retried or resumed upload finds its run
 T_JOB_NAME = "job_name"         # the job's full name (model/variant/prune); a sweep's child run is named short
+T_QUIET = "machine_quiet"       # yes | no: no other process was busy at the job's start and end
+T_BUSY_PROCESSES = "busy_processes"   # the other busy processes and load when not quiet, in words
+T_ENERGY_WINDOW = "energy_window"     # readable | thin (fewer images than MIN_ENERGY_IMAGES: not ranked)
+T_BASELINE_DRIFT = "baseline_drift"   # a sweep's parent: PyTorch's medians spread across its jobs (drift.py)
+T_VS_PYTORCH = "vs_pytorch"     # the speedup in words, '2.35× slower' (a column of the UI's runs table)
 T_WHAT_RAN = "what_ran"         # in words: numpy reference on the CPU, emulator (correctness only), kernels on a GPU
 
 # --- names in the MLflow UI -------------------------------------------------------------
@@ -169,29 +181,63 @@ P_SWEEP_OVERRIDES = "sweep.overrides"
 P_SWEEP_JOBS = "sweep.jobs"
 P_SWEEP_DIR = "sweep.dir"
 JOBS_TOTAL, JOBS_OK, JOBS_FAILED = "jobs_total", "jobs_ok", "jobs_failed"
-JOBS_SKIPPED, JOBS_MISSING = "jobs_skipped", "jobs_missing"
+JOBS_SKIPPED, JOBS_MISSING = "jobs_skipped", "jobs_missing"   # missing: started, left no result
+JOBS_NOT_STARTED = "jobs_not_started"   # a stopped sweep's jobs that never started
 JOBS_IN_OUTBOX = "jobs_in_outbox"   # jobs whose runs wait in the sweep's outbox (store unreachable)
 STALE_RUNS_CLOSED = "stale_runs_closed"   # RUNNING runs of dead processes this sweep's start closed as KILLED
 
-# Columns of layers.csv (one row per conv layer of the model).
-LAYER_COLUMNS = (
-    "layer", "batch", "in_channels", "out_channels", "kernel_h", "kernel_w",
-    "stride", "padding", "dilation", "groups", "in_h", "in_w", "out_h", "out_w",
-    "flops", "gemm_m", "gemm_n", "gemm_k", "min_bytes", "workspace_bytes",
-    "arithmetic_intensity",
+# Columns of layers.csv (one row per conv layer of the model), named once for the writer (experiments/
+# harness/results.py) and the readers (analysis/): LAYER.kernel_h is "kernel_h", LAYER_COLUMNS their order.
+@dataclass(frozen=True)
+class LayerColumns:
+    layer: str = "layer"
+    batch: str = "batch"
+    in_channels: str = "in_channels"
+    out_channels: str = "out_channels"
+    kernel_h: str = "kernel_h"
+    kernel_w: str = "kernel_w"
+    stride: str = "stride"
+    padding: str = "padding"
+    dilation: str = "dilation"
+    groups: str = "groups"
+    in_h: str = "in_h"
+    in_w: str = "in_w"
+    out_h: str = "out_h"
+    out_w: str = "out_w"
+    flops: str = "flops"
+    gemm_m: str = "gemm_m"
+    gemm_n: str = "gemm_n"
+    gemm_k: str = "gemm_k"
+    min_bytes: str = "min_bytes"
+    workspace_bytes: str = "workspace_bytes"
+    arithmetic_intensity: str = "arithmetic_intensity"
     # GEMM dimensions above are per group; gemm_groups of them run (0: no GEMM). variant: the label of
     # the variant that ran the layer, e.g. im2col/blocked-t8/fp32, kn2row/sparse/fp32, depthwise/fp32
     # (empty for pytorch; `kernel` in files written before 2026-12-07); tile: its blocked GEMM's threads
     # per block side (empty for every other GEMM)
-    "gemm_groups", "variant", "tile",
-    "latency_ms", "latency_p10_ms", "latency_p90_ms", "baseline_latency_ms", "max_rel_err",
+    gemm_groups: str = "gemm_groups"
+    variant: str = "variant"
+    tile: str = "tile"
+    latency_ms: str = "latency_ms"
+    latency_p10_ms: str = "latency_p10_ms"
+    latency_p90_ms: str = "latency_p90_ms"
+    baseline_latency_ms: str = "baseline_latency_ms"
+    max_rel_err: str = "max_rel_err"
     # fp16/int8 jobs: how the exactness gate checked the layer (bit-exact, float32 bound, or the fp32
     # tolerance where quant.skip kept it fp32: see variant) and its cost against the fp32 layer
-    "gate", "precision_rel_err",
+    gate: str = "gate"
+    precision_rel_err: str = "precision_rel_err"
     # algo=auto: the layer's choice and runner-up (variant labels: scalar/fp32, im2col/vendor/fp32,
     # kn2row/blocked-t16/fp32, ...) with their tuning medians, and whether this run measured them
     # or took them from the tuning database (measured | reused); empty for other algorithms
-    "choice", "runner_up", "choice_tuned_ms", "runner_up_tuned_ms", "tuning",
-)
+    choice: str = "choice"
+    runner_up: str = "runner_up"
+    choice_tuned_ms: str = "choice_tuned_ms"
+    runner_up_tuned_ms: str = "runner_up_tuned_ms"
+    tuning: str = "tuning"
+
+
+LAYER = LayerColumns()
+LAYER_COLUMNS = tuple(asdict(LAYER).values())
 # Columns of older layers.csv files under their current name: the reader renames them.
 FORMER_LAYER_COLUMNS = {"kernel": "variant"}

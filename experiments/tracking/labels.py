@@ -26,9 +26,33 @@ def ratio_text(speedup: float, digits: int = 3) -> str:
         return "—"
     if round(speedup, digits - 1) == 1:
         return "as fast (1.00×)"
-    factor = speedup if speedup > 1 else 1 / speedup
-    text = f"{factor:.{digits - 1}f}" if factor < 10 else significant(factor, digits)
+    text = _factor(speedup if speedup > 1 else 1 / speedup, digits)
     return f"{text}× {'faster' if speedup > 1 else 'slower'}"
+
+
+def interval_text(low: float, high: float, digits: int = 3) -> str:
+    """A speedup's interval read the same way as its point estimate: '2.30–2.38× slower', '1.2–1.9× faster';
+    one that contains 1 names both ends, '1.05× slower to 1.10× faster'."""
+    if low != low or high != high or low <= 0 or high <= 0:
+        return "—"
+    if low > 1:
+        return f"{_factor(low, digits)}–{_factor(high, digits)}× faster"
+    if high < 1:
+        return f"{_factor(1 / high, digits)}–{_factor(1 / low, digits)}× slower"
+    return f"{ratio_text(low, digits)} to {ratio_text(high, digits)}"
+
+
+def versus_pytorch_text(best_of_ours: float, digits: int = 3) -> str:
+    """The fastest of a comparison against PyTorch, given PyTorch's time over our best one: '3.6× faster', or
+    'PyTorch fastest, ours 3.6× slower' (never 'as fast' where PyTorch wins)."""
+    if best_of_ours != best_of_ours or best_of_ours <= 0:
+        return "—"
+    text = ratio_text(best_of_ours, digits)
+    return text if best_of_ours >= 1 else f"PyTorch fastest, ours {text}"
+
+
+def _factor(factor: float, digits: int) -> str:
+    return f"{factor:.{digits - 1}f}" if factor < 10 else significant(factor, digits)
 
 
 def significant(value: float, digits: int = 4) -> str:

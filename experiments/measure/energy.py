@@ -21,6 +21,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 JOULES_PER_KWH = 3.6e6
+# A window is read per image: it runs at least bench.energy_s AND at least MIN_IMAGES images, stretched up
+# to MAX_STRETCH x energy_s for a slow model. One that still holds fewer images is "thin": its per-image
+# figure is logged, marked (tag energy_window=thin) and left out of every ranking.
+MIN_IMAGES = 20
+MAX_STRETCH = 3.0
+READABLE, THIN = "readable", "thin"
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,11 @@ class EnergyResult:
     def per_inference_j(self) -> float:
         """Joules per image (one sample of a batch)."""
         return self.energy_kwh * JOULES_PER_KWH / self.images if self.images else float("nan")
+
+    @property
+    def window(self) -> str:
+        """readable, or thin: too few images for a per-image figure to be compared."""
+        return READABLE if self.images >= MIN_IMAGES else THIN
 
     @property
     def per_inference_co2_mg(self) -> float:
@@ -98,7 +109,8 @@ class EnergyMeter:
 
     def measure(self, fn: Callable[[], object], duration_s: float, batch_size: int,
                 synchronize: Callable[[], None] = lambda: None) -> EnergyResult:
-        """Call ``fn`` back to back for ``duration_s`` seconds under the tracker."""
+        """Call ``fn`` back to back under the tracker for ``duration_s`` seconds and at least MIN_IMAGES images
+        (at most MAX_STRETCH x ``duration_s``)."""
         self.wait()
         errors = _Errors()
         logger = logging.getLogger("codecarbon")
@@ -107,7 +119,7 @@ class EnergyMeter:
             tracker = self._tracker()
             tracker.start()
             calls, start = 0, time.perf_counter()
-            while time.perf_counter() - start < duration_s:
+            while not _window_done(time.perf_counter() - start, calls * batch_size, duration_s):
                 fn()
                 calls += 1
             synchronize()
@@ -122,3 +134,9 @@ class EnergyMeter:
             raise RuntimeError("CodeCarbon returned no measurement (see its log for why)")
         return EnergyResult(float(data.energy_consumed), float(emissions), calls, calls * batch_size,
                             elapsed, energy_mode(tracker))
+
+
+def _window_done(elapsed_s: float, images: int, duration_s: float) -> bool:
+    if elapsed_s < duration_s:
+        return False
+    return images >= MIN_IMAGES or elapsed_s >= duration_s * MAX_STRETCH
