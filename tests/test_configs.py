@@ -205,14 +205,18 @@ def test_weights_must_be_cached_not_downloaded(hydra_conf, monkeypatch, tmp_path
 
 @pytest.mark.parametrize("override,message", [
     ("quant.calibration=minmax", "quant.calibration='minmax' is not supported; valid: max, percentile"),
-    ("quant.percentile=0", "quant.percentile=0.0"),
-    ("quant.percentile=abc", "quant.percentile='abc': expected a number"),
-    ("quant.max_cost=-1", "quant.max_cost=-1.0"),
-    ("quant.skip=3", "quant.skip=3: expected a list"),
+    ("quant.percentile=0", "quant.percentile=0 (int): expected a finite number in (0, 100]"),
+    ("quant.percentile=nan", "quant.percentile=nan (float): expected a finite number in (0, 100]"),
+    ("quant.percentile=abc", "quant.percentile='abc' (str): expected a finite number"),
+    ("quant.max_cost=-1", "quant.max_cost=-1 (int): expected a finite number in (0, inf) or null"),
+    ("quant.max_cost=inf", "quant.max_cost=inf (float): expected a finite number in (0, inf) or null"),
+    ("quant.skip=3", "quant.skip=3 (int): expected a non-empty string, or a list, each item a non-empty string"),
+    ("quant.skip=[first,2]", "quant.skip=['first', 2] (list): expected a non-empty string, or a list"),
 ])
 def test_bad_quant_options(hydra_conf, override, message):
-    with pytest.raises(ConfigError, match=message.replace("[", r"\[")):
+    with pytest.raises(ConfigError) as error:
         job_spec(_compose("quant=int8", override))
+    assert message in str(error.value)
 
 
 def test_quant_options_reach_the_job(hydra_conf):

@@ -4,8 +4,9 @@
 
 Each case runs ``python run.py [-m] <base> <bad override>`` in a fresh process (base: digits_cnn,
 bench=smoke, energy off, a throwaway sqlite store and output folders) and is counted as refused
-when it exits 2 with a "convbench:" message, no traceback, and nothing logged to the store. The
-table lists every case with its exit code and the message's first line. Refusals of the memory
+when it exits 2 with a "convbench:" message, no traceback, nothing logged to the store, within
+REFUSE_WITHIN_S seconds and without printing the case's password. The table lists every case with
+its exit code, its seconds and the message's first line. Refusals of the memory
 estimate depend on the machine's free memory (the numbers are in the messages).
 """
 from __future__ import annotations
@@ -16,6 +17,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +28,8 @@ from .document import emit, header
 
 REPO = Path(__file__).resolve().parents[2]
 TIMEOUT_S = 300
+REFUSE_WITHIN_S = 60     # a refusal comes before any work: seconds, not minutes
+PASSWORD = "hunter2"
 
 # (label, overrides); {tmp} is the case's scratch folder
 CASES = [
@@ -93,12 +97,49 @@ CASES = [
     # memory
     ("batch beyond memory", ["model=resnet18", "model.batch_size=100000"]),
     ("kn2row on a ViT patch embedding", ["model=resnet18", "model.name=vit_b_16", "algo=kn2row"]),
+    ("flush buffer beyond memory", ["bench.cache_mode=cold", "bench.flush_mb=100000000"]),
+    # infinite and NaN numbers, negative where they must be positive (one schema: validate.TYPED)
+    ("input size infinite", ["model.input_size=inf"]),
+    ("input size NaN in a list", ["model.input_size=[8,nan]"]),
+    ("flush size infinite", ["bench.flush_mb=inf"]),
+    ("flush size NaN", ["bench.flush_mb=nan"]),
+    ("energy window infinite", ["bench.energy_s=inf"]),
+    ("max time infinite", ["bench.model.max_time_s=inf"]),
+    ("min time NaN", ["bench.layer.min_time_s=nan"]),
+    ("retry infinite", ["tracking.retry_s=inf"]),
+    ("retry NaN", ["tracking.retry_s=nan"]),
+    ("power interval infinite", ["energy=codecarbon", "energy.measure_power_secs=inf"]),
+    ("tuning budget infinite", ["algo=auto", "tuning.budget_s=inf"]),
+    ("quant max cost infinite", ["quant=int8", "quant.max_cost=inf"]),
+    ("seed negative", ["seed=-1"]),
+    # lists of the wrong type
+    ("quant skip a list of numbers", ["quant=int8", "quant.skip=[1,2]"]),
+    ("tuning tiles not ints", ["algo=auto", "tuning.tiles=[16,a]"]),
+    ("tuning rungs not names", ["algo=auto", "tuning.rungs=[1.5]"]),
+    # input size against the model (a batch-1 forward on the meta device)
+    ("input size too small for the model", ["model=resnet18", "model.name=squeezenet1_1", "model.input_size=16"]),
+    ("input size not the ViT's", ["model=resnet18", "model.name=vit_b_16", "model.input_size=32"]),
+    # URIs: port, driver; names MLflow or the file system refuses; a password where Hydra writes it
+    ("port out of range", ["tracking.uri=http://127.0.0.1:99999"]),
+    ("port zero", ["tracking.uri=http://127.0.0.1:0"]),
+    ("database driver not installed", ["tracking.uri=mysql://u@127.0.0.1/mlflow"]),
+    ("postgresql driver not installed", ["tracking.uri=postgresql+psycopg2://u@127.0.0.1/mlflow"]),
+    ("experiment name too long for a folder", ["tracking.experiment=" + "e" * 300]),
+    ("param name MLflow refuses (over 250)", ["+" + "k" * 251 + "=1"]),
+    ("key too long for a file name", ["+" + "k" * 300 + "=1"]),
+    ("a password in another override", ["+extra=http://bob:hunter2@elsewhere"]),
 ]
 SWEEP_ONLY = [
     ("joblib n_jobs zero", ["hydra/launcher=joblib", "hydra.launcher.n_jobs=0"]),
     ("joblib n_jobs text", ["hydra/launcher=joblib", "hydra.launcher.n_jobs=abc"]),
     ("ray: a GPU per job, no GPU here", ["hydra/launcher=ray", "hydra.launcher.ray.remote.num_gpus=1"]),
     ("slurm: warning signal after the time limit", ["hydra/launcher=submitit_slurm", "hydra.launcher.timeout_min=1"]),
+    ("joblib timeout infinite", ["hydra/launcher=joblib", "hydra.launcher.timeout=inf"]),
+    ("joblib timeout negative", ["hydra/launcher=joblib", "hydra.launcher.timeout=-5"]),
+    ("joblib batch size zero", ["hydra/launcher=joblib", "hydra.launcher.batch_size=0"]),
+    ("slurm time limit zero", ["hydra/launcher=submitit_slurm", "hydra.launcher.timeout_min=0"]),
+    ("slurm array parallelism zero", ["hydra/launcher=submitit_slurm", "hydra.launcher.array_parallelism=0"]),
+    ("submitit nodes zero", ["hydra/launcher=submitit_local", "hydra.launcher.nodes=0"]),
     ("one bad value in a sweep", ["algo=im2col,im2coll"]),
     ("one bad batch in a sweep", ["model.batch_size=1,true"]),
 ]
@@ -113,11 +154,13 @@ class Outcome:
     traceback: bool
     logged_runs: int
     message: str
+    seconds: float
+    leaked: bool            # a password of the case (hunter2) in the output
 
     @property
     def refused(self) -> bool:
         return self.exit_code == 2 and not self.traceback and self.message.startswith("convbench:") \
-            and self.logged_runs == 0
+            and self.logged_runs == 0 and self.seconds < REFUSE_WITHIN_S and not self.leaked
 
 
 def _scratch(tmp: Path) -> None:
@@ -149,6 +192,7 @@ def run_case(label: str, overrides: list[str], sweep: bool) -> Outcome:
                 f"hydra.run.dir={tmp}/out", f"hydra.sweep.dir={tmp}/multirun"]
         bad = [o.replace("{tmp}", str(tmp)) for o in overrides]
         command = [sys.executable, "run.py", *(["-m"] if sweep else []), *base, *bad]
+        started = time.perf_counter()
         try:
             done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=TIMEOUT_S,
                                   env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
@@ -159,7 +203,7 @@ def run_case(label: str, overrides: list[str], sweep: bool) -> Outcome:
         start = next((i for i, line in enumerate(lines) if line.startswith("convbench:")), None)
         message = " / ".join(lines[start:]) if start is not None else (lines[-1] if lines else "")
         return Outcome(label, "sweep" if sweep else "single", overrides, code, "Traceback" in out + err,
-                       _logged_runs(store), message)
+                       _logged_runs(store), message, time.perf_counter() - started, PASSWORD in out + err)
 
 
 def _cell(text: str, limit: int = 300) -> str:
@@ -168,21 +212,23 @@ def _cell(text: str, limit: int = 300) -> str:
 
 
 def table(outcomes: list[Outcome]) -> list[str]:
-    rows = ["| case | mode | overrides | exit | traceback | runs logged | message |",
-            "|---|---|---|---|---|---|---|"]
-    rows += [f"| {o.label} | {o.mode} | `{' '.join(o.overrides)}` | {o.exit_code} | {'yes' if o.traceback else 'no'}"
-             f" | {o.logged_runs} | {_cell(o.message)} |" for o in outcomes]
+    rows = ["| case | mode | overrides | exit | traceback | runs logged | seconds | message |",
+            "|---|---|---|---|---|---|---|---|"]
+    rows += [f"| {o.label} | {o.mode} | `{_cell(' '.join(o.overrides), 120)}` | {o.exit_code} | "
+             f"{'yes' if o.traceback else 'no'} | {o.logged_runs} | {o.seconds:.1f} | {_cell(o.message)} |"
+             for o in outcomes]
     return rows
 
 
 def summary(outcomes: list[Outcome]) -> list[str]:
-    rows = ["| mode | bad inputs tried | refused with exit 2 | other exit codes | tracebacks | runs logged |",
-            "|---|---|---|---|---|---|"]
+    rows = ["| mode | bad inputs tried | refused with exit 2 | other exit codes | tracebacks | runs logged | "
+            "passwords shown | slowest refusal (s) |", "|---|---|---|---|---|---|---|---|"]
     for mode in ("single", "sweep", "all"):
         chosen = [o for o in outcomes if mode in ("all", o.mode)]
         rows.append(f"| {mode} | {len(chosen)} | {sum(o.refused for o in chosen)} | "
                     f"{sum(o.exit_code != 2 for o in chosen)} | {sum(o.traceback for o in chosen)} | "
-                    f"{sum(o.logged_runs for o in chosen)} |")
+                    f"{sum(o.logged_runs for o in chosen)} | {sum(o.leaked for o in chosen)} | "
+                    f"{max((o.seconds for o in chosen), default=0):.1f} |")
     return rows
 
 
@@ -201,7 +247,9 @@ def main(argv: list[str] | None = None) -> int:
     facts = (f"{len(outcomes)} bad inputs ({len(CASES)} cases single and sweep, {len(SWEEP_ONLY)} sweep only), "
              f"each `python run.py [-m] model=digits_cnn bench=smoke energy=off tracking.uri=<tmp store> <case>`")
     emit([header("bad_inputs", resolve("numpy"), argv, facts), "## Summary\n", *summary(outcomes),
-          "\nrefused: exit 2, a `convbench:` message, no traceback, no run in the store.\n",
+          f"\nrefused: exit 2, a `convbench:` message, no traceback, no run in the store, within {REFUSE_WITHIN_S} s, "
+          f"no password of the case printed. Seconds: the whole `python run.py` process, start-up included, "
+          f"with --jobs cases at once.\n",
           "## Every case\n", *table(outcomes)], args.out)
     return 0 if refused == len(outcomes) else 1
 

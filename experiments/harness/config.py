@@ -18,7 +18,6 @@ from experiments.conv.tolerance import RELATIVE_TOLERANCE
 from experiments.conv.ladder import RUNG_NAMES
 from experiments.conv.custom import DEFAULT_TILE_MACRO
 from experiments.conv.variant import CUSTOM, DTYPES, GEMM_ALGORITHMS
-from experiments.tracking.retry import DEFAULT_RETRY_S, retry_seconds
 
 from experiments.compress.prune import KINDS as PRUNE_KINDS
 
@@ -146,14 +145,9 @@ def job_spec(cfg: DictConfig) -> JobSpec:
     validate.check_config(cfg)     # types, ranges, tracking URI, energy location
     model, algo, gemm, bench, energy = cfg.model, cfg.algo, cfg.gemm, cfg.bench, cfg.energy
     check_model_name(model.name)
-    download = model.get("download", False)
-    if not isinstance(download, bool):
-        raise ConfigError(f"model.download={download!r}: expected true or false")
-    weights = resolve_weights(model.name, model.weights, download)
+    weights = resolve_weights(model.name, model.weights, model.get("download", False))
     size = input_hw(OmegaConf.to_object(model.input_size) if OmegaConf.is_config(model.input_size)
                     else model.input_size)
-    if not isinstance(model.batch_size, int) or model.batch_size < 1:
-        raise ConfigError(f"model.batch_size={model.batch_size!r}: expected a positive int")
     _choice("algo", algo.name, algos())
     _choice("gemm", gemm.name, GEMMS)
     tile, rung = gemm.get("tile"), gemm_rung(gemm)
@@ -167,8 +161,6 @@ def job_spec(cfg: DictConfig) -> JobSpec:
     compression = _compression(cfg, model.name, size, gemm.name, algo.name)
     _choice("bench.cache_mode", bench.cache_mode, CACHE_MODES)
     _choice("energy", energy.name, ENERGY_TRACKERS)
-    if float(bench.energy_s) < 0:
-        raise ConfigError(f"bench.energy_s={bench.energy_s!r}: the energy window must be >= 0 seconds")
     try:
         if algo.name in (PYTORCH, AUTO):
             variant, runtime = Variant.of(algo.name, dtype=cfg.quant.name), runtimes.resolve(cfg.backend.name)
@@ -183,11 +175,7 @@ def job_spec(cfg: DictConfig) -> JobSpec:
         if not torch.cuda.is_available():
             raise ConfigError("backend=gpu runs the model around the kernels with torch on the same device, "
                               "but this torch build sees no CUDA/ROCm device; install a GPU build of torch")
-    tuning = _tuning(cfg.get("tuning"), runtime, cfg.quant.name) if algo.name == AUTO else None
-    try:
-        retry_seconds(cfg.tracking.get("retry_s", DEFAULT_RETRY_S))
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
+    tuning = _tuning(cfg.get("tuning"), runtime, cfg.quant.name, gemm) if algo.name == AUTO else None
     return JobSpec(
         model=model.name, weights=weights, batch_size=int(model.batch_size), input_size=size,
         variant=variant, backend=cfg.backend.name, runtime=runtime, prune=cfg.prune.name,
@@ -218,15 +206,21 @@ def _custom_kernel(gemm):
         raise ConfigError(str(exc)) from None
 
 
-def _tuning(node, runtime, quant: str):
-    """algo=auto's tuning node (conf/tuning/) -> TuningSpec, with at least one candidate on this runtime."""
+def _tuning(node, runtime, quant: str, gemm):
+    """algo=auto's tuning node (conf/tuning/) -> TuningSpec, with at least one candidate on this runtime;
+    tuning.gemms with custom: the user's kernel of gemm.source, checked and compiled at every tuned tile."""
+    from experiments.conv import custom
     from experiments.tuning import candidates_for, tuning_spec
     if quant != "fp32":
         raise ConfigError(f"algo=auto with quant={quant}: the tuner measures fp32 candidates only so far; "
                           f"use quant=fp32, or a fixed algorithm for {quant}")
     try:
-        spec = tuning_spec(OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node)
-        candidates_for(runtime, spec)
+        values = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+        kernel = _custom_kernel(gemm) if CUSTOM in ((values or {}).get("gemms") or ()) else None
+        spec = tuning_spec(values, kernel)
+        for candidate in candidates_for(runtime, spec):
+            if candidate.custom is not None:
+                custom.load(runtime, candidate.custom, candidate.tile)   # a compile error before any work
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     return spec
@@ -252,17 +246,12 @@ def _compression(cfg, model_name: str, size: tuple[int, int], gemm: str, algo: s
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     epochs = prune.get("finetune_epochs", 0) or 0
-    if not isinstance(epochs, int) or epochs < 0:
-        raise ConfigError(f"prune.finetune_epochs={epochs!r}: expected an int >= 0")
     if epochs and model_name != DIGITS:
         raise ConfigError(f"prune.finetune_epochs={epochs}: fine-tuning needs training data, which only "
                           f"model={DIGITS} has (scikit-learn's digits); use 0 for {model_name}")
     numbers = {"quant.calibration_images": quant.get("calibration_images", 8),
                "accuracy.eval_images": accuracy.get("eval_images", 16),
                "accuracy.max_images": accuracy.get("max_images", 256)}
-    for key, value in numbers.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ConfigError(f"{key}={value!r}: expected a positive int")
     folder = accuracy.get("image_folder")
     if folder is not None:
         from pathlib import Path
@@ -275,18 +264,11 @@ def _compression(cfg, model_name: str, size: tuple[int, int], gemm: str, algo: s
 
 
 def _quant_options(quant):
-    """quant.calibration, percentile, skip, max_cost -> QuantOptions (ValueError naming a bad value)."""
+    """quant.calibration, percentile, skip, max_cost (types checked: validate.TYPED) -> QuantOptions
+    (ValueError naming a bad value)."""
     from experiments.compress.quantization import QuantOptions
     skip = quant.get("skip") or []
-    if isinstance(skip, str):
-        skip = [skip]
-    elif not OmegaConf.is_list(skip) and not isinstance(skip, (list, tuple)):
-        raise ValueError(f"quant.skip={skip!r}: expected a list of layer selectors, e.g. [depthwise, first]")
-    numbers = {}
-    for key, default in (("percentile", 99.99), ("max_cost", None)):
-        value = quant.get(key, default)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise ValueError(f"quant.{key}={value!r}: expected a number")
-        numbers[key] = None if value is None else float(value)
-    return QuantOptions(str(quant.get("calibration", "max")), numbers["percentile"], tuple(map(str, skip)),
-                        numbers["max_cost"])
+    max_cost = quant.get("max_cost")
+    return QuantOptions(str(quant.get("calibration", "max")), float(quant.get("percentile", 99.99)),
+                        (skip,) if isinstance(skip, str) else tuple(map(str, skip)),
+                        None if max_cost is None else float(max_cost))

@@ -79,12 +79,20 @@ def weights_cache_path(weights) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
 
 
+INPUT_SIZE_VALID = "a positive int or [height, width]"
+
+
+def is_input_size(value) -> bool:
+    """Whether ``value`` is a valid ``model.input_size``: a positive int or [height, width] of them."""
+    size = [value] * 2 if isinstance(value, int) else list(value) if isinstance(value, (list, tuple)) else []
+    return len(size) == 2 and all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in size)
+
+
 def input_hw(input_size) -> tuple[int, int]:
     """``model.input_size`` (an int or [height, width]) as a pair of positive ints."""
-    size = [input_size] * 2 if isinstance(input_size, int) else list(input_size)
-    if len(size) != 2 or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in size):
-        raise ConfigError(f"model.input_size={input_size!r}: expected a positive int or [height, width]")
-    return size[0], size[1]
+    if not is_input_size(input_size):
+        raise ConfigError(f"model.input_size={input_size!r}: expected {INPUT_SIZE_VALID}")
+    return (input_size, input_size) if isinstance(input_size, int) else (input_size[0], input_size[1])
 
 
 def build_model(name: str, weights, seed: int) -> nn.Module:

@@ -11,40 +11,47 @@ takes for 1. TYPED below says what each scalar key must be.
 """
 from __future__ import annotations
 
+import errno
+import math
 import os
 import sys
 import traceback
 from contextlib import contextmanager
+from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from experiments.tracking.credentials import mask
-from experiments.tracking.uri import TrackingUriError, check_tracking_uri
+from experiments.tracking.uri import TrackingUriError, check_tracking_uri, path_too_long
 
 from . import launchers   # registers the resolvers of conf/hydra/launcher/ before any sweep composes
 from .errors import ConfigError
+from .models import INPUT_SIZE_VALID, is_input_size
 
 EXIT_BAD_INPUT = 2
 BASE_PRESET = "base"     # what a group's presets inherit (conf/model/base.yaml...), not a choice of its own
 
 
-def _int(minimum):
+def _int(minimum, maximum=None):
     def check(value):
-        return isinstance(value, int) and not isinstance(value, bool) and (minimum is None or value >= minimum)
+        return isinstance(value, int) and not isinstance(value, bool) and (minimum is None or value >= minimum) \
+            and (maximum is None or value <= maximum)
+    if maximum is not None:
+        return check, f"an int in [{minimum}, {maximum}]"
     return check, "an int" if minimum is None else f"an int >= {minimum}"
 
 
 def _number(low, high=None, low_open=False, high_open=True):
     def check(value):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             return False
         above = value > low if low_open else value >= low
         below = high is None or (value < high if high_open else value <= high)
         return above and below
     brackets = ("(" if low_open else "[") + f"{low:g}, " + ("inf)" if high is None else f"{high:g}"
                                                           + (")" if high_open else "]"))
-    return check, f"a number in {brackets}"
+    return check, f"a finite number in {brackets}"
 
 
 def _bool():
@@ -60,14 +67,40 @@ def _optional(rule):
     return (lambda value: value is None or check(value)), f"{valid} or null"
 
 
-# key -> (check, what is valid); keys a preset leaves out are not checked
+def _one_of(*choices):
+    return (lambda value: value in choices), "one of " + ", ".join("null" if c is None else str(c) for c in choices)
+
+
+def _list_of(rule):
+    check, valid = rule
+    return (lambda value: isinstance(value, list) and all(check(item) for item in value)), f"a list, each item {valid}"
+
+
+def _either(first, second):
+    return (lambda value: first[0](value) or second[0](value)), f"{first[1]}, or {second[1]}"
+
+
+def _count_or(text: str):
+    """A positive int, or ``text``; the launcher's schema may hand the int over as a string."""
+    def check(value):
+        return value == text or (not isinstance(value, bool) and str(value).isdigit() and int(value) >= 1)
+    return check, f"an int >= 1, or {text!r}"
+
+
+# The one schema of convbench's scalar and list keys: key -> (check, what is valid). A key a preset leaves out
+# is not checked. Numbers are finite (no inf, no nan) everywhere.
 TYPED = {
-    "seed": _int(None),
+    "seed": _int(0, 2**64 - 1),          # numpy's and torch's generators both take it
     "model.batch_size": _int(1),
+    "model.input_size": (is_input_size, INPUT_SIZE_VALID),
+    "model.download": _bool(),
     "prune.amount": _number(0, 1),
     "prune.steps": _int(1),
     "prune.finetune_epochs": _int(0),
     "quant.calibration_images": _int(1),
+    "quant.percentile": _number(0, 100, low_open=True, high_open=False),
+    "quant.max_cost": _optional(_number(0, low_open=True)),
+    "quant.skip": _either(_text(), _list_of(_text())),
     "accuracy.eval_images": _int(1),
     "accuracy.max_images": _int(1),
     "bench.flush_mb": _number(0),
@@ -88,11 +121,40 @@ TYPED = {
     "bench.layer.max_time_s": _number(0, low_open=True),
     "energy.measure_power_secs": _number(0, low_open=True),
     "tracking.experiment": _text(),
+    "tracking.retry_s": _number(0),
     "tuning.budget_s": _number(0),
     "tuning.warmup": _int(0),
     "tuning.first_samples": _int(1),
     "tuning.drop_margin": _number(0),
     "tuning.remeasure": _bool(),
+    "tuning.algos": _list_of(_text()),
+    "tuning.gemms": _list_of(_text()),
+    "tuning.rungs": _list_of(_text()),
+    "tuning.kernels": _optional(_list_of(_text())),
+    "tuning.tiles": _list_of(_int(1)),
+}
+# The same for the launchers' settings, by the launcher's class (hydra.launcher._target_'s last name): the ones
+# a launcher would only trip over after the sweep's parent run exists, or never (a job that waits forever).
+LAUNCHER_TYPED = {
+    "JoblibLauncher": {
+        "timeout": _optional(_number(0, low_open=True)),
+        "batch_size": _count_or("auto"),
+        "verbose": _int(0),
+        "backend": _one_of(None, "loky", "multiprocessing", "threading"),
+        "prefer": _one_of(None, "processes", "threads"),
+        "mmap_mode": _one_of(None, "r", "r+", "w+", "c"),
+    },
+    "LocalLauncher": {
+        "timeout_min": _int(1), "cpus_per_task": _optional(_int(1)), "gpus_per_node": _optional(_int(0)),
+        "tasks_per_node": _int(1), "mem_gb": _optional(_int(1)), "nodes": _int(1),
+    },
+    "SlurmLauncher": {
+        "timeout_min": _int(1), "cpus_per_task": _optional(_int(1)), "gpus_per_node": _optional(_int(0)),
+        "tasks_per_node": _int(1), "mem_gb": _optional(_int(1)), "nodes": _int(1),
+        "gpus_per_task": _optional(_int(0)), "cpus_per_gpu": _optional(_int(1)), "signal_delay_s": _int(0),
+        "max_num_timeout": _int(0), "array_parallelism": _int(1),
+    },
+    "RayLauncher": {"ray.remote.num_gpus": _optional(_number(0)), "ray.remote.num_cpus": _optional(_number(0))},
 }
 _ABSENT = object()
 
@@ -104,12 +166,21 @@ def _value(cfg: DictConfig, key: str):
         raise ConfigError(f"{key}: {_first_line(str(exc))}") from None
 
 
+def _check_keys(cfg: DictConfig, schema: dict, prefix: str = "") -> None:
+    for key, (check, valid) in schema.items():
+        value = _value(cfg, key)
+        if value is _ABSENT:
+            continue
+        if OmegaConf.is_config(value):
+            value = OmegaConf.to_container(value, resolve=True)
+        if not check(value):
+            raise ConfigError(f"{prefix}{key}={value!r} ({type(value).__name__}): expected {valid}")
+
+
 def check_config(cfg: DictConfig) -> None:
     """Raise ConfigError for the first key of ``cfg`` whose value has the wrong type or range."""
-    for key, (check, valid) in TYPED.items():
-        value = _value(cfg, key)
-        if value is not _ABSENT and not check(value):
-            raise ConfigError(f"{key}={value!r} ({type(value).__name__}): expected {valid}")
+    _check_keys(cfg, TYPED)
+    check_names(cfg)
     try:
         check_tracking_uri(_value(cfg, "tracking.uri"))
     except TrackingUriError as exc:
@@ -120,6 +191,32 @@ def check_config(cfg: DictConfig) -> None:
         check_tuning_file(_value(cfg, "tuning.db"))
 
 
+def check_names(cfg: DictConfig) -> None:
+    """What MLflow or the file system would refuse only when the job logs: every key of the config becomes
+    a run's param (a key added with +KEY=... too), the experiment names a folder of artifacts."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils.validation import _validate_experiment_name, _validate_param
+
+    from experiments.tracking.mlflow_log import artifact_folder, flatten
+    task = OmegaConf.masked_copy(cfg, [key for key in cfg.keys() if key != "hydra"])   # what the job logs
+    for key, value in flatten(OmegaConf.to_container(task, resolve=False)).items():     # names, not values
+        try:
+            _validate_param(key, value)
+        except MlflowException as exc:
+            raise ConfigError(f"{key}={value[:80]!r}: MLflow refuses this key as a run's param: "
+                              f"{_first_line(exc.message)}") from None
+    experiment = _value(cfg, "tracking.experiment")
+    if isinstance(experiment, str):
+        try:
+            _validate_experiment_name(experiment)
+        except MlflowException as exc:
+            raise ConfigError(f"tracking.experiment={experiment[:80]!r}...: {_first_line(exc.message)}") from None
+        reason = path_too_long(Path(artifact_folder(experiment)))
+        if reason:
+            raise ConfigError(f"tracking.experiment={experiment[:80]!r}...: it names the folder of its artifacts, "
+                              f"which has {reason}; valid: a shorter name")
+
+
 def check_tuning_file(db) -> None:
     """algo=auto writes its choices to tuning.db: an existing file there must be a convbench tuning database."""
     from experiments.tuning import TuningSpec
@@ -127,6 +224,8 @@ def check_tuning_file(db) -> None:
     if not isinstance(db, str) or not db.strip():
         raise ConfigError(f"tuning.db={db!r}: expected a file path, e.g. tuning.db")
     path = TuningSpec(db).db_path
+    if path_too_long(path):
+        raise ConfigError(f"tuning.db={db[:80]!r}...: the path has {path_too_long(path)}; valid: a shorter path")
     if path.exists():
         try:
             check_ours(path)
@@ -162,6 +261,7 @@ def check_launcher(config: DictConfig) -> None:
     n_jobs=0 at launch; Ray waits forever for a GPU no node has)."""
     launcher = config.hydra.launcher
     target = str(launcher.get("_target_", ""))
+    _check_keys(launcher, LAUNCHER_TYPED.get(target.rpartition(".")[2], {}), "hydra.launcher.")
     if target.endswith("JoblibLauncher"):
         n_jobs = launcher.get("n_jobs")
         if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0:
@@ -229,6 +329,14 @@ def bad_input_exits():
         if asked:
             raise
         print(f"convbench: {mask(hydra_error_message(exc))}", file=sys.stderr)
+        raise SystemExit(EXIT_BAD_INPUT) from None
+    except OSError as exc:
+        if asked or exc.errno != errno.ENAMETOOLONG:
+            raise
+        # Hydra looks a config group up by a key's name: a key too long for a file name ends here
+        name = Path(str(exc.filename)).name
+        print(f"convbench: {name[:80]}...: a name of {len(name.encode())} bytes, too long for a file name (the "
+              f"file system's limit is 255); valid: a shorter key or value", file=sys.stderr)
         raise SystemExit(EXIT_BAD_INPUT) from None
     except Exception:   # not the user's input (a launcher's crash): what Hydra itself does, traceback and exit 1
         if asked:

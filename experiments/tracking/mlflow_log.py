@@ -105,8 +105,12 @@ def _artifact_location(uri: str, experiment: str) -> str | None:
     db = sqlite_path(uri)
     if db is None:
         return None   # a server decides (mlflow-artifacts:/ when it serves artifacts)
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", experiment) or "default"
-    return (db.parent / "mlruns" / safe).as_uri()
+    return (db.parent / "mlruns" / artifact_folder(experiment)).as_uri()
+
+
+def artifact_folder(experiment: str) -> str:
+    """The folder of an experiment's artifacts beside a sqlite store."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", experiment) or "default"
 
 
 def sqlite_path(uri: str) -> Path | None:
