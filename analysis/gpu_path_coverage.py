@@ -36,11 +36,11 @@ WHY: dict[tuple[str, str], str] = {
     "tensor): torch here is a CPU build (and a CuPy array given to a CPU runtime, testable, not written)",
     ("experiments/conv/arrays.py", "from_runtime"): NOT_MEASURED + "a CuPy array as the caller's input (testable "
     "with the stand-in; not written)",
-    ("experiments/harness/timing.py", "EventClock.__init__"): GPU_ONLY + "torch.cuda.Event (the job's clock): a CPU "
+    ("experiments/measure/timing.py", "EventClock.__init__"): GPU_ONLY + "torch.cuda.Event (the job's clock): a CPU "
     "build of torch has none; the cupy branch runs on the stand-in",
-    ("experiments/harness/timing.py", "CacheFlusher.__init__"): GPU_ONLY + "the cold-cache buffer on a CUDA device "
+    ("experiments/measure/timing.py", "CacheFlusher.__init__"): GPU_ONLY + "the cold-cache buffer on a CUDA device "
     "(torch.empty(device='cuda'))",
-    ("experiments/harness/timing.py", "CacheFlusher.__call__"): GPU_ONLY + "fill_ of the CUDA buffer",
+    ("experiments/measure/timing.py", "CacheFlusher.__call__"): GPU_ONLY + "fill_ of the CUDA buffer",
     ("experiments/harness/devices.py", "host_gpus"): NOT_MEASURED + "reads /proc/driver/nvidia/gpus and the kfd "
     "topology; tests/test_devices.py gives it fake trees",
     ("experiments/bench/layers.py", "*"): NOT_MEASURED + "error paths (a failed check, a bad --max-layers) and the "
@@ -96,7 +96,7 @@ def enclosing_functions(path: Path) -> dict[int, str]:
 
 # The modules a GPU run uses: the runtimes, the convolutions, the benchmarks, the harness's device code.
 GPU_PATH = ("experiments/runtime", "experiments/conv", "experiments/bench", "experiments/harness/devices.py",
-            "experiments/harness/timing.py", "experiments/harness/memory.py")
+            "experiments/measure/timing.py", "experiments/harness/memory.py")
 
 
 def measured_modules() -> list[Path]:
