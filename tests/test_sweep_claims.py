@@ -124,6 +124,14 @@ def test_an_emulator_sweep_over_two_rungs_at_one_tile_keeps_both_and_ranks_nothi
     assert [line.split()[0] for line in closing.splitlines()[4:6]] == ["blocked-t16", "blocked-warptile-t16"]
     for claim in ("slower", "faster", "J/image", "CO2", "energy "):
         assert claim not in closing
+    from mlflow.tracking import MlflowClient
+    client = MlflowClient(uri)
+    jobs = [run for run in client.search_runs([e.experiment_id for e in client.search_experiments()])
+            if run.data.tags.get(c.T_RUN_KIND) == "job"]
+    assert len(jobs) == 2    # the UI's columns have nothing to show either: no speedup, no energy per image
+    for run in jobs:
+        assert not {c.SPEEDUP_VS_BASELINE, c.ENERGY_PER_INFERENCE_J, c.CO2_PER_INFERENCE_MG} & set(run.data.metrics)
+        assert c.LATENCY_MS in run.data.metrics and c.T_VS_PYTORCH not in run.data.tags
     job_lines = [line for line in out.splitlines() if line.startswith("[convbench] job ") and "max_rel_err" in line]
     assert len(job_lines) == 2 and all("slower" not in line and "faster" not in line and " J and " not in line
                                        for line in job_lines)
