@@ -300,3 +300,21 @@ def test_nvrtc_reports_a_syntax_error_at_the_users_file_and_line():
     lowered, log = _nvrtc_build(SYNTAX_ERROR, {"TILE_WIDTH": 16}, "tiled_matmul")
     assert lowered is None and f"{SYNTAX_ERROR}(23): error" in log   # NVRTC names the token after the gap
     assert f"{SYNTAX_ERROR}(23): error" in custom.compiler_message(str(SYNTAX_ERROR), log, "NVRTC")
+
+
+def test_algo_auto_tunes_the_custom_kernel_keyed_by_its_hash(convbench, tmp_path):
+    """tuning.gemms=[custom, vendor]: the kernel at each tuned tile is a candidate of every layer; the tuning
+    database's keys carry the file's sha256, so an edited file is measured again rather than reused."""
+    uri, db = f"sqlite:///{tmp_path}/mlflow.db", tmp_path / "tuning.db"
+    auto = [a for a in DIGITS if not a.startswith(("algo=", "gemm=", "gemm.tile="))]
+    assert convbench(*auto, "algo=auto", "tuning.algos=[im2col]", "tuning.gemms=[custom,vendor]", "tuning.tiles=[8]",
+                     "tuning.budget_s=1", "tuning.warmup=0", "tuning.first_samples=1", f"tuning.db={db}",
+                     f"gemm.source={TILED}", f"tracking.uri={uri}") == 0
+    (run,) = _runs(uri)
+    assert run.info.status == "FINISHED", run.data.tags.get(contract.T_ERROR)
+    import sqlite3
+    with sqlite3.connect(db) as connection:
+        rows = connection.execute("SELECT * FROM sqlite_master WHERE type='table'").fetchall()
+        table = next(r[1] for r in rows if "key" in r[4].lower() or "kernel_hash" in r[4])
+        text = " ".join(map(str, connection.execute(f"SELECT * FROM {table}").fetchall()))
+    assert tiled().sha256[:16] in text and "im2col/custom-tiled-t8/fp32" in text

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from experiments.conv.tolerance import RELATIVE_TOLERANCE
-from experiments.tracking import contract
+from experiments.tracking import contract, labels
 
 SMALL = ["model=resnet18", "model.input_size=32", "backend=numpy", "gemm=vendor", "bench=smoke",
          "bench.model.warmup=2", "bench.layer.warmup=1", "bench.layer.min_samples=2"]
@@ -64,14 +64,15 @@ def test_smoke_sweep_logs_three_children_under_one_finished_parent(convbench, tm
     link = next(line for line in out.out.splitlines() if "viewStateShareKey=" in line).split()[-1]
     experiment = _client(uri).get_experiment_by_name("convbench")
     assert link.endswith(f"/#/experiments/{experiment.experiment_id}/runs?viewStateShareKey="
-                         f"{parent.data.tags[contract.T_SWEEP_ID]}")
+                         f"{parent.data.tags[contract.T_SWEEP_ID]}&workflowType=machine_learning")
     view = json.loads(experiment.tags[contract.SHARED_VIEW_TAG_PREFIX + parent.data.tags[contract.T_SWEEP_ID]])
-    assert view["selectedColumns"][:2] == ["metrics.`latency_ms`", "metrics.`speedup_vs_baseline`"]
+    assert view["selectedColumns"][:3] == ["tags.`vs_pytorch`", "metrics.`latency_ms`", "metrics.`speedup_vs_baseline`"]
     assert experiment.tags[contract.EXPERIMENT_KIND_TAG] == contract.EXPERIMENT_KIND
     client = _client(uri)
     for child in children:
         tags, metrics = child.data.tags, child.data.metrics
         assert tags["mlflow.parentRunId"] == parent.info.run_id
+        assert tags[contract.T_VS_PYTORCH] == labels.ratio_text(metrics[contract.SPEEDUP_VS_BASELINE])
         assert tags[contract.T_SWEEP_ID] == parent.data.tags[contract.T_SWEEP_ID]
         assert child.info.status == "FINISHED" and tags[contract.T_STATUS] == "ok"
         assert set(contract.METRICS) <= set(metrics), set(contract.METRICS) - set(metrics)

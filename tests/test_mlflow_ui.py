@@ -1,7 +1,7 @@
 """The MLflow UI as a reader opens it: the link a sweep prints, rendered by headless Chromium.
 
-Slow (a sweep, `make ui`, a browser) and needs Debian's `chromium`; it skips without it. The browser
-only reaches 127.0.0.1: every other host name resolves to nothing.
+It guards what a reader sees, so it runs in the default suite (.ci/run installs Debian's `chromium`; it
+skips without it). The browser only reaches 127.0.0.1: every other host name resolves to nothing.
 """
 import re
 import shutil
@@ -9,10 +9,8 @@ import subprocess
 
 import pytest
 
-from experiments.tracking import contract
+from experiments.tracking import contract, labels
 from tests.servers import make_ui
-
-pytestmark = pytest.mark.slow
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SMALL = ["model=resnet18", "model.input_size=32", "backend=numpy", "gemm=vendor", "bench=smoke",
@@ -45,6 +43,10 @@ def shown_name(row: str) -> str:
     return re.search(r'href="#/experiments/\d+/runs/[0-9a-f]{32}"><span[^>]*>(.*?)</span>', row).group(1)
 
 
+def shown_tag(row: str, name: str) -> str:
+    return re.search(rf'col-id="tags.`{name}`"[^>]*>(?:<[^>]*>)*?([^<>]+)<', row).group(1)
+
+
 def shown_metric(row: str, name: str) -> str:
     return re.search(rf'col-id="metrics.`{name}`"[^>]*><div[^>]*><span[^>]*class="ag-cell-value">(.*?)</span>',
                      row).group(1)
@@ -65,10 +67,16 @@ def test_the_sweeps_link_opens_its_jobs_with_latency_and_speedup(convbench, tmp_
     with make_ui(tmp_path, uri) as ui:
         dom = rendered_dom(link.replace("http://127.0.0.1:5000", ui), tmp_path)
     (tmp_path / "ui.html").write_text(dom)   # for a reader of a failure
+    # the link's workflowType=machine_learning: the model-training mode (its sidebar has the model registry,
+    # the runs page is "Runs"), not the GenAI mode ("Training runs" beside traces, judges, prompts)
+    assert "Model registry" in dom and "Training runs" not in dom and "Judges" not in dom
     shown = rows(dom)
     assert set(shown) == set(jobs), "the view lists exactly the sweep's jobs"
     for run_id, row in shown.items():
         name = shown_name(row)
+        if name != "pytorch":   # the speedup in words, as the terminal printed it
+            assert shown_tag(row, contract.T_VS_PYTORCH) == labels.ratio_text(jobs[run_id][1][
+                contract.SPEEDUP_VS_BASELINE]), name
         assert name == jobs[run_id][0] and len(name) <= 24      # short enough for the name column (190 px)
         metrics = jobs[run_id][1]
         for metric in (contract.LATENCY_MS, contract.SPEEDUP_VS_BASELINE):

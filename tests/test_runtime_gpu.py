@@ -344,3 +344,35 @@ def test_the_vendor_filter_is_prepared_once_per_layer_not_per_call(gpu_runtime, 
     outputs = [plan(xp.asarray(x)).get() for _ in range(3)]
     assert len(prepared) == 1 and all(np.array_equal(o, outputs[0]) for o in outputs)
     assert filters == ([0, 0, 0] if dtype == "fp16" else [])
+
+
+def test_no_device_at_all_is_plain_no_gpu(monkeypatch):
+    install_fake_cupy(monkeypatch, devices=0)
+    assert gpu.cupy_device() == (None, None) and not gpu.gpu_available()
+
+
+def test_cupy_arrays_in_cupy_arrays_out(gpu_runtime):
+    """A caller's CuPy arrays stay on the device: the result is a CuPy array of the same values."""
+    from experiments import conv2d
+    x, w = conv_case(8)
+    xp = gpu_runtime.xp
+    y = conv2d(xp.asarray(x), xp.asarray(w), padding=1, algo="kn2row", tile=8, backend="gpu")
+    assert type(y) is xp.ndarray
+    reference = torch.nn.functional.conv2d(torch.from_numpy(x).double(), torch.from_numpy(w).double(), padding=1)
+    assert relative(y.get(), reference) < 1e-5
+
+
+def test_grouped_vendor_fp16_runs_one_call_per_group(gpu_runtime, monkeypatch):
+    """Grouped fp16 through the vendor path: each group's filter a stride-0 batch over the images."""
+    from experiments import conv2d
+    real_bmm, strides = torch.bmm, []
+
+    def bmm(a, b, out_dtype=None):
+        strides.append(a.stride(0))
+        return real_bmm(a.float(), b.float())
+
+    monkeypatch.setattr(torch, "bmm", bmm)
+    x, w = conv_case(9, c=6, f=8, groups=2)
+    y = conv2d(x, w, padding=1, groups=2, algo="im2col", gemm="vendor", backend="gpu", dtype="fp16")
+    reference = conv2d(x, w, padding=1, groups=2, algo="im2col", gemm="vendor", backend="numpy", dtype="fp16")
+    assert strides == [0, 0] and relative(y, torch.from_numpy(reference).double()) < 1e-5

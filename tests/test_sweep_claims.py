@@ -124,6 +124,30 @@ def test_an_emulator_sweep_over_two_rungs_at_one_tile_keeps_both_and_ranks_nothi
     assert [line.split()[0] for line in closing.splitlines()[4:6]] == ["blocked-t16", "blocked-warptile-t16"]
     for claim in ("slower", "faster", "J/image", "CO2", "energy "):
         assert claim not in closing
+    from mlflow.tracking import MlflowClient
+    client = MlflowClient(uri)
+    jobs = [run for run in client.search_runs([e.experiment_id for e in client.search_experiments()])
+            if run.data.tags.get(c.T_RUN_KIND) == "job"]
+    assert len(jobs) == 2    # the UI's columns have nothing to show either: no speedup, no energy per image
+    for run in jobs:
+        assert not {c.SPEEDUP_VS_BASELINE, c.ENERGY_PER_INFERENCE_J, c.CO2_PER_INFERENCE_MG} & set(run.data.metrics)
+        assert c.LATENCY_MS in run.data.metrics and c.T_VS_PYTORCH not in run.data.tags
     job_lines = [line for line in out.splitlines() if line.startswith("[convbench] job ") and "max_rel_err" in line]
     assert len(job_lines) == 2 and all("slower" not in line and "faster" not in line and " J and " not in line
                                        for line in job_lines)
+
+
+def test_a_sweep_is_estimated_from_the_jobs_measured_on_its_backend(tmp_path):
+    from experiments.harness.estimate import announcement
+    from tests.report_fixtures import SyntheticStore, timing
+    store = SyntheticStore(tmp_path)
+    for _ in range(3):   # each 0.5 s from start to end
+        store.job("im2col", "vendor", metrics=timing(5.0))
+    store.job("im2col", "vendor", backend="numpy", metrics=timing(5.0))
+    plan = [{"fields": {"backend": "gpu", "model": "toynet"}, "duplicate_of": None}] * 4 + \
+        [{"fields": {"backend": "gpu", "model": "toynet"}, "duplicate_of": 0}] + \
+        [{"fields": {"backend": "emulator", "model": "toynet"}, "duplicate_of": None}]
+    assert announcement(store.uri, plan) == ("estimate: 4 x 0.5 s (median of 3 earlier jobs of toynet on gpu) = about "
+                                             "2.0 s, and 1 jobs with no history")
+    assert announcement(store.uri, plan[-1:]) == "estimate: no earlier job on this backend in the store to estimate 1 " \
+                                                 "jobs from"

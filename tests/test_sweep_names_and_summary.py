@@ -54,5 +54,6 @@ def test_closing_table_orders_by_the_same_job_speedup_and_reads_slower_below_one
 def test_the_shared_view_filters_the_sweeps_jobs_and_shows_the_key_metrics_in_order():
     view = summary.view_state("S1")
     assert view["searchFilter"] == "tags.sweep_id = 'S1' AND tags.run_kind = 'job'"
-    assert view["selectedColumns"] == view["columnOrder"] == [f"metrics.`{m}`" for m in c.UI_METRICS]
+    assert view["selectedColumns"] == view["columnOrder"] == [f"tags.`{c.T_VS_PYTORCH}`",
+                                                              *(f"metrics.`{m}`" for m in c.UI_METRICS)]
     assert c.LATENCY_MS in c.UI_METRICS and c.CO2_PER_INFERENCE_MG in c.UI_METRICS

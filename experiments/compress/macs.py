@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from experiments.conv.swap import forward_once
+
 
 @dataclass(frozen=True)
 class ModelCount:
@@ -39,13 +41,7 @@ def count(model: nn.Module, example: torch.Tensor) -> ModelCount:
         totals["nonzero_macs"] += positions * int(torch.count_nonzero(w))
 
     layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    hooks = [m.register_forward_hook(hook) for m in layers]
-    try:
-        with torch.no_grad():
-            model(example[:1])
-    finally:
-        for h in hooks:
-            h.remove()
+    forward_once(model, example[:1], [m.register_forward_hook(hook) for m in layers])
     params = nonzero = 0
     for m in layers:
         for p in (m.weight, m.bias):

@@ -37,6 +37,8 @@ import torch
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
+from experiments.conv.swap import forward_once
+
 from .macs import ModelCount, count
 
 KINDS = ("none", "unstructured", "output_channel", "input_channel", "filter", "layer")
@@ -292,14 +294,9 @@ def _channels_by_branch(model, branches, spec: PruneSpec, example, finetune, sid
     input the model gives it; the branch's last conv (the block's output) is left whole."""
     import torch_pruning as tp
     inputs: dict[int, torch.Tensor] = {}
-    hooks = [branch.register_forward_pre_hook(lambda module, args, i=i: inputs.setdefault(i, args[0][:1].clone()))
-             for i, branch in enumerate(branches)]
-    try:
-        with torch.no_grad():
-            model(example[:1])
-    finally:
-        for hook in hooks:
-            hook.remove()
+    forward_once(model, example[:1],
+                 [branch.register_forward_pre_hook(lambda module, args, i=i: inputs.setdefault(i, args[0][:1].clone()))
+                  for i, branch in enumerate(branches)])
     pruners = [tp.pruner.MetaPruner(branch, inputs[i], importance=ChannelNormImportance(spec.p, side),
                                     pruning_ratio=spec.amount, iterative_steps=spec.steps,
                                     ignored_layers=[m for m in branch.modules() if isinstance(m, nn.Conv2d)][-1:])

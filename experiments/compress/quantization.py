@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from experiments.conv.lowp import INT8_MAX
-from experiments.conv.swap import conv_layers
+from experiments.conv.swap import conv_layers, forward_once
 
 CALIBRATIONS = ("max", "percentile")
 SKIP_KEYWORDS = ("first", "last", "depthwise")
@@ -90,11 +90,5 @@ def calibrate(model: nn.Module, batch: torch.Tensor, options: QuantOptions = Qua
             ranges[name] = max(ranges.get(name, 0.0), value)   # a module called twice: the wider range
         return hook
 
-    hooks = [m.register_forward_pre_hook(observe(name)) for name, m in conv_layers(model)]
-    try:
-        with torch.no_grad():
-            model(batch)
-    finally:
-        for hook in hooks:
-            hook.remove()
+    forward_once(model, batch, [m.register_forward_pre_hook(observe(name)) for name, m in conv_layers(model)])
     return {name: (value / INT8_MAX if value > 0 else 1.0) for name, value in ranges.items()}

@@ -80,14 +80,19 @@ def conv_inputs(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
     def capture(name):
         return lambda module, args: inputs.setdefault(name, args[0].detach().clone())
 
-    hooks = [conv.register_forward_pre_hook(capture(name)) for name, conv in conv_layers(model)]
+    forward_once(model, x, [conv.register_forward_pre_hook(capture(name)) for name, conv in conv_layers(model)])
+    return inputs
+
+
+def forward_once(model: nn.Module, x, hooks) -> None:
+    """One forward pass of ``model`` on ``x`` without gradients, for what its ``hooks`` (handles of hooks
+    just registered) record; the hooks are removed afterwards, also when the forward fails."""
     try:
         with torch.no_grad():
             model(x)
     finally:
         for hook in hooks:
             hook.remove()
-    return inputs
 
 
 def swap_conv2d(model: nn.Module, algo: str = "im2col", gemm: str = "blocked", tile: int = DEFAULT_TILE,

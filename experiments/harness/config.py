@@ -175,7 +175,7 @@ def job_spec(cfg: DictConfig) -> JobSpec:
         if not torch.cuda.is_available():
             raise ConfigError("backend=gpu runs the model around the kernels with torch on the same device, "
                               "but this torch build sees no CUDA/ROCm device; install a GPU build of torch")
-    tuning = _tuning(cfg.get("tuning"), runtime, cfg.quant.name) if algo.name == AUTO else None
+    tuning = _tuning(cfg.get("tuning"), runtime, cfg.quant.name, gemm) if algo.name == AUTO else None
     return JobSpec(
         model=model.name, weights=weights, batch_size=int(model.batch_size), input_size=size,
         variant=variant, backend=cfg.backend.name, runtime=runtime, prune=cfg.prune.name,
@@ -206,15 +206,21 @@ def _custom_kernel(gemm):
         raise ConfigError(str(exc)) from None
 
 
-def _tuning(node, runtime, quant: str):
-    """algo=auto's tuning node (conf/tuning/) -> TuningSpec, with at least one candidate on this runtime."""
+def _tuning(node, runtime, quant: str, gemm):
+    """algo=auto's tuning node (conf/tuning/) -> TuningSpec, with at least one candidate on this runtime;
+    tuning.gemms with custom: the user's kernel of gemm.source, checked and compiled at every tuned tile."""
+    from experiments.conv import custom
     from experiments.tuning import candidates_for, tuning_spec
     if quant != "fp32":
         raise ConfigError(f"algo=auto with quant={quant}: the tuner measures fp32 candidates only so far; "
                           f"use quant=fp32, or a fixed algorithm for {quant}")
     try:
-        spec = tuning_spec(OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node)
-        candidates_for(runtime, spec)
+        values = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+        kernel = _custom_kernel(gemm) if CUSTOM in ((values or {}).get("gemms") or ()) else None
+        spec = tuning_spec(values, kernel)
+        for candidate in candidates_for(runtime, spec):
+            if candidate.custom is not None:
+                custom.load(runtime, candidate.custom, candidate.tile)   # a compile error before any work
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     return spec

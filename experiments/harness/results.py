@@ -66,7 +66,10 @@ def contract_metrics(spec: JobSpec, outcome: JobOutcome) -> dict[str, float]:
                       c.LATENCY_IQR_REL: model.iqr_rel})
     if baseline is not None:
         m[c.BASELINE_LATENCY_MS] = baseline.median * 1e3
-    if model is not None and baseline is not None:
+    # an emulated time is no performance: no speedup and no energy per image to be shown or ranked anywhere (the
+    # UI's columns included); the raw latencies and the window's totals stay logged
+    emulated = spec.runtime.name == "emulator"
+    if model is not None and baseline is not None and not emulated:
         m[c.SPEEDUP_VS_BASELINE] = baseline.median / model.median
         interval = bootstrap.ratio_of_medians(baseline.samples_s, model.samples_s) if model is not baseline else None
         if interval is not None:
@@ -77,8 +80,9 @@ def contract_metrics(spec: JobSpec, outcome: JobOutcome) -> dict[str, float]:
         m[c.WORKSPACE_BYTES] = max(layer.cost.workspace_bytes for layer in outcome.layers)
     if outcome.energy is not None:
         e = outcome.energy
-        m.update({c.ENERGY_KWH: e.energy_kwh, c.EMISSIONS_KG: e.emissions_kg, c.ENERGY_IMAGES: e.images,
-                  c.ENERGY_PER_INFERENCE_J: e.per_inference_j, c.CO2_PER_INFERENCE_MG: e.per_inference_co2_mg})
+        m.update({c.ENERGY_KWH: e.energy_kwh, c.EMISSIONS_KG: e.emissions_kg, c.ENERGY_IMAGES: e.images})
+        if not emulated:
+            m.update({c.ENERGY_PER_INFERENCE_J: e.per_inference_j, c.CO2_PER_INFERENCE_MG: e.per_inference_co2_mg})
     for name, shot in ((c.LOAD_AVG_START, outcome.load_start), (c.LOAD_AVG_END, outcome.load_end)):
         if shot is not None:
             m[name] = shot.load_avg_1min

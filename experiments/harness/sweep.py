@@ -44,6 +44,7 @@ from experiments.tracking.retry import DEFAULT_RETRY_S, retrying, short
 from . import naming
 from . import summary as comparison
 from .errors import ConfigError
+from .estimate import announcement
 from .password import lift_password
 from .validate import check_launcher, hydra_error_message
 
@@ -284,10 +285,14 @@ class SweepCallback(Callback):
         _open_sweeps[state.parent_run_id] = state
         skipped = sum(job["duplicate_of"] is not None for job in plan)
         jobs = f"{state.total} jobs" if state.total is not None else "jobs"
+        try:   # a convenience: a store that cannot answer leaves the sweep unannounced, not stopped
+            estimate = f"; {announcement(uri, plan)}" if plan else ""
+        except Exception as exc:
+            estimate = f"; no estimate ({type(exc).__name__})"
         print(f"[convbench] sweep {sweep_id}: {jobs}"
               + (f" ({skipped} duplicates will be skipped)" if skipped else "")
               + f", checked in {time.perf_counter() - started:.1f} s; parent run {state.parent_run_id} "
-              f"in experiment '{experiment}'", flush=True)
+              f"in experiment '{experiment}'{estimate}", flush=True)
         return state
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:

@@ -44,6 +44,7 @@ from torch import nn
 
 from experiments.conv import ALGORITHMS, GEMMS, TILES, ConvbenchConv2d, Variant, ladder, variant
 from experiments.conv.api import resolve_padding
+from experiments.conv.custom import CustomGemm
 from experiments.conv.tolerance import relative_error
 from experiments.measure.timing import Protocol, measure
 
@@ -51,7 +52,9 @@ from .database import TuningDatabase, TuningEntry, TuningKey
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # auto_sparse is itself a rule (sparse below a density threshold): tuning measures sparse and dense instead
-TUNABLE_GEMMS = tuple(g for g in GEMMS if not g.startswith("auto") and g != variant.CUSTOM)
+TUNABLE_GEMMS = tuple(g for g in GEMMS if not g.startswith("auto"))
+# custom (the user's kernel file, gemm.source) only where tuning.gemms names it: it needs the file
+DEFAULT_GEMMS = tuple(g for g in TUNABLE_GEMMS if g != variant.CUSTOM)
 SPARSE_GEMMS = tuple(g for g in TUNABLE_GEMMS if "sparse" in g)
 # The rungs of the GEMM ladder tuned by default: today's rung and the top of the ladder (warp tiling
 # alone, with split-K for small grids, with the batch folded into N); rungs 0, 2 and 3 are steps that
@@ -75,7 +78,7 @@ class TuningSpec:
     db: str
     budget_s: float = 30.0
     algos: tuple[str, ...] = ALGORITHMS
-    gemms: tuple[str, ...] = TUNABLE_GEMMS
+    gemms: tuple[str, ...] = DEFAULT_GEMMS
     tiles: tuple[int, ...] = TILES
     rungs: tuple[str, ...] = TUNED_RUNGS
     warmup: int = 2
@@ -83,6 +86,7 @@ class TuningSpec:
     drop_margin: float = 0.05
     remeasure: bool = False
     journal_mode: str = "auto"
+    custom: CustomGemm | None = None   # tuning.gemms with custom: the user's kernel (gemm.source), checked
 
     @property
     def db_path(self) -> Path:
@@ -91,8 +95,9 @@ class TuningSpec:
         return path if path.is_absolute() else REPO_ROOT / path
 
 
-def tuning_spec(node) -> TuningSpec:
-    """tuning (a mapping) -> TuningSpec; ValueError naming the bad value."""
+def tuning_spec(node, custom: CustomGemm | None = None) -> TuningSpec:
+    """tuning (a mapping) -> TuningSpec; ValueError naming the bad value. ``custom``: the user's kernel
+    (gemm.source), required when tuning.gemms names custom."""
     node = {k: v for k, v in dict(node or {}).items() if k != "name"}   # name: the preset's (conf/tuning/)
     deprecated = node.pop("kernels", None)
     if deprecated is not None:
@@ -124,7 +129,7 @@ def tuning_spec(node) -> TuningSpec:
             first_samples=int(node.get("first_samples", TuningSpec.first_samples)),
             drop_margin=float(node.get("drop_margin", TuningSpec.drop_margin)),
             remeasure=bool(node.get("remeasure", False)),
-            journal_mode=str(node.get("journal_mode", "auto")))
+            journal_mode=str(node.get("journal_mode", "auto")), custom=custom)
     except (TypeError, ValueError) as exc:
         raise ValueError(str(exc) if str(exc).startswith("tuning") else f"tuning: {exc}") from None
     if spec.budget_s <= 0:
@@ -132,6 +137,9 @@ def tuning_spec(node) -> TuningSpec:
     if spec.warmup < 0 or spec.first_samples < 1 or spec.drop_margin < 0:
         raise ValueError(f"tuning: warmup must be >= 0, first_samples >= 1 and drop_margin >= 0 "
                          f"(got {spec.warmup}, {spec.first_samples}, {spec.drop_margin})")
+    if variant.CUSTOM in spec.gemms and custom is None:
+        raise ValueError("tuning.gemms names custom: your kernel file is gemm.source=PATH (with gemm.tile_macro, "
+                         "gemm.function... as for gemm=custom; docs/your-kernel.md)")
     if spec.journal_mode not in JOURNAL_MODES:
         raise ValueError(f"tuning.journal_mode={spec.journal_mode!r}; valid: {', '.join(JOURNAL_MODES)}")
     return spec
@@ -146,7 +154,10 @@ def candidates_for(runtime, spec: TuningSpec, sparse: bool = True) -> list[Varia
             found.append(Variant.of("scalar"))
             continue
         for gemm in spec.gemms:
-            if gemm == "blocked":
+            if gemm == variant.CUSTOM:
+                if runtime.has_kernels:
+                    found += [Variant.of(algo, gemm, tile, custom=spec.custom) for tile in spec.tiles]
+            elif gemm == "blocked":
                 if runtime.has_kernels:
                     found += [Variant.of(algo, "blocked", tile, rung=rung)
                               for rung in spec.rungs for tile in spec.tiles]
@@ -310,14 +321,17 @@ class LayerChoice:
     entry: TuningEntry
     source: str                      # measured | reused
     reused_from_run: bool = False    # reused: an earlier layer of this run had its shape (else the database)
+    candidates: dict[str, Variant] = field(default_factory=dict)   # by label: a custom kernel's whole variant
 
     @property
     def choice(self) -> Variant:
-        return Variant.parse(self.entry.choice)
+        return self.candidates.get(self.entry.choice) or Variant.parse(self.entry.choice)
 
     @property
     def runner_up(self) -> Variant | None:
-        return Variant.parse(self.entry.runner_up) if self.entry.runner_up else None
+        if not self.entry.runner_up:
+            return None
+        return self.candidates.get(self.entry.runner_up) or Variant.parse(self.entry.runner_up)
 
 
 @dataclass
@@ -359,7 +373,8 @@ class TuningOutcome:
     def best_single(self) -> Variant | None:
         """The one candidate that would run the whole model fastest, by the tuning measurements."""
         totals = self.single_conv_s()
-        return Variant.parse(min(totals, key=totals.get)) if totals else None
+        by_label = {c.label: c for c in self.candidates}
+        return by_label[min(totals, key=totals.get)] if totals else None
 
 
 def tune_model(model: nn.Module, convs: list[tuple[str, nn.Conv2d]], inputs: dict[str, torch.Tensor], runtime,
@@ -370,6 +385,9 @@ def tune_model(model: nn.Module, convs: list[tuple[str, nn.Conv2d]], inputs: dic
     started = time.perf_counter()
     outcome = TuningOutcome(spec.db_path, candidates_for(runtime, spec))
     device, rt, kernel_hash = device_label(runtime), runtime_label(runtime), kernel_hash_for(runtime)
+    if spec.custom is not None and variant.CUSTOM in spec.gemms:   # an edited kernel file is measured again
+        kernel_hash = f"{kernel_hash}+{spec.custom.sha256[:16]}"
+    by_label = {c.label: c for c in outcome.candidates}
     per_layer = [candidates_for(runtime, spec, sparse=density(conv) < 1.0) for _, conv in convs]
     keys = [TuningKey(device, rt, kernel_hash, shape_label(conv, inputs[name].shape), dtype,
                       int(inputs[name].shape[0]), ",".join(c.label for c in candidates))
@@ -382,7 +400,8 @@ def tune_model(model: nn.Module, convs: list[tuple[str, nn.Conv2d]], inputs: dic
             for (name, conv), key, candidates in zip(convs, keys, per_layer):
                 entry = None if key in pending and key not in fresh else db.get(key)
                 if entry is not None:
-                    outcome.layers.append(LayerChoice(name, key, entry, REUSED, reused_from_run=key in fresh))
+                    outcome.layers.append(LayerChoice(name, key, entry, REUSED, reused_from_run=key in fresh,
+                                                      candidates=by_label))
                 else:
                     left = len(pending - fresh)
                     budget = max(spec.budget_s - (time.perf_counter() - started), 0.0) / max(left, 1)
@@ -390,7 +409,7 @@ def tune_model(model: nn.Module, convs: list[tuple[str, nn.Conv2d]], inputs: dic
                                        budget, flush)
                     db.put(key, entry)
                     fresh.add(key)
-                    outcome.layers.append(LayerChoice(name, key, entry, MEASURED))
+                    outcome.layers.append(LayerChoice(name, key, entry, MEASURED, candidates=by_label))
                 if bar is not None:
                     bar.update()
         finally:
