@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+import time
 
 from experiments.compress import pipeline as compression
 from experiments.tracking import contract as c
@@ -16,9 +17,40 @@ from .job import JobOutcome
 from .results import JobReport
 
 
-def progress_bar(**kwargs):
+LOG_EVERY_S = 10.0   # a log file gets a progress line at most this often: a long job shows it moves, a short one says nothing
+
+
+def progress_bar(total: int, desc: str):
+    """A job's progress: tqdm's bar redrawn in place on a terminal; in a log file (where a bar's redraws would
+    interleave with the lines) a line now and then with the count and the time left (LogProgress)."""
+    if not sys.stderr.isatty():
+        return LogProgress(total, desc)
     from tqdm import tqdm
-    return tqdm(leave=False, file=sys.stderr, dynamic_ncols=True, mininterval=0.5, **kwargs)
+    return tqdm(total=total, desc=desc, leave=False, file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
+
+
+class LogProgress:
+    """tqdm's update()/close() for a log file: "[convbench] layers: 5/20, 12 s, about 36 s left", at most every
+    LOG_EVERY_S seconds; the time left assumes the remaining steps take the mean step time so far."""
+
+    def __init__(self, total: int, desc: str, now=time.monotonic, out=None):
+        self.total, self.desc, self.now, self.out = total, desc, now, out
+        self.done = 0
+        self.start = self.last_line = now()
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        t = self.now()
+        if t - self.last_line < LOG_EVERY_S:
+            return
+        self.last_line, elapsed = t, t - self.start
+        left = self.total - self.done
+        when = f"about {elapsed / self.done * left:.0f} s left" if left > 0 else "its count reached"
+        print(f"[convbench] {self.desc}: {self.done}/{self.total}, {elapsed:.0f} s, {when}",
+              file=self.out or sys.stderr, flush=True)
+
+    def close(self) -> None:
+        """Nothing to clear: a log keeps its lines."""
 
 
 def _ms(seconds: float) -> str:

@@ -222,6 +222,7 @@ class Job:
         del y64
         self.first_calls: dict[str, tuple[float, float]] = {}
         wrong: list[str] = []    # fp16/int8: the layers that fail the exactness gate
+        bar = self.progress(total=len(self.convs), desc="checking layers") if self.progress else None
         for name, conv in self.convs:
             x = self.inputs[name]
             ref = model64.get_submodule(name)(x.double())
@@ -233,6 +234,10 @@ class Job:
             out.layers.append(LayerOutcome(name, conv_geometry(conv, x.shape), _rel_err(y, ref)))
             if self.reduced_precision:
                 self._gate_layer(out.layers[-1], layer, conv, x, y, wrong)
+            if bar is not None:
+                bar.update()
+        if bar is not None:
+            bar.close()
         del model64
         if not self.reduced_precision:
             check_tolerance(spec, out)

@@ -236,8 +236,7 @@ def _run_logged(cfg, spec: JobSpec | None, config_error, name: str, context: Job
         if config_error is not None:
             raise config_error
         device_memory.start(spec.runtime)
-        # progress bars on a terminal only: in a log file they would interleave with the lines
-        job = Job(spec, progress=progress_bar if sys.stderr.isatty() else None)
+        job = Job(spec, progress=progress_bar)
         job.run()
     except Exception as exc:
         error, trace = f"{type(exc).__name__}: {exc}", traceback.format_exc()
