@@ -28,6 +28,7 @@ once (the emulator is synchronous), so a missing synchronize cannot be caught he
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.machinery
 import re
 import sys
@@ -436,3 +437,22 @@ def _attribute(attribute: int, device: int, sms: int) -> int:
     if attribute != 16:   # cudaDevAttrMultiProcessorCount (hipDeviceAttributeMultiprocessorCount via CuPy)
         raise NotImplementedError(f"the stand-in knows only the multiprocessor count, not attribute {attribute}")
     return sms
+
+
+@contextlib.contextmanager
+def gpu_runtime(monkeypatch, **install_options):
+    """backend='gpu' on a fresh stand-in (``install``'s options): GpuRuntime, its module loader and split-K's SM
+    count emptied before and after, so that no test sees another's device."""
+    from experiments import runtime
+    from experiments.conv import ladder
+    from experiments.runtime import gpu
+    cupy = install(monkeypatch, **install_options)
+    monkeypatch.setattr(ladder, "_MULTIPROCESSORS", {})
+    gpu._load_module.cache_clear()
+    runtime._runtime.cache_clear()
+    try:
+        yield runtime.resolve("gpu")
+    finally:
+        gpu._load_module.cache_clear()
+        runtime._runtime.cache_clear()
+    assert cupy is sys.modules["cupy"], "a test replaced the stand-in CuPy it was given"

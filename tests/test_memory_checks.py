@@ -90,17 +90,9 @@ def test_vit_kn2row_job_names_the_algorithms_that_fit(free_gib):
 @pytest.fixture
 def stand_in_gpu(monkeypatch):
     """backend='gpu' on the stand-in CuPy (tests/fake_cupy.py): its pool counts what really is allocated."""
-    from experiments import runtime
-    from experiments.conv import ladder
-    from experiments.runtime import gpu
     from tests import fake_cupy
-    fake_cupy.install(monkeypatch, sms=110, memory=8 * GiB)
-    monkeypatch.setattr(ladder, "_MULTIPROCESSORS", {})
-    gpu._load_module.cache_clear()
-    runtime._runtime.cache_clear()
-    yield runtime.resolve("gpu")
-    gpu._load_module.cache_clear()
-    runtime._runtime.cache_clear()
+    with fake_cupy.gpu_runtime(monkeypatch, sms=110, memory=8 * GiB) as gpu_runtime:
+        yield gpu_runtime
 
 
 def test_on_a_gpu_the_device_memory_counts_with_cupys_free_pool(stand_in_gpu):

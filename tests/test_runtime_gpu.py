@@ -140,15 +140,8 @@ from tests import fake_cupy  # noqa: E402
 @pytest.fixture
 def gpu_runtime(monkeypatch):
     """backend='gpu' on the stand-in CuPy: GpuRuntime, its module loader and split-K's SM count, fresh."""
-    from experiments.conv import ladder
-    cupy = fake_cupy.install(monkeypatch, sms=110)
-    monkeypatch.setattr(ladder, "_MULTIPROCESSORS", {})
-    gpu._load_module.cache_clear()
-    runtime._runtime.cache_clear()
-    yield runtime.resolve("gpu")
-    gpu._load_module.cache_clear()
-    runtime._runtime.cache_clear()
-    assert cupy is sys.modules["cupy"]
+    with fake_cupy.gpu_runtime(monkeypatch, sms=110) as gpu_runtime:
+        yield gpu_runtime
 
 
 def conv_case(seed, n=2, c=5, f=7, h=11, w=13, k=3, groups=1):

@@ -21,6 +21,7 @@ from experiments.tuning import (TuningDatabase, TuningEntry, TuningKey, build_tu
                                 tune_layer, tune_model, tuning_spec)
 from experiments.tuning import autotune
 from experiments.tuning.database import on_network_filesystem
+from tests.tuner_clock import clock_follows_candidates
 
 REPO = Path(__file__).resolve().parents[1]
 TOL = 1e-4
@@ -97,16 +98,7 @@ class _ScriptedClock:
 
 def test_clearly_slower_candidates_are_dropped_early_and_the_runner_up_is_named(monkeypatch):
     clock = _ScriptedClock({"im2col/vendor/fp32": 1.02e-3, "kn2row/vendor/fp32": 9e-3, "scalar/fp32": 1.0e-3})
-    real_module = autotune.candidate_module
-
-    def module(self, conv, name, runtime):
-        inner = real_module(self, conv, name, runtime)
-
-        def call(x, label=self.label):
-            clock.current = label
-            return inner(x)
-        return call
-    monkeypatch.setattr(autotune, "candidate_module", module)
+    clock_follows_candidates(monkeypatch, clock)
     conv = nn.Conv2d(4, 8, 3, padding=1).eval()
     spec = tuning_spec({"db": "unused.db", "gemms": ["vendor"], "first_samples": 2, "warmup": 0})
     with torch.no_grad():

@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 from experiments.runtime import resolve
-from experiments.tuning import autotune, candidates_for, tune_layer, tuning_spec
+from experiments.tuning import candidates_for, tune_layer, tuning_spec
+from tests.tuner_clock import clock_follows_candidates
 
 TOL = 1e-4
 A, B, C = "im2col/vendor/fp32", "kn2row/vendor/fp32", "scalar/fp32"
@@ -45,16 +46,7 @@ class SpreadClock:
 
 def tune(monkeypatch, cycles: dict[str, list[float]], drop_margin: float = 0.05):
     clock = SpreadClock(cycles)
-    real_module = autotune.candidate_module
-
-    def module(self, conv, name, runtime):
-        inner = real_module(self, conv, name, runtime)
-
-        def call(x, label=self.label):
-            clock.current = label
-            return inner(x)
-        return call
-    monkeypatch.setattr(autotune, "candidate_module", module)
+    clock_follows_candidates(monkeypatch, clock)
     conv = nn.Conv2d(3, 5, 3, padding=1).eval()
     spec = tuning_spec({"db": "unused.db", "gemms": ["vendor"], "first_samples": CYCLE, "warmup": 0,
                         "drop_margin": drop_margin})
