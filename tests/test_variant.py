@@ -100,8 +100,10 @@ def test_relative_error_is_relative_to_the_reference_peak():
 
 def _spec(dtype="fp32"):
     from experiments.harness.config import JobSpec
+    from experiments.runtime import resolve
     fields = {name: None for name in JobSpec.__dataclass_fields__}
-    return JobSpec(**{**fields, "model": "m", "variant": Variant.of("im2col", "vendor", dtype=dtype)})
+    return JobSpec(**{**fields, "model": "m", "variant": Variant.of("im2col", "vendor", dtype=dtype),
+                      "runtime": resolve("numpy")})
 
 
 def _outcome(model_err, *layer_errs):
