@@ -54,7 +54,7 @@ GOAL_50 = 1.7
 class Bench:
     def __init__(self, backend: str, protocol: Protocol = PROTOCOL):
         self.runtime = resolve(backend)
-        if self.runtime.name == "emulator":
+        if self.runtime.emulated:
             sys.exit("bench-pruning: the emulator's timings are not performance; use --backend gpu or numpy")
         self.device = torch.device("cuda" if self.runtime.is_gpu else "cpu")
         self.clock = EventClock("torch") if self.runtime.is_gpu else CpuClock(self.runtime.synchronize)

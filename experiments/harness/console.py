@@ -67,7 +67,7 @@ def summary_text(report: JobReport, spec: JobSpec | None, outcome: JobOutcome, l
     if report.failed:
         return f"{head} FAILED: {report.error}" + (f" (run {report.run_id})" if report.run_id else "") + kept
     model, baseline = outcome.model, outcome.baseline
-    emulated = spec.runtime.kind == "emulated"
+    emulated = spec.runtime.emulated
     if emulated:   # correctness checked in full; each target timed once (timing.ONE_CALL)
         parts = [f"one timed call {_ms(model.median)} (emulated: not a performance number)"]
     else:

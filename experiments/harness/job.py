@@ -112,7 +112,7 @@ class Job:
         self.device = torch.device("cuda" if self.runtime.is_gpu else "cpu")
         self.clock = EventClock("torch") if self.runtime.is_gpu else CpuClock(self.runtime.synchronize)
         self.flush = CacheFlusher(spec.flush_bytes, self.device) if spec.cache_mode == "cold" else None
-        emulated = self.runtime.kind == "emulated"
+        emulated = self.runtime.emulated
         self.model_protocol = ONE_CALL if emulated else spec.model_protocol
         self.layer_protocol = ONE_CALL if emulated else spec.layer_protocol
         self.progress = progress

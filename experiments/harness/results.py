@@ -68,7 +68,7 @@ def contract_metrics(spec: JobSpec, outcome: JobOutcome) -> dict[str, float]:
         m[c.BASELINE_LATENCY_MS] = baseline.median * 1e3
     # an emulated time is no performance: no speedup and no energy per image to be shown or ranked anywhere (the
     # UI's columns included); the raw latencies and the window's totals stay logged
-    emulated = spec.runtime.name == "emulator"
+    emulated = spec.runtime.emulated
     if model is not None and baseline is not None and not emulated:
         m[c.SPEEDUP_VS_BASELINE] = baseline.median / model.median
         interval = bootstrap.ratio_of_medians(baseline.samples_s, model.samples_s) if model is not baseline else None

@@ -213,7 +213,7 @@ def _run_logged(cfg, spec: JobSpec | None, config_error, name: str, context: Job
     if spec is not None:
         tags.update({c.T_BACKEND: spec.runtime.name, c.T_RUNTIME: spec.runtime.kind,
                      c.T_EXECUTION: spec.runtime.execution,
-                     c.T_TIMING: "emulated" if spec.runtime.name == "emulator" else "measured",
+                     c.T_TIMING: "emulated" if spec.runtime.emulated else "measured",
                      c.T_WHAT_RAN: labels.what_ran(spec.runtime.name),
                      c.T_CUDNN_BENCHMARK: cudnn_benchmark_tag(spec)})
     params = {**mlf.flatten(OmegaConf.to_container(cfg, resolve=True)),
@@ -259,7 +259,7 @@ def _run_logged(cfg, spec: JobSpec | None, config_error, name: str, context: Job
         status, error = STATUS_FAILED, error or f"logging the results failed: {type(exc).__name__}: {exc}"
     report = JobReport(name, status, error, run.run_id, context.num, metrics, None if entry is None else str(entry),
                        labels.what_ran(spec.runtime.name, outcome.device) if spec is not None else "",
-                       emulated=spec is not None and spec.runtime.name == "emulator",
+                       emulated=spec is not None and spec.runtime.emulated,
                        scenario=baseline_scenario(spec) if spec is not None else "", tags=outcome_tags)
     cost = costs(outcome.phases, time.perf_counter() - started)
     print(summary_text(report, spec, outcome, context.label, context.in_sweep, uri, cost),

@@ -716,6 +716,7 @@ class EmulatorRuntime:
     xp = numpy
     is_gpu = False
     has_kernels = True
+    emulated = True     # its times are no performance: correctness tables only, never ranked
 
     def __init__(self, warp_size: int = 32, *, checked: bool = True, threads: int | None = None,
                  probe_blocks: bool = False) -> None:

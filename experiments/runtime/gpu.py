@@ -81,6 +81,7 @@ class GpuRuntime:
     name = "gpu"
     is_gpu = True
     has_kernels = True
+    emulated = False
     execution = "CuPy's current stream, one device"
 
     def __init__(self) -> None:

@@ -29,6 +29,7 @@ class NumpyRuntime:
     xp = numpy
     is_gpu = False
     has_kernels = False
+    emulated = False
 
     def __init__(self) -> None:
         self.execution = cpu_execution()   # torch's and BLAS's thread pools side by side (threads.py)
